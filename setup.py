@@ -1,0 +1,61 @@
+"""Build the compiled fastpath, or the pure-Python twin alone.
+
+FASTPATH_NO_EXTENSIONS=1  build (and later import) the pure-Python twin only.
+FASTPATH_DEBUG=1          -O0 -g, Cython annotations (fastpath/*.html), line tracing.
+FASTPATH_SANITIZE=1       with FASTPATH_DEBUG: AddressSanitizer + UBSan.
+"""
+
+import glob
+import os
+import sys
+
+from setuptools import setup
+
+NO_EXTENSIONS = os.environ.get("FASTPATH_NO_EXTENSIONS", "") not in ("", "0")
+DEBUG = os.environ.get("FASTPATH_DEBUG", "") not in ("", "0")
+SANITIZE = os.environ.get("FASTPATH_SANITIZE", "") not in ("", "0")
+
+
+def _say(message: str) -> None:
+    print(f"*** fastpath: {message}", file=sys.stderr)
+
+
+def extensions():
+    if NO_EXTENSIONS:
+        _say("FASTPATH_NO_EXTENSIONS is set: building the pure-Python twin only")
+        return []
+    from Cython.Build import cythonize
+    from setuptools import Extension
+
+    cflags = ["-O0", "-g3"] if DEBUG else ["-O3"]
+    ldflags = []
+    if SANITIZE:
+        cflags += ["-fsanitize=address,undefined", "-fno-omit-frame-pointer"]
+        ldflags += ["-fsanitize=address,undefined"]
+    modules = [
+        Extension(
+            "fastpath." + os.path.splitext(os.path.basename(path))[0],
+            [path],
+            libraries=["z"],
+            extra_compile_args=cflags,
+            extra_link_args=ldflags,
+        )
+        for path in sorted(glob.glob("fastpath/*.pyx"))
+    ]
+    _say("building the compiled twin: " + ", ".join(m.name for m in modules)
+         + (" (debug)" if DEBUG else ""))
+    return cythonize(
+        modules,
+        language_level=3,
+        annotate=DEBUG,
+        compiler_directives={
+            "boundscheck": True,
+            "wraparound": False,
+            "cdivision": True,
+            "embedsignature": True,
+            "linetrace": DEBUG,
+        },
+    )
+
+
+setup(ext_modules=extensions())

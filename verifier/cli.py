@@ -1,0 +1,52 @@
+"""The one command-line entry point of the project: ``verifier ...``.
+
+Each capability registers its own sub-commands from its ``cli`` module; this file
+only assembles them. Exit codes: 0 success (or VALID), 1 a negative answer
+(a verdict other than VALID, a difference found), 2 a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# Modules that expose ``register(subparsers)``; each adds its own sub-commands.
+COMMAND_MODULES = (
+    "verifier.issuing.cli",
+    "verifier.upstream.cli",
+    "verifier.sync.cli",
+    "verifier.index.cli",
+    "verifier.api.cli",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="verifier",
+        description="Work permit verification service: verify QR codes and card reads, "
+        "mirror the upstream permit system, serve the API.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:  # that capability is not part of this build
+                continue
+            raise
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""Settings: one typed object, read from the environment once, passed down.
+
+No other module reads the environment. CLI flags override fields through
+``Settings.from_env(**overrides)``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    redis_url: str = ""
+    """Redis or Valkey URL (redis://, rediss://, redis+cluster:// for a Cluster); empty: start a private server."""
+    upstream_url: str = ""
+    """Base URL of the upstream permit system (or its simulator)."""
+    state_dir: Path = Path(".state")
+    """Where the private Redis-protocol server keeps its data and the demo its keys."""
+    host: str = "127.0.0.1"
+    """Address the API binds to."""
+    port: int = 8000
+    """Port the API binds to."""
+    workers: int = 2
+    """API worker processes."""
+    staleness_bound_s: float = 120.0
+    """An index older than this (seconds since the sync job last confirmed it) answers STATUS_UNAVAILABLE."""
+    rate_limit_per_s: float = 200.0
+    """Sustained requests per second allowed per API key."""
+    rate_limit_burst: int = 400
+    """Requests an API key may make in a burst above the sustained rate."""
+    sync_poll_interval_s: float = 0.2
+    """How often the sync job polls the upstream change feed."""
+    log_level: str = "INFO"
+    """Application log level."""
+    extra: dict[str, str] = field(default_factory=dict)
+    """Reserved."""
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> "Settings":
+        env = {
+            "redis_url": _env("REDIS_URL", ""),
+            "upstream_url": _env("UPSTREAM_URL", ""),
+            "state_dir": Path(_env("VERIFIER_STATE_DIR", ".state")),
+            "host": _env("VERIFIER_HOST", "127.0.0.1"),
+            "port": int(_env("VERIFIER_PORT", "8000")),
+            "workers": int(_env("VERIFIER_WORKERS", "2")),
+            "staleness_bound_s": float(_env("VERIFIER_STALENESS_BOUND_S", "120")),
+            "rate_limit_per_s": float(_env("VERIFIER_RATE_LIMIT_PER_S", "200")),
+            "rate_limit_burst": int(_env("VERIFIER_RATE_LIMIT_BURST", "400")),
+            "sync_poll_interval_s": float(_env("VERIFIER_SYNC_POLL_INTERVAL_S", "0.2")),
+            "log_level": _env("VERIFIER_LOG_LEVEL", "INFO"),
+        }
+        known = {f.name for f in fields(cls)}
+        env.update({k: v for k, v in overrides.items() if k in known and v is not None})
+        return cls(**env)  # type: ignore[arg-type]
+
+    def with_(self, **changes: object) -> "Settings":
+        return replace(self, **changes)  # type: ignore[arg-type]
