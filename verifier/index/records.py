@@ -1,0 +1,95 @@
+"""The permit record: one shape shared by the upstream feed, the index and the API.
+
+The upstream's change feed and snapshot carry whole records (the state of a permit
+after the change), so applying one is an idempotent upsert guarded by ``v``.
+Records are stored as msgspec msgpack arrays (``array_like``) to keep the index small.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+PermitStatus = Literal["active", "cancelled"]
+CardStatus = Literal["active", "lost", "replaced"]
+EventType = Literal[
+    "issue", "extend", "change", "cancel", "card_issued", "card_lost", "card_replaced"
+]
+
+
+class Card(msgspec.Struct, array_like=True, frozen=True, forbid_unknown_fields=True):
+    """A social security card that carries (or carried) the permit."""
+
+    cn: str
+    """Card number."""
+    status: CardStatus
+    """active, lost (reported lost) or replaced (a new card was issued in its place)."""
+
+
+class PermitRecord(msgspec.Struct, array_like=True, frozen=True, forbid_unknown_fields=True):
+    """The authoritative state of one work permit, as mirrored from the upstream."""
+
+    pn: str
+    """Work permit number."""
+    n: str
+    """Name in Latin letters, as in the passport."""
+    nat: str
+    """Nationality, ISO 3166-1 alpha-3."""
+    dob: str
+    """Date of birth, YYYY-MM-DD."""
+    cat: Literal["A", "B", "C"]
+    """Permit category."""
+    emp: str
+    """Employer's unified social credit code (18 characters)."""
+    vf: str
+    """Valid from, YYYY-MM-DD (China Standard Time), inclusive."""
+    vt: str
+    """Valid to, YYYY-MM-DD (China Standard Time), inclusive."""
+    v: int
+    """Version of the record; every lifecycle event bumps it."""
+    status: PermitStatus = "active"
+    """active or cancelled."""
+    ssn: str | None = None
+    """Social security number, when the foreigner has one."""
+    cards: tuple[Card, ...] = ()
+    """Every card that carried the permit; at most one is active."""
+
+    @property
+    def cn(self) -> str | None:
+        """The active card's number, if any."""
+        for card in self.cards:
+            if card.status == "active":
+                return card.cn
+        return None
+
+    def card_status(self, cn: str) -> CardStatus | None:
+        for card in self.cards:
+            if card.cn == cn:
+                return card.status
+        return None
+
+
+class ChangeEvent(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """One entry of the upstream's ordered change feed."""
+
+    seq: int
+    """Monotonic sequence number, strictly increasing along the feed."""
+    time: float
+    """When the upstream made the change (epoch seconds)."""
+    type: EventType
+    """What happened."""
+    permit: PermitRecord
+    """The permit's whole state after the change."""
+
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(PermitRecord)
+
+
+def encode_record(record: PermitRecord) -> bytes:
+    return _encoder.encode(record)
+
+
+def decode_record(data: bytes) -> PermitRecord:
+    return _decoder.decode(data)
