@@ -61,5 +61,21 @@ class Settings:
         env.update({k: v for k, v in overrides.items() if k in known and v is not None})
         return cls(**env)  # type: ignore[arg-type]
 
+    def to_env(self) -> dict[str, str]:
+        """The environment that makes ``from_env`` in a child process (an API worker) rebuild these settings."""
+        return {
+            "REDIS_URL": self.redis_url,
+            "UPSTREAM_URL": self.upstream_url,
+            "VERIFIER_STATE_DIR": str(self.state_dir),
+            "VERIFIER_HOST": self.host,
+            "VERIFIER_PORT": str(self.port),
+            "VERIFIER_WORKERS": str(self.workers),
+            "VERIFIER_STALENESS_BOUND_S": repr(self.staleness_bound_s),
+            "VERIFIER_RATE_LIMIT_PER_S": repr(self.rate_limit_per_s),
+            "VERIFIER_RATE_LIMIT_BURST": str(self.rate_limit_burst),
+            "VERIFIER_SYNC_POLL_INTERVAL_S": repr(self.sync_poll_interval_s),
+            "VERIFIER_LOG_LEVEL": self.log_level,
+        }
+
     def with_(self, **changes: object) -> "Settings":
         return replace(self, **changes)  # type: ignore[arg-type]
