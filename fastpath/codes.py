@@ -83,6 +83,7 @@ R_TIME_LIFETIME: Final = "time.lifetime"          # ES1 exp - iat > 300, or exp 
 R_CARD_CHALLENGE: Final = "card.challenge"        # not 32 bytes
 R_CARD_SIGNATURE_LENGTH: Final = "card.signature_length"
 R_CARD_SIGNATURE: Final = "card.signature_invalid"
+R_CARD_TOO_LONG: Final = "card.too_long"          # a card certificate above 4096 bytes (as the QR's message)
 
 
 def claim_reason(area: str, kind: str, name: str) -> str:
