@@ -1,0 +1,201 @@
+"""Crafting QR codes and card certificates for the fastpath tests, well-formed or not.
+
+Independent of the code under test: cbor2 encodes, PyNaCl signs, zlib
+compresses, and base45 is written here from RFC 9285. Every layer can be
+replaced by raw bytes, so that a test can build exactly the malformation it
+is about (alg in the unprotected map, crit, wrong tags, 5-element arrays,
+63-byte signatures, duplicate keys, indefinite lengths, ...).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import cbor2
+from nacl.signing import SigningKey
+
+NOW = 1767225600  # 2026-01-01T00:00:00Z, the time of the public vectors
+
+BASE45_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:"
+
+PERMIT: dict[str, Any] = {
+    "pn": "WP3100002025000123",
+    "n": "DOE, JANE",
+    "nat": "CAN",
+    "dob": "1988-02-29",
+    "cat": "B",
+    "emp": "91310000MA1FL0AB2C",
+    "vf": "2025-03-01",
+    "vt": "2027-02-28",
+    "v": 3,
+    "ssn": "310000198802290021",
+    "cn": "S31000012345678",
+}
+
+
+# --- encodings ----------------------------------------------------------------
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def base45_encode(data: bytes) -> str:
+    """RFC 9285 4: two bytes to three characters, a final byte to two."""
+    out = []
+    for i in range(0, len(data) - 1, 2):
+        n = data[i] * 256 + data[i + 1]
+        c, n = n % 45, n // 45
+        d, e = n % 45, n // 45
+        out += [BASE45_ALPHABET[c], BASE45_ALPHABET[d], BASE45_ALPHABET[e]]
+    if len(data) % 2:
+        c, d = data[-1] % 45, data[-1] // 45
+        out += [BASE45_ALPHABET[c], BASE45_ALPHABET[d]]
+    return "".join(out)
+
+
+def qr(message: bytes, prefix: str = "WP1:", *, level: int = 9) -> str:
+    """PREFIX || base45(zlib(message))."""
+    return prefix + base45_encode(zlib.compress(message, level))
+
+
+def head(major: int, argument: int, size: int | None = None) -> bytes:
+    """A CBOR head, in its shortest form unless ``size`` (0, 1, 2, 4, 8 argument bytes) forces one."""
+    if size is None:
+        size = 0 if argument < 24 else 1 if argument < 0x100 else 2 if argument < 0x10000 \
+            else 4 if argument < 0x100000000 else 8
+    if size == 0:
+        return bytes((major << 5 | argument,))
+    info = {1: 24, 2: 25, 4: 26, 8: 27}[size]
+    return bytes((major << 5 | info,)) + argument.to_bytes(size, "big")
+
+
+def bstr(data: bytes) -> bytes:
+    return head(2, len(data)) + data
+
+
+def tstr(text: str) -> bytes:
+    raw = text.encode("utf-8")
+    return head(3, len(raw)) + raw
+
+
+def raw_map(pairs: Iterable[tuple[bytes, bytes]]) -> bytes:
+    """A map from already encoded keys and values: duplicates and any order allowed."""
+    pairs = list(pairs)
+    return head(5, len(pairs)) + b"".join(k + v for k, v in pairs)
+
+
+def enc(value: Any) -> bytes:
+    return cbor2.dumps(value)
+
+
+def sig_structure(protected: bytes, payload: bytes) -> bytes:
+    return cbor2.dumps(["Signature1", protected, b"", payload])
+
+
+# --- keys and trust lists -----------------------------------------------------
+@dataclass
+class Issuer:
+    """An issuer key for tests (seeded: deterministic)."""
+
+    name: str
+    issuers: list[str] = field(default_factory=lambda: ["CN-310000", "CN-110000"])
+    status: str = "active"
+
+    def __post_init__(self) -> None:
+        self.signing_key = SigningKey(hashlib.sha256(b"fastpath-tests:" + self.name.encode()).digest())
+        self.public_key = bytes(self.signing_key.verify_key)
+        self.kid = hashlib.sha256(self.public_key).digest()[:8]
+
+    def jwk(self, **overrides: Any) -> dict[str, Any]:
+        key = {"kty": "OKP", "crv": "Ed25519", "x": b64url(self.public_key), "kid": b64url(self.kid),
+               "alg": "EdDSA", "use": "sig", "iss": list(self.issuers), "status": self.status}
+        key.update(overrides)
+        return {k: v for k, v in key.items() if v is not _DROP}
+
+    def sign(self, message: bytes) -> bytes:
+        return self.signing_key.sign(message).signature
+
+
+_DROP = object()
+DROP: Any = _DROP  # jwk(alg=DROP) leaves the member out
+
+
+def jwks(*keys: dict[str, Any]) -> str:
+    return json.dumps({"keys": list(keys)})
+
+
+# --- tokens -------------------------------------------------------------------
+def claims(profile: str = "WP1", *, iat: int = NOW - 3600, exp: int | None = None,
+           permit: dict[str, Any] | None = None, **extra: Any) -> dict[int, Any]:
+    """A valid claims map for the profile; ``extra`` adds or replaces claims by key
+    name (iss, exp, nbf, iat, cti) — ``DROP`` removes one."""
+    if exp is None:
+        exp = iat + 60 if profile == "ES1" else iat + 3 * 365 * 86400
+    names = {"iss": 1, "exp": 4, "nbf": 5, "iat": 6, "cti": 7}
+    result: dict[int, Any] = {1: "CN-310000", 4: exp, 6: iat}
+    if profile == "ES1":
+        result[7] = b"cti-0123456789ab"
+    if profile == "CARD":
+        result[-70002] = {"cn": PERMIT["cn"], "ssn": PERMIT["ssn"], "pn": PERMIT["pn"],
+                          "cpk": bytes(card_key().verify_key)}
+    else:
+        result[-70001] = dict(PERMIT) if permit is None else permit
+    for name, value in extra.items():
+        key = names[name]
+        if value is _DROP:
+            result.pop(key, None)
+        else:
+            result[key] = value
+    return result
+
+
+def card_key() -> SigningKey:
+    return SigningKey(hashlib.sha256(b"fastpath-tests:card").digest())
+
+
+def card_sign(challenge: bytes, key: SigningKey | None = None, domain: bytes = b"SSC-AUTH-1") -> bytes:
+    return (key or card_key()).sign(domain + challenge).signature
+
+
+def sign1(issuer: Issuer, payload: Any = None, *, profile: str = "WP1",
+          protected: dict[int, Any] | bytes | None = None, unprotected: dict[int, Any] | bytes | None = None,
+          tag: bool = True, signature: bytes | None = None, signer: Issuer | None = None) -> bytes:
+    """A COSE_Sign1 message. ``payload``: a claims dict (encoded with cbor2) or raw
+    bytes; ``protected``/``unprotected``: dicts or raw encoded bytes; the
+    signature is computed over the bytes as given unless ``signature`` replaces it."""
+    if payload is None:
+        payload = claims(profile)
+    payload_bytes = payload if isinstance(payload, bytes) else enc(payload)
+    if protected is None:
+        protected = {1: -8, 4: issuer.kid}
+    protected_bytes = protected if isinstance(protected, bytes) else enc(protected)
+    unprotected_bytes = enc(unprotected or {}) if not isinstance(unprotected, bytes) else unprotected
+    if signature is None:
+        signature = (signer or issuer).sign(sig_structure(protected_bytes, payload_bytes))
+    body = head(4, 4) + bstr(protected_bytes) + unprotected_bytes + bstr(payload_bytes) + bstr(signature)
+    return (b"\xd2" + body) if tag else body
+
+
+def wp1(issuer: Issuer, **claim_overrides: Any) -> str:
+    return qr(sign1(issuer, claims("WP1", **claim_overrides)), "WP1:")
+
+
+def es1(issuer: Issuer, **claim_overrides: Any) -> str:
+    return qr(sign1(issuer, claims("ES1", **claim_overrides)), "ES1:")
+
+
+# The issuers of the test trust list, and one it does not know.
+ACTIVE = Issuer("active")
+RETIRED = Issuer("retired", status="retired")
+REVOKED = Issuer("revoked", status="revoked")
+REGIONAL = Issuer("regional", issuers=["CN-440000"])  # may sign for Guangdong only
+STRANGER = Issuer("stranger")                          # not in the trust list
+
+
+def trust_list_json() -> str:
+    return jwks(ACTIVE.jwk(), RETIRED.jwk(), REVOKED.jwk(), REGIONAL.jwk())
