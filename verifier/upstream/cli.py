@@ -1,0 +1,68 @@
+"""``verifier upstream``: run the upstream simulator."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import sys
+import time
+
+log = logging.getLogger("verifier.upstream")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = subparsers.add_parser(
+        "upstream",
+        help="run the upstream permit system simulator (feed, snapshot, trust list, issuing)",
+        description="Serve N synthetic permits, deterministic for a seed, with a change feed, "
+        "snapshots, a trust list, issuing endpoints and fault switches (see verifier.upstream).",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8090, help="port to bind (default 8090)")
+    parser.add_argument("--permits", type=int, default=10_000, help="number of seeded permits (default 10000)")
+    parser.add_argument("--seed", type=int, default=1, help="seed of the synthetic data (default 1)")
+    parser.add_argument("--event-rate", type=float, default=0.0, help="random lifecycle events per second (default 0)")
+    parser.add_argument("--retain", type=int, default=200_000, help="events the feed keeps (older cursors get 410)")
+    parser.add_argument("--as-of", type=dt.date.fromisoformat, default=None,
+                        help="date the seeded validity periods are relative to (default: today)")
+    parser.add_argument("--keys", default=None,
+                        help="issuer key directory (verifier issuer keygen --out DIR); default: keys derived from the seed")
+    parser.add_argument("--warm", action=argparse.BooleanOptionalAction, default=None,
+                        help="encode the whole snapshot before serving (default: on above 100,000 permits)")
+    parser.add_argument("--log-level", default="warning")
+    parser.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from verifier.upstream.server import serve
+    from verifier.upstream.simulator import Upstream
+
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    key_ring = None
+    if args.keys:
+        from verifier.issuing import KeyFileError, KeyRing
+
+        try:
+            key_ring = KeyRing.load(args.keys)
+        except (KeyFileError, OSError) as exc:
+            print(f"verifier upstream: {exc}", file=sys.stderr)
+            return 2
+    try:
+        upstream = Upstream.create(
+            permits=args.permits, seed=args.seed, as_of=args.as_of, event_rate=args.event_rate,
+            retain=args.retain, key_ring=key_ring,
+        )
+    except ValueError as exc:
+        print(f"verifier upstream: {exc}", file=sys.stderr)
+        return 2
+    warm = args.warm if args.warm is not None else args.permits > 100_000
+    if warm:
+        started = time.perf_counter()
+        upstream.warm()
+        print(f"upstream: snapshot of {args.permits} permits encoded in {time.perf_counter() - started:.1f} s",
+              file=sys.stderr, flush=True)
+    print(f"upstream: http://{args.host}:{args.port} permits={args.permits} seed={args.seed} "
+          f"feed_id={upstream.feed_id}", file=sys.stderr, flush=True)
+    serve(upstream, host=args.host, port=args.port, log_level=args.log_level)
+    return 0
