@@ -125,7 +125,7 @@ class IssuerKey:
         """A fresh random key."""
         return cls(
             nacl.signing.SigningKey.generate(),
-            tuple(issuers),
+            issuers,  # type: ignore[arg-type]  # __post_init__ checks and makes a tuple
             status,
             int(time.time()) if created is None else created,
         )
@@ -142,7 +142,7 @@ class IssuerKey:
         """The key for a 32-byte seed: the same seed gives the same key (simulator, tests)."""
         if not isinstance(seed, bytes) or len(seed) != 32:
             raise ValueError("an Ed25519 seed is 32 bytes")
-        return cls(nacl.signing.SigningKey(seed), tuple(issuers), status, created)
+        return cls(nacl.signing.SigningKey(seed), issuers, status, created)  # type: ignore[arg-type]
 
     @property
     def seed(self) -> bytes:
