@@ -37,6 +37,10 @@ class Settings:
     """Requests an API key may make in a burst above the sustained rate."""
     sync_poll_interval_s: float = 0.2
     """How often the sync job polls the upstream change feed."""
+    sync_lock_ttl_s: float = 10.0
+    """Expiry of the sync job's leader lock: a standby takes over this long after the leader died."""
+    sync_page_size: int = 1000
+    """Events the sync job asks the upstream feed for per page (each page is applied atomically)."""
     log_level: str = "INFO"
     """Application log level."""
     extra: dict[str, str] = field(default_factory=dict)
@@ -55,6 +59,8 @@ class Settings:
             "rate_limit_per_s": float(_env("VERIFIER_RATE_LIMIT_PER_S", "200")),
             "rate_limit_burst": int(_env("VERIFIER_RATE_LIMIT_BURST", "400")),
             "sync_poll_interval_s": float(_env("VERIFIER_SYNC_POLL_INTERVAL_S", "0.2")),
+            "sync_lock_ttl_s": float(_env("VERIFIER_SYNC_LOCK_TTL_S", "10")),
+            "sync_page_size": int(_env("VERIFIER_SYNC_PAGE_SIZE", "1000")),
             "log_level": _env("VERIFIER_LOG_LEVEL", "INFO"),
         }
         known = {f.name for f in fields(cls)}
@@ -74,6 +80,8 @@ class Settings:
             "VERIFIER_RATE_LIMIT_PER_S": repr(self.rate_limit_per_s),
             "VERIFIER_RATE_LIMIT_BURST": str(self.rate_limit_burst),
             "VERIFIER_SYNC_POLL_INTERVAL_S": repr(self.sync_poll_interval_s),
+            "VERIFIER_SYNC_LOCK_TTL_S": repr(self.sync_lock_ttl_s),
+            "VERIFIER_SYNC_PAGE_SIZE": str(self.sync_page_size),
             "VERIFIER_LOG_LEVEL": self.log_level,
         }
 
