@@ -22,6 +22,9 @@ from nacl.signing import SigningKey
 
 NOW = 1767225600  # 2026-01-01T00:00:00Z, the time of the public vectors
 
+_DROP = object()
+DROP: Any = _DROP  # claims(iss=DROP), jwk(alg=DROP): leave the member out
+
 BASE45_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:"
 
 PERMIT: dict[str, Any] = {
@@ -121,21 +124,18 @@ class Issuer:
         return self.signing_key.sign(message).signature
 
 
-_DROP = object()
-DROP: Any = _DROP  # jwk(alg=DROP) leaves the member out
-
-
 def jwks(*keys: dict[str, Any]) -> str:
     return json.dumps({"keys": list(keys)})
 
 
 # --- tokens -------------------------------------------------------------------
-def claims(profile: str = "WP1", *, iat: int = NOW - 3600, exp: int | None = None,
+def claims(profile: str = "WP1", *, iat: Any = NOW - 3600, exp: Any = None,
            permit: dict[str, Any] | None = None, **extra: Any) -> dict[int, Any]:
     """A valid claims map for the profile; ``extra`` adds or replaces claims by key
     name (iss, exp, nbf, iat, cti) — ``DROP`` removes one."""
+    base_iat = NOW - 3600 if iat is _DROP else iat
     if exp is None:
-        exp = iat + 60 if profile == "ES1" else iat + 3 * 365 * 86400
+        exp = base_iat + 60 if profile == "ES1" else base_iat + 3 * 365 * 86400
     names = {"iss": 1, "exp": 4, "nbf": 5, "iat": 6, "cti": 7}
     result: dict[int, Any] = {1: "CN-310000", 4: exp, 6: iat}
     if profile == "ES1":
@@ -146,12 +146,8 @@ def claims(profile: str = "WP1", *, iat: int = NOW - 3600, exp: int | None = Non
     else:
         result[-70001] = dict(PERMIT) if permit is None else permit
     for name, value in extra.items():
-        key = names[name]
-        if value is _DROP:
-            result.pop(key, None)
-        else:
-            result[key] = value
-    return result
+        result[names[name]] = value
+    return {k: v for k, v in result.items() if v is not _DROP}
 
 
 def card_key() -> SigningKey:
