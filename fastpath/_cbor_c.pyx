@@ -27,6 +27,11 @@ cdef Reason read_head(Cursor* cursor, Head* head) noexcept nogil:
     head.major = p[0] >> 5
     head.info = p[0] & 0x1F
     p += 1
+    if head.major == MAJOR_SIMPLE and not (20 <= head.info <= 23 or 25 <= head.info <= 27):
+        # Decision 4: false, true, null, undefined and 16/32/64-bit floats only;
+        # other simple values, reserved info and a lone break are refused before
+        # any argument byte is read.
+        return Reason.CBOR_INVALID
     if head.info < 24:
         head.arg = head.info
     elif head.info <= 27:
@@ -210,11 +215,16 @@ cdef Reason validate_item(Cursor* cursor, int depth) noexcept nogil:
             return Reason.CBOR_TRUNCATED  # out of memory: cannot be a real message
         for i in range(head.arg):
             key_start = cursor.pos
-            key_major = key_start[0] >> 5 if cursor.pos < cursor.end else -1
-            reason = validate_item(cursor, depth + 1)
-            if reason == Reason.OK and key_major != MAJOR_UINT \
-                    and key_major != MAJOR_NINT and key_major != MAJOR_TEXT:
-                reason = Reason.CBOR_INVALID  # decision 4: keys are int or text
+            if 1 > cursor.end - key_start:
+                reason = Reason.CBOR_TRUNCATED
+            else:
+                # Decision 4: keys are int or text, judged by the key's initial
+                # byte before the key is read.
+                key_major = key_start[0] >> 5
+                if key_major != MAJOR_UINT and key_major != MAJOR_NINT and key_major != MAJOR_TEXT:
+                    reason = Reason.CBOR_INVALID
+                else:
+                    reason = validate_item(cursor, depth + 1)
             if reason == Reason.OK and not _keyset_add(&keys, key_start,
                                                         cursor.pos - key_start):
                 reason = Reason.CBOR_DUPLICATE_KEY
@@ -227,10 +237,8 @@ cdef Reason validate_item(Cursor* cursor, int depth) noexcept nogil:
         return Reason.OK
     if head.major == MAJOR_TAG:
         return Reason.CBOR_TAG  # decision 4: no tags inside
-    # Major 7: false, true, null, undefined, and half/single/double floats.
-    if 20 <= head.info <= 23 or 25 <= head.info <= 27:
-        return Reason.OK
-    return Reason.CBOR_INVALID
+    # Major 7: read_head let through only false, true, null, undefined and floats.
+    return Reason.OK
 
 
 cdef Reason validate_document(const uint8_t* data, Py_ssize_t n,
