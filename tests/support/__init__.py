@@ -1,0 +1,1 @@
+"""Shared test support: real Redis servers and clusters (redis_fixtures)."""

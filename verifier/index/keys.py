@@ -1,0 +1,99 @@
+"""Key layout of the permit index (see the package docstring for the why).
+
+All keys of one namespace share the hash tag ``{<namespace>}``, so every one of them is
+in one Redis Cluster slot and any step may touch any of them atomically (one Lua
+script, or one MGET). ``<G>`` is a generation id, ``<B>`` a bucket number::
+
+    {pv}:current           string  "<G>:<buckets>" of the live generation; missing = not ready
+    {pv}:genseq            counter  generation ids
+    {pv}:gens              set      generation ids that exist (live, loading or orphaned)
+    {pv}:leader            string   "<fence>:<owner>" with a TTL: the sync job's leader lock
+    {pv}:fence             counter  fencing tokens (seeded from the server clock, in us)
+    {pv}:g<G>:meta         hash     state, seq (cursor), feed, count, as_of, ... of generation G
+    {pv}:g<G>:p:<pn>       string   the permit record, msgspec msgpack (PermitRecord)
+    {pv}:g<G>:s:<B>        hash     ssn -> "pn[ pn...]"  (listpack-small buckets)
+    {pv}:g<G>:c:<B>        hash     cn  -> "pn[ pn...]"
+
+Changes are published on ``<namespace>:changes`` (:data:`CHANGES_CHANNEL` for "pv").
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+DEFAULT_NAMESPACE = "pv"
+
+# A bucket hash holds ~48 ids on average: far below hash-max-listpack-entries (128)
+# even at the tail of the distribution, so buckets stay listpacks.
+TARGET_IDS_PER_BUCKET = 48
+MIN_BUCKETS = 1024
+MAX_BUCKETS = 1 << 22
+DEFAULT_BUCKETS = 1 << 15
+
+
+def buckets_for(expected_permits: int | None) -> int:
+    """A power of two of buckets for about ``expected_permits`` ids of one kind."""
+    if not expected_permits:
+        return DEFAULT_BUCKETS
+    wanted = max(MIN_BUCKETS, expected_permits // TARGET_IDS_PER_BUCKET + 1)
+    return min(MAX_BUCKETS, 1 << (wanted - 1).bit_length())
+
+
+def bucket_of(identifier: bytes, buckets: int) -> int:
+    """Bucket of an ssn or a card number (``buckets`` is a power of two)."""
+    return zlib.crc32(identifier) & (buckets - 1)
+
+
+@dataclass(frozen=True, slots=True)
+class Pointer:
+    """The live generation as ``{ns}:current`` names it."""
+
+    generation: int
+    buckets: int
+
+    @property
+    def raw(self) -> bytes:
+        return b"%d:%d" % (self.generation, self.buckets)
+
+    @classmethod
+    def parse(cls, raw: bytes | str | None) -> "Pointer | None":
+        if raw is None:
+            return None
+        if isinstance(raw, str):
+            raw = raw.encode()
+        generation, _, buckets = raw.partition(b":")
+        return cls(int(generation), int(buckets))
+
+
+class KeyLayout:
+    """Key names of one namespace."""
+
+    __slots__ = ("namespace", "tag", "current", "genseq", "gens", "leader", "fence", "channel")
+
+    def __init__(self, namespace: str = DEFAULT_NAMESPACE) -> None:
+        if not namespace or any(c in namespace for c in "{}: \n"):
+            raise ValueError(f"bad index namespace {namespace!r}")
+        self.namespace = namespace
+        self.tag = "{" + namespace + "}"
+        self.current = f"{self.tag}:current".encode()
+        self.genseq = f"{self.tag}:genseq".encode()
+        self.gens = f"{self.tag}:gens".encode()
+        self.leader = f"{self.tag}:leader".encode()
+        self.fence = f"{self.tag}:fence".encode()
+        self.channel = f"{namespace}:changes".encode()
+
+    def prefix(self, generation: int) -> bytes:
+        return f"{self.tag}:g{generation}:".encode()
+
+    def meta(self, generation: int) -> bytes:
+        return self.prefix(generation) + b"meta"
+
+    def record_prefix(self, generation: int) -> bytes:
+        return self.prefix(generation) + b"p:"
+
+    def ssn_prefix(self, generation: int) -> bytes:
+        return self.prefix(generation) + b"s:"
+
+    def cn_prefix(self, generation: int) -> bytes:
+        return self.prefix(generation) + b"c:"

@@ -1,0 +1,340 @@
+"""The reading side of the permit index: used by the API (asyncio) and by tools (sync).
+
+Readers never write. Every read checks, in the same command or pipeline that reads
+the data, that the generation it read is still the live one (``{ns}:current``);
+a generation is only deleted after the switch away from it, so "still live after
+the read" proves the read saw it complete. On a switch the reader retries on the new
+generation. No live generation at all: :class:`IndexNotReady`, never "not found".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable, Sequence
+from typing import Any, Literal
+
+import msgspec
+import redis
+
+from .errors import IndexNotReady, IndexUnavailable
+from .keys import DEFAULT_NAMESPACE, KeyLayout, Pointer, bucket_of
+from .records import PermitRecord, decode_record
+
+__all__ = ["Freshness", "LookupBy", "PermitIndex", "SyncPermitIndex", "choose_record"]
+
+log = logging.getLogger(__name__)
+
+LookupBy = Literal["pn", "ssn", "cn"]
+
+# Errors that mean "Redis cannot answer now". AttributeError is on the list on
+# purpose: redis-py's asyncio cluster client was seen raising
+# "'NoneType' object has no attribute 'writelines'" for seconds after a primary died.
+_UNAVAILABLE = (redis.RedisError, OSError, TimeoutError, asyncio.TimeoutError, AttributeError)
+
+_MAX_SWITCH_RETRIES = 4
+_META_FIELDS = ("state", "seq", "as_of", "upstream_time", "count", "hb_seq")
+
+
+class Freshness(msgspec.Struct, frozen=True):
+    """How complete and how fresh the index is."""
+
+    ready: bool
+    """A complete generation is live. False: answer STATUS_UNAVAILABLE."""
+    generation: int | None
+    seq: int | None
+    """The upstream sequence number the index is consistent with (its cursor)."""
+    as_of: float | None
+    """Redis server time (epoch s) when the index was last confirmed consistent with the upstream."""
+    lag_s: float | None
+    """Seconds since ``as_of``, by the Redis server's clock."""
+    upstream_time: float | None = None
+    """The upstream's own time stated with the last confirmation."""
+    count: int | None = None
+    """Permits in the index."""
+
+
+_NOT_READY = Freshness(ready=False, generation=None, seq=None, as_of=None, lag_s=None)
+
+
+def choose_record(by: LookupBy, ident: str, records: Iterable[PermitRecord]) -> PermitRecord | None:
+    """The permit an ssn or a card number stands for, when several permits share it.
+
+    Only records that really carry the id count (a stale mapping is ignored). A card
+    number prefers the permit on which that card is active; then an active permit over
+    a cancelled one; then the latest end of validity; then the highest version.
+    """
+    best: PermitRecord | None = None
+    best_key: tuple[Any, ...] = ()
+    for record in records:
+        if by == "ssn":
+            if record.ssn != ident:
+                continue
+            key: tuple[Any, ...] = (record.status == "active", record.vt, record.vf, record.v, record.pn)
+        else:
+            status = record.card_status(ident)
+            if status is None:
+                continue
+            key = (status == "active", record.status == "active", record.vt, record.vf, record.v, record.pn)
+        if best is None or key > best_key:
+            best, best_key = record, key
+    return best
+
+
+class _Plan:
+    """Key building and parsing shared by the sync and asyncio readers."""
+
+    def __init__(self, namespace: str) -> None:
+        self.keys = KeyLayout(namespace)
+
+    def record_keys(self, pointer: Pointer, pns: Sequence[str]) -> list[bytes]:
+        prefix = self.keys.record_prefix(pointer.generation)
+        return [prefix + pn.encode() for pn in pns]
+
+    def buckets(self, pointer: Pointer, by: LookupBy, ids: Sequence[str]) -> dict[bytes, list[str]]:
+        prefix = self.keys.ssn_prefix(pointer.generation) if by == "ssn" else self.keys.cn_prefix(pointer.generation)
+        plan: dict[bytes, list[str]] = {}
+        for ident in ids:
+            key = prefix + b"%d" % bucket_of(ident.encode(), pointer.buckets)
+            plan.setdefault(key, []).append(ident)
+        return plan
+
+    @staticmethod
+    def decode(raw: bytes) -> PermitRecord:
+        try:
+            return decode_record(raw)
+        except msgspec.DecodeError as exc:  # a corrupt record is an outage, not "not found"
+            raise IndexUnavailable(f"undecodable permit record in the index: {exc}") from exc
+
+    def freshness(self, pointer: Pointer, meta: list[bytes | None], now: tuple[int, int]) -> Freshness:
+        fields = dict(zip(_META_FIELDS, meta))
+        if fields["state"] != b"live":
+            return _NOT_READY
+        server_now = now[0] + now[1] / 1e6
+        as_of = float(fields["as_of"]) if fields["as_of"] else None
+        return Freshness(
+            ready=True,
+            generation=pointer.generation,
+            seq=int(fields["seq"] or 0),
+            as_of=as_of,
+            lag_s=max(0.0, server_now - as_of) if as_of is not None else None,
+            upstream_time=float(fields["upstream_time"]) if fields["upstream_time"] else None,
+            count=int(fields["count"] or 0),
+        )
+
+
+def _check_by(by: str) -> None:
+    if by not in ("pn", "ssn", "cn"):
+        raise ValueError(f"look-up by {by!r}: expected 'pn', 'ssn' or 'cn'")
+
+
+class PermitIndex:
+    """Asyncio reader (the API). ``redis`` from ``verifier.lib.redis_client.async_client``.
+
+    Raises :class:`IndexUnavailable` when Redis cannot answer and
+    :class:`IndexNotReady` when there is no complete index.
+    """
+
+    def __init__(self, redis_client: Any, namespace: str = DEFAULT_NAMESPACE) -> None:
+        self.redis = redis_client
+        self._plan = _Plan(namespace)
+        self.keys = self._plan.keys
+        self._pointer: Pointer | None = None
+
+    async def _io(self, awaitable: Any) -> Any:
+        try:
+            return await awaitable
+        except _UNAVAILABLE as exc:
+            raise IndexUnavailable(f"redis unreachable: {exc!r}") from exc
+
+    async def _live_pointer(self) -> Pointer:
+        if self._pointer is None:
+            self._pointer = Pointer.parse(await self._io(self.redis.get(self.keys.current)))
+            if self._pointer is None:
+                raise IndexNotReady("no live generation (flushed or new Redis, or first load unfinished)")
+        return self._pointer
+
+    def _switched(self, seen: bytes | None) -> None:
+        self._pointer = Pointer.parse(seen)
+        if self._pointer is None:
+            raise IndexNotReady("no live generation (flushed or new Redis, or first load unfinished)")
+
+    async def get(self, pn: str) -> PermitRecord | None:
+        """The permit ``pn``, or None when the (complete) index has no such permit."""
+        return (await self.get_many("pn", [pn])).get(pn)
+
+    async def get_many(self, by: LookupBy, ids: Sequence[str]) -> dict[str, PermitRecord]:
+        """Bulk look-up by permit number, ssn or card number: ``{id: record}`` for the ids
+        found (an id missing from the result is not in the index)."""
+        _check_by(by)
+        wanted = list(dict.fromkeys(ids))
+        for _ in range(_MAX_SWITCH_RETRIES):
+            pointer = await self._live_pointer()
+            if by == "pn":
+                values = await self._io(self.redis.mget([*self._plan.record_keys(pointer, wanted), self.keys.current]))
+                if values[-1] != pointer.raw:
+                    self._switched(values[-1])
+                    continue
+                decode = self._plan.decode
+                return {pn: decode(raw) for pn, raw in zip(wanted, values) if raw is not None}
+            buckets = self._plan.buckets(pointer, by, wanted)
+            pipe = self.redis.pipeline(transaction=False)
+            for key, idents in buckets.items():
+                pipe.hmget(key, idents)
+            answers = await self._io(pipe.execute()) if buckets else []
+            pns_of: dict[str, list[str]] = {}
+            for idents, values in zip(buckets.values(), answers):
+                for ident, value in zip(idents, values):
+                    if value is not None:
+                        pns_of[ident] = value.decode().split()
+            pns = list(dict.fromkeys(pn for group in pns_of.values() for pn in group))
+            values = await self._io(self.redis.mget([*self._plan.record_keys(pointer, pns), self.keys.current]))
+            if values[-1] != pointer.raw:
+                self._switched(values[-1])
+                continue
+            decode = self._plan.decode
+            records = {pn: decode(raw) for pn, raw in zip(pns, values) if raw is not None}
+            found: dict[str, PermitRecord] = {}
+            for ident, group in pns_of.items():
+                chosen = choose_record(by, ident, (records[p] for p in group if p in records))
+                if chosen is not None:
+                    found[ident] = chosen
+            return found
+        raise IndexUnavailable("the index switched generations repeatedly during a read")
+
+    async def freshness(self) -> Freshness:
+        """Whether the index is complete, its cursor and how old its last confirmation is.
+
+        Returns ``ready=False`` (rather than raising) when there is no complete index;
+        raises :class:`IndexUnavailable` when Redis cannot answer.
+        """
+        for _ in range(_MAX_SWITCH_RETRIES):
+            try:
+                pointer = await self._live_pointer()
+            except IndexNotReady:
+                return _NOT_READY
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.hmget(self.keys.meta(pointer.generation), _META_FIELDS)
+            pipe.get(self.keys.current)
+            meta, seen = await self._io(pipe.execute())
+            now = await self._io(self.redis.time())
+            if seen != pointer.raw:
+                try:
+                    self._switched(seen)
+                except IndexNotReady:
+                    return _NOT_READY
+                continue
+            return self._plan.freshness(pointer, meta, now)
+        raise IndexUnavailable("the index switched generations repeatedly during a read")
+
+
+class SyncPermitIndex:
+    """The same reader over a sync client (tools, ``verifier index check``, tests)."""
+
+    def __init__(self, redis_client: Any, namespace: str = DEFAULT_NAMESPACE) -> None:
+        self.redis = redis_client
+        self._plan = _Plan(namespace)
+        self.keys = self._plan.keys
+        self._pointer: Pointer | None = None
+
+    def _io(self, fn: Any, *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except _UNAVAILABLE as exc:
+            raise IndexUnavailable(f"redis unreachable: {exc!r}") from exc
+
+    def _live_pointer(self) -> Pointer:
+        if self._pointer is None:
+            self._pointer = Pointer.parse(self._io(self.redis.get, self.keys.current))
+            if self._pointer is None:
+                raise IndexNotReady("no live generation (flushed or new Redis, or first load unfinished)")
+        return self._pointer
+
+    def _switched(self, seen: bytes | None) -> None:
+        self._pointer = Pointer.parse(seen)
+        if self._pointer is None:
+            raise IndexNotReady("no live generation (flushed or new Redis, or first load unfinished)")
+
+    def get(self, pn: str) -> PermitRecord | None:
+        return self.get_many("pn", [pn]).get(pn)
+
+    def get_many(self, by: LookupBy, ids: Sequence[str]) -> dict[str, PermitRecord]:
+        _check_by(by)
+        wanted = list(dict.fromkeys(ids))
+        for _ in range(_MAX_SWITCH_RETRIES):
+            pointer = self._live_pointer()
+            if by == "pn":
+                values = self._io(self.redis.mget, [*self._plan.record_keys(pointer, wanted), self.keys.current])
+                if values[-1] != pointer.raw:
+                    self._switched(values[-1])
+                    continue
+                decode = self._plan.decode
+                return {pn: decode(raw) for pn, raw in zip(wanted, values) if raw is not None}
+            buckets = self._plan.buckets(pointer, by, wanted)
+            pipe = self.redis.pipeline(transaction=False)
+            for key, idents in buckets.items():
+                pipe.hmget(key, idents)
+            answers = self._io(pipe.execute) if buckets else []
+            pns_of: dict[str, list[str]] = {}
+            for idents, values in zip(buckets.values(), answers):
+                for ident, value in zip(idents, values):
+                    if value is not None:
+                        pns_of[ident] = value.decode().split()
+            pns = list(dict.fromkeys(pn for group in pns_of.values() for pn in group))
+            values = self._io(self.redis.mget, [*self._plan.record_keys(pointer, pns), self.keys.current])
+            if values[-1] != pointer.raw:
+                self._switched(values[-1])
+                continue
+            decode = self._plan.decode
+            records = {pn: decode(raw) for pn, raw in zip(pns, values) if raw is not None}
+            found: dict[str, PermitRecord] = {}
+            for ident, group in pns_of.items():
+                chosen = choose_record(by, ident, (records[p] for p in group if p in records))
+                if chosen is not None:
+                    found[ident] = chosen
+            return found
+        raise IndexUnavailable("the index switched generations repeatedly during a read")
+
+    def freshness(self) -> Freshness:
+        for _ in range(_MAX_SWITCH_RETRIES):
+            try:
+                pointer = self._live_pointer()
+            except IndexNotReady:
+                return _NOT_READY
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.hmget(self.keys.meta(pointer.generation), _META_FIELDS)
+            pipe.get(self.keys.current)
+            meta, seen = self._io(pipe.execute)
+            now = self._io(self.redis.time)
+            if seen != pointer.raw:
+                try:
+                    self._switched(seen)
+                except IndexNotReady:
+                    return _NOT_READY
+                continue
+            return self._plan.freshness(pointer, meta, now)
+        raise IndexUnavailable("the index switched generations repeatedly during a read")
+
+    def iter_records(self, batch: int = 1000) -> Iterable[PermitRecord]:
+        """Every record of the live generation (for ``verifier index check``); raises
+        :class:`IndexNotReady` if the generation is switched during the walk."""
+        pointer = self._live_pointer()
+        match = self.keys.record_prefix(pointer.generation) + b"*"
+        pending: list[bytes] = []
+        try:
+            for key in self.redis.scan_iter(match=match, count=batch):
+                pending.append(key)
+                if len(pending) >= batch:
+                    yield from self._fetch(pointer, pending)
+                    pending = []
+            if pending:
+                yield from self._fetch(pointer, pending)
+        except _UNAVAILABLE as exc:
+            raise IndexUnavailable(f"redis unreachable: {exc!r}") from exc
+
+    def _fetch(self, pointer: Pointer, keys: list[bytes]) -> list[PermitRecord]:
+        values = self.redis.mget([*keys, self.keys.current])
+        if values[-1] != pointer.raw:
+            self._pointer = None
+            raise IndexNotReady("the live generation changed during the walk; start again")
+        return [self._plan.decode(v) for v in values[:-1] if v is not None]

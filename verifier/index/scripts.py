@@ -1,0 +1,194 @@
+"""The index's Lua scripts: each is one atomic step on keys of one hash tag.
+
+Every key a script touches is passed in KEYS (Redis Cluster routes on them, and all
+share the namespace's hash tag). Errors are returned as ``-CODE detail`` replies
+that :mod:`verifier.index.writer` turns into exceptions; a script checks everything
+before its first write, so an error never leaves a half-applied step (Redis does
+not roll a script back).
+"""
+
+from __future__ import annotations
+
+# Shared prologue: the caller's fencing token must be the current leader's.
+_CHECK_FENCE = """
+local lock = redis.call('GET', KEYS[2])
+if not lock then
+  return redis.error_reply('STALE_FENCE no leader holds the lock')
+end
+local held = string.match(lock, '^(%d+):')
+if held ~= ARGV[2] then
+  return redis.error_reply('STALE_FENCE the lock is held with fence ' .. tostring(held))
+end
+"""
+
+_NOW = """
+local t = redis.call('TIME')
+local now = string.format('%d.%06d', t[1], t[2])
+"""
+
+# KEYS: 1 leader, 2 fence counter. ARGV: 1 owner, 2 ttl ms.
+# Returns the fencing token (re-entrant for the same owner), or nil when held by another.
+ACQUIRE = """
+local v = redis.call('GET', KEYS[1])
+if v then
+  local f, owner = string.match(v, '^(%d+):(.*)$')
+  if owner == ARGV[1] then
+    redis.call('PEXPIRE', KEYS[1], ARGV[2])
+    return tonumber(f)
+  end
+  return false
+end
+if redis.call('EXISTS', KEYS[2]) == 0 then
+  -- Seed from the clock (us) so tokens keep growing across a FLUSHALL.
+  local t = redis.call('TIME')
+  redis.call('SET', KEYS[2], t[1] .. string.format('%06d', t[2]))
+end
+local f = redis.call('INCR', KEYS[2])
+-- %d: Lua would print a number this large in exponent notation.
+redis.call('SET', KEYS[1], string.format('%d', f) .. ':' .. ARGV[1], 'PX', ARGV[2])
+return f
+"""
+
+# KEYS: 1 leader. ARGV: 1 "<fence>:<owner>", 2 ttl ms. Returns 1 when still held.
+RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+"""
+
+# KEYS: 1 leader. ARGV: 1 "<fence>:<owner>". Returns 1 when released.
+RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0
+"""
+
+# KEYS: 1 gens, 2 leader, 3 meta of the new generation.
+# ARGV: 1 generation, 2 fence, 3 buckets.
+BEGIN = (
+    _CHECK_FENCE
+    + _NOW
+    + """
+if redis.call('EXISTS', KEYS[3]) == 1 then
+  return redis.error_reply('GENERATION_EXISTS ' .. ARGV[1])
+end
+redis.call('SADD', KEYS[1], ARGV[1])
+redis.call('HSET', KEYS[3], 'state', 'loading', 'created', now, 'fence', ARGV[2],
+           'buckets', ARGV[3], 'seq', '0', 'count', '0')
+return now
+"""
+)
+
+# KEYS: 1 current, 2 leader, 3 meta of the loaded generation.
+# ARGV: 1 pointer of the loaded generation, 2 fence, 3 seq, 4 feed id, 5 count,
+#       6 channel, 7 switch message, 8 upstream time ('' when unknown).
+# Returns the previous pointer (or nil).
+COMMIT = (
+    _CHECK_FENCE
+    + _NOW
+    + """
+if redis.call('HGET', KEYS[3], 'state') ~= 'loading' then
+  return redis.error_reply('SNAPSHOT_ABORTED the generation is not loading')
+end
+local previous = redis.call('GET', KEYS[1])
+-- The snapshot is consistent with the upstream as of some time after the load began:
+-- claim no more freshness than that until the first heartbeat.
+local created = redis.call('HGET', KEYS[3], 'created')
+redis.call('HSET', KEYS[3], 'state', 'live', 'seq', ARGV[3], 'feed', ARGV[4],
+           'count', ARGV[5], 'as_of', created, 'hb_seq', ARGV[3], 'committed', now,
+           'upstream_time', ARGV[8])
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('PUBLISH', ARGV[6], ARGV[7])
+return previous
+"""
+)
+
+# One page of the change feed, atomically with the cursor.
+# KEYS: 1 current, 2 leader, 3 meta, 4..3+n record keys, 4+n..3+n+m bucket keys (one per op).
+# ARGV: 1 pointer, 2 fence, 3 expected cursor (as stored), 4 new cursor, 5 n, 6 m,
+#       7 channel, 8 message ('' = publish nothing), 9 index of `v` in a record array,
+#       10 permits added (count delta),
+#       then n pairs (expected old v or -1, new record bytes),
+#       then m triples (op '+' or '-', id, permit number).
+APPLY = (
+    _CHECK_FENCE
+    + """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return redis.error_reply('GENERATION_CHANGED the live generation is not ' .. ARGV[1])
+end
+local stored = redis.call('HGET', KEYS[3], 'seq')
+if stored ~= ARGV[3] then
+  return redis.error_reply('CURSOR_MOVED ' .. tostring(stored))
+end
+local n = tonumber(ARGV[5])
+local m = tonumber(ARGV[6])
+local vidx = tonumber(ARGV[9])
+local base = 10
+-- Version guard, all checked before the first write.
+for i = 1, n do
+  local expected = tonumber(ARGV[base + 2 * i - 1])
+  local old = redis.call('GET', KEYS[3 + i])
+  local old_v = -1
+  if old then old_v = cmsgpack.unpack(old)[vidx] end
+  if old_v ~= expected then
+    return redis.error_reply('RECORD_MOVED ' .. KEYS[3 + i])
+  end
+  local new_v = cmsgpack.unpack(ARGV[base + 2 * i])[vidx]
+  if not (new_v > old_v) then
+    return redis.error_reply('VERSION_NOT_HIGHER ' .. KEYS[3 + i])
+  end
+end
+for i = 1, n do
+  redis.call('SET', KEYS[3 + i], ARGV[base + 2 * i])
+end
+local obase = base + 2 * n
+for j = 1, m do
+  local key = KEYS[3 + n + j]
+  local op = ARGV[obase + 3 * j - 2]
+  local id = ARGV[obase + 3 * j - 1]
+  local pn = ARGV[obase + 3 * j]
+  local value = redis.call('HGET', key, id)
+  local pns = {}
+  local present = false
+  if value then
+    for p in string.gmatch(value, '%S+') do
+      if p == pn then present = true else table.insert(pns, p) end
+    end
+  end
+  if op == '+' then
+    if not present then
+      if value then redis.call('HSET', key, id, value .. ' ' .. pn)
+      else redis.call('HSET', key, id, pn) end
+    end
+  elseif present then
+    if #pns == 0 then redis.call('HDEL', key, id)
+    else redis.call('HSET', key, id, table.concat(pns, ' ')) end
+  end
+end
+redis.call('HSET', KEYS[3], 'seq', ARGV[4])
+if ARGV[10] ~= '0' then redis.call('HINCRBY', KEYS[3], 'count', ARGV[10]) end
+if ARGV[8] ~= '' then redis.call('PUBLISH', ARGV[7], ARGV[8]) end
+return 1
+"""
+)
+
+# KEYS: 1 current, 2 leader, 3 meta. ARGV: 1 pointer, 2 fence, 3 seq, 4 upstream time.
+HEARTBEAT = (
+    _CHECK_FENCE
+    + _NOW
+    + """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return redis.error_reply('GENERATION_CHANGED the live generation is not ' .. ARGV[1])
+end
+local stored = tonumber(redis.call('HGET', KEYS[3], 'seq'))
+if stored < tonumber(ARGV[3]) then
+  return redis.error_reply('CURSOR_BEHIND ' .. tostring(stored))
+end
+redis.call('HSET', KEYS[3], 'as_of', now, 'hb_seq', ARGV[3], 'upstream_time', ARGV[4])
+return now
+"""
+)

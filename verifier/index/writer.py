@@ -1,0 +1,556 @@
+"""The writing side of the permit index: used by the sync job only (sync redis-py client).
+
+See the package docstring for the key layout and the guarantees.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import msgspec
+import redis
+
+from .changes import ChangeMessage, encode_change
+from .errors import (
+    CursorMismatch,
+    GenerationChanged,
+    IndexNotReady,
+    IndexUnavailable,
+    PermitIndexError,
+    SnapshotAborted,
+    StaleFence,
+)
+from .keys import DEFAULT_NAMESPACE, KeyLayout, Pointer, bucket_of, buckets_for
+from .records import ChangeEvent, PermitRecord, decode_record, encode_record
+from . import scripts
+
+__all__ = ["ApplyResult", "IndexState", "IndexWriter", "SnapshotLoad"]
+
+log = logging.getLogger(__name__)
+
+# Position of `v` in the msgpack array of a PermitRecord (1-based, for Lua).
+_V_INDEX = PermitRecord.__struct_fields__.index("v") + 1
+
+_SCRIPT_ERRORS: dict[str, type[PermitIndexError]] = {
+    "STALE_FENCE": StaleFence,
+    "GENERATION_CHANGED": GenerationChanged,
+    "SNAPSHOT_ABORTED": SnapshotAborted,
+    "GENERATION_EXISTS": PermitIndexError,
+    "RECORD_MOVED": PermitIndexError,
+    "VERSION_NOT_HIGHER": PermitIndexError,
+}
+
+# Records per MSET and mapping buckets per pipeline of a snapshot load.
+_MSET_CHUNK = 500
+_PIPELINE_COMMANDS = 200
+
+
+class IndexState(msgspec.Struct, frozen=True):
+    """What the index holds, as the sync job needs to know it."""
+
+    ready: bool
+    """A complete generation is live (False: flushed or new Redis, or the first load unfinished)."""
+    generation: int | None
+    """Id of the live generation."""
+    seq: int
+    """The cursor: the last upstream sequence number applied (0 when not ready)."""
+    feed_id: str | None
+    """The upstream feed (id or epoch) the cursor belongs to; another id means a reset feed."""
+    as_of: float | None
+    """Redis server time when the index was last confirmed consistent with the upstream."""
+    heartbeat_seq: int | None
+    """The cursor the last heartbeat confirmed."""
+    upstream_time: float | None
+    """The upstream's time stated at the last heartbeat (or commit)."""
+    count: int
+    """Permits in the live generation."""
+    buckets: int | None
+    """Buckets of each secondary look-up in the live generation."""
+    leader: str | None = None
+    """``"<fence>:<owner>"`` of the sync job holding the lock, if any."""
+
+
+class ApplyResult(msgspec.Struct, frozen=True):
+    """What :meth:`IndexWriter.apply_page` did."""
+
+    applied: int
+    """Events whose record replaced the stored one."""
+    unchanged: int
+    """Events above the cursor that the version guard turned into no-ops (v not higher)."""
+    duplicates: int
+    """Events at or below the cursor (already applied): no-ops."""
+    cursor: int
+    """The cursor after the page."""
+    generation: int
+    changed: list[str]
+    """Permit numbers whose record changed (as published)."""
+
+
+def _script_error(exc: redis.ResponseError) -> PermitIndexError | None:
+    text = str(exc)
+    code, _, detail = text.partition(" ")
+    if code == "CURSOR_MOVED" or code == "CURSOR_BEHIND":
+        stored = int(detail) if detail.strip().isdigit() else None
+        return CursorMismatch(f"index cursor is {detail}", stored=stored)
+    kind = _SCRIPT_ERRORS.get(code)
+    if kind is None:
+        return None
+    return kind(text)
+
+
+def _float(value: bytes | None) -> float | None:
+    if value is None or value == b"":
+        return None
+    return float(value)
+
+
+def _int(value: bytes | None) -> int | None:
+    if value is None or value == b"":
+        return None
+    return int(value)
+
+
+class IndexWriter:
+    """Writes the permit index. Only the leader (see :meth:`acquire_leadership`) writes;
+    every write carries its fencing token and is refused (:class:`StaleFence`) once the
+    token is no longer the lock holder's.
+
+    ``redis`` is a sync client (``verifier.lib.redis_client.sync_client``), standalone
+    or cluster.
+    """
+
+    def __init__(self, redis_client: Any, namespace: str = DEFAULT_NAMESPACE) -> None:
+        self.redis = redis_client
+        self.keys = KeyLayout(namespace)
+        self._acquire = redis_client.register_script(scripts.ACQUIRE)
+        self._renew = redis_client.register_script(scripts.RENEW)
+        self._release = redis_client.register_script(scripts.RELEASE)
+        self._begin = redis_client.register_script(scripts.BEGIN)
+        self._commit = redis_client.register_script(scripts.COMMIT)
+        self._apply = redis_client.register_script(scripts.APPLY)
+        self._heartbeat = redis_client.register_script(scripts.HEARTBEAT)
+
+    # -- plumbing --------------------------------------------------------------
+
+    def _call(self, script: Any, keys: Sequence[bytes], args: Sequence[Any]) -> Any:
+        try:
+            return script(keys=list(keys), args=list(args))
+        except redis.ResponseError as exc:
+            mapped = _script_error(exc)
+            if mapped is not None:
+                raise mapped from None
+            raise IndexUnavailable(f"redis refused an index script: {exc}") from exc
+        except (redis.RedisError, OSError) as exc:
+            raise IndexUnavailable(f"redis unreachable: {exc!r}") from exc
+
+    def _io(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except redis.ResponseError as exc:
+            raise IndexUnavailable(f"redis refused a command: {exc}") from exc
+        except (redis.RedisError, OSError) as exc:
+            raise IndexUnavailable(f"redis unreachable: {exc!r}") from exc
+
+    def _pipeline(self) -> Any:
+        return self.redis.pipeline(transaction=False)
+
+    # -- leadership ------------------------------------------------------------
+
+    def acquire_leadership(self, owner: str, ttl_s: float) -> int | None:
+        """Take the sync job's leader lock for ``ttl_s`` seconds.
+
+        Returns the fencing token (a number that grows with every new leader, also
+        across a FLUSHALL), or None when another owner holds the lock. Re-entrant: the
+        current holder gets its own token back (and the TTL renewed).
+        """
+        fence = self._call(self._acquire, [self.keys.leader, self.keys.fence],
+                           [owner, max(1, int(ttl_s * 1000))])
+        return None if fence is None else int(fence)
+
+    def renew_leadership(self, owner: str, fence: int, ttl_s: float) -> bool:
+        """Extend the lock; False when it was lost (expired, or taken): stop writing."""
+        return bool(self._call(self._renew, [self.keys.leader],
+                               [f"{fence}:{owner}", max(1, int(ttl_s * 1000))]))
+
+    def release_leadership(self, owner: str, fence: int) -> bool:
+        """Give the lock up (on a clean shutdown) so a standby takes over at once."""
+        return bool(self._call(self._release, [self.keys.leader], [f"{fence}:{owner}"]))
+
+    # -- state -----------------------------------------------------------------
+
+    def pointer(self) -> Pointer | None:
+        return Pointer.parse(self._io(self.redis.get, self.keys.current))
+
+    def state(self) -> IndexState:
+        """The live generation's cursor, feed and freshness (``ready=False`` when none)."""
+        raw, leader = self._io(self.redis.mget, [self.keys.current, self.keys.leader])
+        pointer = Pointer.parse(raw)
+        leader_text = leader.decode() if leader else None
+        if pointer is None:
+            return IndexState(ready=False, generation=None, seq=0, feed_id=None, as_of=None,
+                              heartbeat_seq=None, upstream_time=None, count=0, buckets=None,
+                              leader=leader_text)
+        fields = ("state", "seq", "feed", "as_of", "hb_seq", "upstream_time", "count")
+        values = self._io(self.redis.hmget, self.keys.meta(pointer.generation), fields)
+        meta = dict(zip(fields, values))
+        if meta["state"] != b"live":
+            # The pointer names a generation that is gone: treat as not ready.
+            return IndexState(ready=False, generation=pointer.generation, seq=0, feed_id=None,
+                              as_of=None, heartbeat_seq=None, upstream_time=None, count=0,
+                              buckets=pointer.buckets, leader=leader_text)
+        return IndexState(
+            ready=True,
+            generation=pointer.generation,
+            seq=_int(meta["seq"]) or 0,
+            feed_id=meta["feed"].decode() if meta["feed"] else None,
+            as_of=_float(meta["as_of"]),
+            heartbeat_seq=_int(meta["hb_seq"]),
+            upstream_time=_float(meta["upstream_time"]),
+            count=_int(meta["count"]) or 0,
+            buckets=pointer.buckets,
+            leader=leader_text,
+        )
+
+    # -- incremental -----------------------------------------------------------
+
+    def apply_page(self, events: Sequence[ChangeEvent], *, cursor_before: int, fence: int) -> ApplyResult:
+        """Apply one page of the change feed, atomically together with the cursor.
+
+        - Events at or below the stored cursor are no-ops (a replayed page is harmless).
+        - A record replaces the stored one only when its ``v`` is higher (version
+          guard, checked again inside the Lua script).
+        - The cursor moves to the page's highest ``seq`` in the same script; the changed
+          permit numbers are published on the changes channel by that script too.
+        - ``cursor_before`` ahead of the stored cursor means changes would be skipped:
+          :class:`CursorMismatch` (re-read :meth:`state`, resume from its ``seq``).
+        - A stale ``fence``: :class:`StaleFence`. No live generation: :class:`IndexNotReady`.
+
+        A kill -9 at any instant leaves either the whole page applied with its cursor,
+        or nothing of it.
+        """
+        for _attempt in range(5):
+            pointer = self.pointer()
+            if pointer is None:
+                raise IndexNotReady("no live generation: a full resync is needed")
+            try:
+                return self._apply_once(pointer, events, cursor_before=cursor_before, fence=fence)
+            except (GenerationChanged, _Retry):
+                continue
+        raise IndexUnavailable("the index kept changing under apply_page; giving up this round")
+
+    def _apply_once(self, pointer: Pointer, events: Sequence[ChangeEvent], *,
+                    cursor_before: int, fence: int) -> ApplyResult:
+        generation = pointer.generation
+        record_prefix = self.keys.record_prefix(generation)
+        meta_key = self.keys.meta(generation)
+        pns = list(dict.fromkeys(e.permit.pn for e in events))
+        pipe = self._pipeline()
+        pipe.hget(meta_key, "seq")
+        pipe.mget([self.keys.current, self.keys.leader, *(record_prefix + pn.encode() for pn in pns)])
+        stored_raw, fetched = self._io(pipe.execute)
+        if fetched[0] != pointer.raw:
+            raise _Retry()
+        # Checked here too (the script checks again, atomically) so that a stale writer
+        # is told even when its page turns out to be all no-ops.
+        if fetched[1] is None or fetched[1].split(b":", 1)[0] != b"%d" % fence:
+            raise StaleFence(f"fence {fence} is not the leader's ({fetched[1]!r})")
+        fetched = [fetched[0], *fetched[2:]]
+        if stored_raw is None:
+            raise IndexNotReady(f"generation {generation} has no metadata: a full resync is needed")
+        stored = int(stored_raw)
+        if cursor_before > stored:
+            raise CursorMismatch(
+                f"cursor_before {cursor_before} is ahead of the index's cursor {stored}: "
+                "changes in between would be lost", stored=stored)
+        old: dict[str, PermitRecord | None] = {
+            pn: (decode_record(raw) if raw is not None else None) for pn, raw in zip(pns, fetched[1:])
+        }
+        current = dict(old)
+        duplicates = unchanged = applied = 0
+        cursor = stored
+        for event in sorted(events, key=lambda e: e.seq):
+            if event.seq <= stored:
+                duplicates += 1  # WIRE/DESIGN "Sync": a replayed event is a no-op
+                continue
+            cursor = max(cursor, event.seq)
+            held = current[event.permit.pn]
+            if held is not None and event.permit.v <= held.v:
+                unchanged += 1  # version guard: never replace with an older or equal version
+                continue
+            current[event.permit.pn] = event.permit
+            applied += 1
+        changed = [pn for pn in pns if current[pn] is not old[pn]]
+        if cursor == stored and not changed:
+            return ApplyResult(applied=0, unchanged=unchanged, duplicates=duplicates,
+                               cursor=stored, generation=generation, changed=[])
+
+        keys: list[bytes] = [self.keys.current, self.keys.leader, meta_key]
+        args: list[Any] = [pointer.raw, fence, stored_raw, cursor, len(changed), 0,
+                           self.keys.channel, b"", _V_INDEX, 0]
+        added = 0
+        for pn in changed:
+            before, after = old[pn], current[pn]
+            assert after is not None
+            keys.append(record_prefix + pn.encode())
+            args += [before.v if before is not None else -1, encode_record(after)]
+            added += before is None
+        ops = 0
+        ssn_prefix, cn_prefix = self.keys.ssn_prefix(generation), self.keys.cn_prefix(generation)
+        buckets = pointer.buckets
+        for pn in changed:
+            for op, kind, ident in _mapping_changes(old[pn], current[pn]):  # type: ignore[arg-type]
+                prefix = ssn_prefix if kind == _SSN else cn_prefix
+                ident_b = ident.encode()
+                keys.append(prefix + b"%d" % bucket_of(ident_b, buckets))
+                args += [op, ident_b, pn]
+                ops += 1
+        args[5] = ops
+        args[9] = added
+        if changed:
+            args[7] = encode_change(ChangeMessage("apply", generation, cursor, changed))
+        try:
+            self._call(self._apply, keys, args)
+        except CursorMismatch as exc:
+            # Another apply got in between our read and our script: read again.
+            log.info("index cursor moved under apply_page (now %s); retrying", exc.stored)
+            raise _Retry() from None
+        return ApplyResult(applied=applied, unchanged=unchanged, duplicates=duplicates,
+                           cursor=cursor, generation=generation, changed=changed)
+
+    def heartbeat(self, seq: int, upstream_time: float | None, fence: int) -> float:
+        """Mark the index consistent with the upstream as of now (the sync job has read
+        the feed up to its head and applied it up to ``seq``). Returns the server time
+        recorded. :class:`CursorMismatch` when the stored cursor is below ``seq``."""
+        pointer = self.pointer()
+        if pointer is None:
+            raise IndexNotReady("no live generation: a full resync is needed")
+        now = self._call(
+            self._heartbeat,
+            [self.keys.current, self.keys.leader, self.keys.meta(pointer.generation)],
+            [pointer.raw, fence, seq, "" if upstream_time is None else repr(float(upstream_time))],
+        )
+        return float(now)
+
+    # -- full resync -----------------------------------------------------------
+
+    def begin_snapshot(self, fence: int, *, expected_count: int | None = None) -> "SnapshotLoad":
+        """Start loading a new generation beside the live one (drops orphaned loads first).
+
+        ``expected_count`` (the snapshot's size, when known) sizes the secondary
+        look-up buckets so they stay compact.
+        """
+        self.drop_orphans()
+        generation = int(self._io(self.redis.incr, self.keys.genseq))
+        buckets = buckets_for(expected_count)
+        self._call(self._begin, [self.keys.gens, self.keys.leader, self.keys.meta(generation)],
+                   [generation, fence, buckets])
+        return SnapshotLoad(self, Pointer(generation, buckets), fence)
+
+    def generations(self) -> list[int]:
+        """Every generation that exists (live, loading or orphaned)."""
+        return sorted(int(g) for g in self._io(self.redis.smembers, self.keys.gens))
+
+    def drop_orphans(self) -> list[int]:
+        """Drop every generation that is not live (abandoned loads). Returns their ids."""
+        pointer = self.pointer()
+        dropped = []
+        for generation in self.generations():
+            if pointer is None or generation != pointer.generation:
+                self.drop_generation(generation)
+                dropped.append(generation)
+        return dropped
+
+    def drop_generation(self, generation: int, *, batch: int = 1000) -> int:
+        """Delete a generation that is not live, in batches (UNLINK frees memory in the
+        background). Its metadata goes first, so a reader still holding it sees it
+        gone and re-reads the pointer. Returns the keys deleted."""
+        pointer = self.pointer()
+        if pointer is not None and pointer.generation == generation:
+            raise PermitIndexError(f"generation {generation} is live; refusing to drop it")
+        self._io(self.redis.unlink, self.keys.meta(generation))
+        deleted = 1
+        match = self.keys.prefix(generation) + b"*"
+        # On a cluster scan_iter walks every primary; only the tag's node has matches.
+        scan_kwargs: dict[str, Any] = {"match": match, "count": batch}
+        pending: list[bytes] = []
+        try:
+            for key in self.redis.scan_iter(**scan_kwargs):
+                pending.append(key)
+                if len(pending) >= batch:
+                    self.redis.unlink(*pending)
+                    deleted += len(pending)
+                    pending = []
+            if pending:
+                self.redis.unlink(*pending)
+                deleted += len(pending)
+        except (redis.RedisError, OSError) as exc:
+            raise IndexUnavailable(f"redis unreachable while dropping a generation: {exc!r}") from exc
+        self._io(self.redis.srem, self.keys.gens, generation)
+        return deleted
+
+
+class _Retry(Exception):
+    """Internal: the state read before a script changed; read again."""
+
+
+def _mapping_changes(old: PermitRecord | None, new: PermitRecord) -> list[tuple[bytes, bytes, str]]:
+    """(op, key prefix marker, id) for the secondary look-ups of one changed permit.
+
+    Every id the new record has is (re)added (idempotent, and it repairs a lost
+    mapping); ids the old record had and the new one has not are removed. Cards stay in
+    a record when lost or replaced, so an old card number keeps resolving to the
+    permit (with its card status).
+    """
+    ops: list[tuple[bytes, bytes, str]] = []
+    old_ssn = old.ssn if old is not None else None
+    old_cns = {c.cn for c in old.cards} if old is not None else set()
+    new_cns = {c.cn for c in new.cards}
+    if old_ssn and old_ssn != new.ssn:
+        ops.append((b"-", _SSN, old_ssn))
+    for cn in sorted(old_cns - new_cns):
+        ops.append((b"-", _CN, cn))
+    if new.ssn:
+        ops.append((b"+", _SSN, new.ssn))
+    for cn in sorted(new_cns):
+        ops.append((b"+", _CN, cn))
+    return ops
+
+
+_SSN = b"s"
+_CN = b"c"
+
+
+class SnapshotLoad:
+    """A new generation being loaded beside the live one (from :meth:`IndexWriter.begin_snapshot`).
+
+    ``add(records)`` as often as needed (pipelined MSETs; the secondary look-ups are
+    gathered in memory, about 40 bytes an id, and written bucket by bucket at commit),
+    then ``commit(seq, feed_id)`` switches it in atomically, or ``abort()``.
+    Readers see the old generation, complete, until the switch.
+    """
+
+    def __init__(self, writer: IndexWriter, pointer: Pointer, fence: int) -> None:
+        self.writer = writer
+        self.pointer = pointer
+        self.fence = fence
+        self.count = 0
+        self.started = time.monotonic()
+        self._record_prefix = writer.keys.record_prefix(pointer.generation)
+        self._meta = writer.keys.meta(pointer.generation)
+        mask = pointer.buckets - 1
+        self._mask = mask
+        # bucket -> bytearray of "id\0pn\0" entries, one per secondary look-up kind.
+        self._ssn: dict[int, bytearray] = {}
+        self._cn: dict[int, bytearray] = {}
+        self._done = False
+
+    @property
+    def generation(self) -> int:
+        return self.pointer.generation
+
+    def add(self, records: Iterable[PermitRecord]) -> int:
+        """Write a batch of records (any size; pipelined). Returns how many."""
+        if self._done:
+            raise SnapshotAborted("this snapshot load is finished")
+        import zlib
+
+        prefix = self._record_prefix
+        mask = self._mask
+        ssn_buf, cn_buf = self._ssn, self._cn
+        crc32 = zlib.crc32
+        pipe = self.writer._pipeline()
+        pipe.exists(self._meta)
+        chunk: dict[bytes, bytes] = {}
+        added = 0
+        for record in records:
+            pn = record.pn.encode()
+            chunk[prefix + pn] = encode_record(record)
+            if record.ssn:
+                ident = record.ssn.encode()
+                buf = ssn_buf.get(crc32(ident) & mask)
+                if buf is None:
+                    buf = ssn_buf[crc32(ident) & mask] = bytearray()
+                buf += ident + b"\0" + pn + b"\0"
+            for card in record.cards:
+                ident = card.cn.encode()
+                buf = cn_buf.get(crc32(ident) & mask)
+                if buf is None:
+                    buf = cn_buf[crc32(ident) & mask] = bytearray()
+                buf += ident + b"\0" + pn + b"\0"
+            added += 1
+            if len(chunk) >= _MSET_CHUNK:
+                pipe.mset(chunk)
+                chunk = {}
+        if chunk:
+            pipe.mset(chunk)
+        result = self.writer._io(pipe.execute)
+        if not result[0]:
+            self._done = True
+            raise SnapshotAborted(f"generation {self.generation} was dropped while loading")
+        self.count += added
+        return added
+
+    def _write_lookups(self) -> None:
+        w = self.writer
+        for prefix, buffers in ((w.keys.ssn_prefix(self.generation), self._ssn),
+                                (w.keys.cn_prefix(self.generation), self._cn)):
+            pipe = w._pipeline()
+            queued = 0
+            for bucket, buf in buffers.items():
+                parts = bytes(buf).split(b"\0")
+                mapping: dict[bytes, bytes] = {}
+                for i in range(0, len(parts) - 1, 2):
+                    ident, pn = parts[i], parts[i + 1]
+                    held = mapping.get(ident)
+                    if held is None:
+                        mapping[ident] = pn
+                    elif pn not in held.split(b" "):
+                        mapping[ident] = held + b" " + pn  # one id, several permits
+                pipe.hset(prefix + b"%d" % bucket, mapping=mapping)
+                queued += 1
+                if queued >= _PIPELINE_COMMANDS:
+                    w._io(pipe.execute)
+                    pipe = w._pipeline()
+                    queued = 0
+            if queued:
+                w._io(pipe.execute)
+            buffers.clear()
+
+    def commit(self, seq: int, feed_id: str, *, upstream_time: float | None = None,
+               drop_old: bool = True) -> Pointer | None:
+        """Switch this generation in, atomically, with cursor ``seq`` of feed ``feed_id``.
+
+        The previous generation is then deleted in batches (``drop_old``; else call
+        :meth:`IndexWriter.drop_orphans` later). Returns the previous pointer.
+        :class:`StaleFence` if leadership was lost; :class:`SnapshotAborted` if the
+        generation was dropped meanwhile.
+        """
+        if self._done:
+            raise SnapshotAborted("this snapshot load is finished")
+        self._write_lookups()
+        w = self.writer
+        message = encode_change(ChangeMessage("switch", self.generation, seq, []))
+        previous_raw = w._call(
+            w._commit,
+            [w.keys.current, w.keys.leader, self._meta],
+            [self.pointer.raw, self.fence, seq, feed_id, self.count, w.keys.channel, message,
+             "" if upstream_time is None else repr(float(upstream_time))],
+        )
+        self._done = True
+        previous = Pointer.parse(previous_raw)
+        if drop_old and previous is not None and previous.generation != self.generation:
+            try:
+                w.drop_generation(previous.generation)
+            except PermitIndexError as exc:  # the switch is done; cleanup can wait
+                log.warning("could not drop generation %s yet: %s", previous.generation, exc)
+        return previous
+
+    def abort(self) -> None:
+        """Abandon the load and delete what was written."""
+        self._done = True
+        self._ssn.clear()
+        self._cn.clear()
+        self.writer.drop_generation(self.generation)

@@ -1,0 +1,177 @@
+"""Redis clients from a URL: one sync factory (the sync job), one asyncio factory (the API).
+
+Accepted URLs:
+
+- ``redis://[user:password@]host:port/db``, ``rediss://...`` (TLS), ``unix:///path/to.sock?db=0``
+- ``redis+cluster://[user:password@]host:port[,host:port...]`` (``rediss+cluster://`` for TLS):
+  a Redis Cluster, given by one or more of its nodes; the rest are discovered.
+
+Every client: hiredis parser (redis-py picks it when installed), binary responses
+(records are msgpack), connect and read timeouts, retries with jittered exponential
+backoff on connection errors and timeouts, a health check of idle connections.
+
+The API's client fails fast (short timeouts, one retry) because a verification that
+cannot reach the index answers ``STATUS_UNAVAILABLE`` at once rather than hanging; the
+sync job's client waits longer (it writes large pipelines and can afford to retry).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import redis
+import redis.asyncio
+import redis.asyncio.cluster
+import redis.asyncio.retry
+import redis.cluster
+import redis.retry
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+__all__ = [
+    "AsyncRedisClient",
+    "ClientOptions",
+    "SyncRedisClient",
+    "async_client",
+    "is_cluster_url",
+    "sync_client",
+]
+
+SyncRedisClient = redis.Redis | redis.cluster.RedisCluster
+AsyncRedisClient = redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster
+
+CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
+
+
+@dataclass(frozen=True, slots=True)
+class ClientOptions:
+    """Timeouts and retries of one kind of client."""
+
+    socket_timeout_s: float
+    """How long a reply may take before the command fails."""
+    connect_timeout_s: float
+    """How long a TCP connect may take."""
+    retries: int
+    """Retries of a failed command (connection errors and timeouts only)."""
+    backoff_base_s: float
+    """First backoff step; doubles each retry, with full jitter."""
+    backoff_cap_s: float
+    """Largest backoff step."""
+    health_check_interval_s: float = 15.0
+    """An idle connection older than this is PINGed before use."""
+    max_connections: int = 64
+    """Connection pool size (per node for a cluster)."""
+
+
+SYNC_OPTIONS = ClientOptions(
+    socket_timeout_s=10.0, connect_timeout_s=2.0, retries=3, backoff_base_s=0.05, backoff_cap_s=1.0
+)
+ASYNC_OPTIONS = ClientOptions(
+    socket_timeout_s=1.0, connect_timeout_s=0.5, retries=1, backoff_base_s=0.01, backoff_cap_s=0.1
+)
+
+
+def is_cluster_url(url: str) -> bool:
+    return urlsplit(url).scheme.lower() in CLUSTER_SCHEMES
+
+
+@dataclass(frozen=True, slots=True)
+class _ClusterTarget:
+    nodes: list[tuple[str, int]]
+    username: str | None
+    password: str | None
+    ssl: bool
+
+
+def _parse_cluster_url(url: str) -> _ClusterTarget:
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    username = password = None
+    if "@" in netloc:
+        credentials, netloc = netloc.rsplit("@", 1)
+        if ":" in credentials:
+            user, pw = credentials.split(":", 1)
+            username, password = unquote(user) or None, unquote(pw)
+        else:
+            password = unquote(credentials)
+    nodes: list[tuple[str, int]] = []
+    for item in netloc.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        host, _, port = item.rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"bad node {item!r} in cluster URL: expected host:port")
+        nodes.append((host.strip("[]"), int(port)))
+    if not nodes:
+        raise ValueError("a redis+cluster:// URL needs at least one host:port")
+    query = parse_qs(parts.query)
+    if query.get("db", ["0"])[0] not in ("0", "") or parts.path not in ("", "/", "/0"):
+        raise ValueError("a Redis Cluster has only database 0")
+    return _ClusterTarget(nodes, username, password, parts.scheme.lower() == "rediss+cluster")
+
+
+def _common_kwargs(options: ClientOptions) -> dict[str, Any]:
+    return {
+        "socket_timeout": options.socket_timeout_s,
+        "socket_connect_timeout": options.connect_timeout_s,
+        "health_check_interval": options.health_check_interval_s,
+        "socket_keepalive": True,
+        "decode_responses": False,
+    }
+
+
+def _backoff(options: ClientOptions) -> ExponentialWithJitterBackoff:
+    return ExponentialWithJitterBackoff(base=options.backoff_base_s, cap=options.backoff_cap_s)
+
+
+def sync_client(url: str, options: ClientOptions = SYNC_OPTIONS, **overrides: Any) -> SyncRedisClient:
+    """A sync client (``redis.Redis`` or ``redis.cluster.RedisCluster``) for ``url``."""
+    kwargs = _common_kwargs(options) | overrides
+    retry = redis.retry.Retry(
+        _backoff(options), options.retries,
+        supported_errors=(RedisConnectionError, RedisTimeoutError, ConnectionResetError),
+    )
+    if is_cluster_url(url):
+        target = _parse_cluster_url(url)
+        return redis.cluster.RedisCluster(
+            startup_nodes=[redis.cluster.ClusterNode(h, p) for h, p in target.nodes],
+            username=target.username,
+            password=target.password,
+            ssl=target.ssl,
+            retry=retry,
+            max_connections=options.max_connections,
+            **kwargs,
+        )
+    return redis.Redis.from_url(
+        url, retry=retry, max_connections=options.max_connections, **kwargs
+    )
+
+
+def async_client(url: str, options: ClientOptions = ASYNC_OPTIONS, **overrides: Any) -> AsyncRedisClient:
+    """An asyncio client (``redis.asyncio.Redis`` or its ``RedisCluster``) for ``url``.
+
+    Create it inside the event loop that uses it (one per API worker).
+    """
+    kwargs = _common_kwargs(options) | overrides
+    retry = redis.asyncio.retry.Retry(
+        _backoff(options), options.retries,
+        supported_errors=(RedisConnectionError, RedisTimeoutError, ConnectionResetError),
+    )
+    if is_cluster_url(url):
+        target = _parse_cluster_url(url)
+        return redis.asyncio.cluster.RedisCluster(
+            startup_nodes=[redis.asyncio.cluster.ClusterNode(h, p) for h, p in target.nodes],
+            username=target.username,
+            password=target.password,
+            ssl=target.ssl,
+            retry=retry,
+            max_connections=options.max_connections,
+            **kwargs,
+        )
+    return redis.asyncio.Redis.from_url(
+        url, retry=retry, max_connections=options.max_connections, **kwargs
+    )
