@@ -505,12 +505,15 @@ def _cache_put(trust: TrustList, text: str, entry: _CacheEntry) -> None:
     limit = trust.cache_limit
     if limit <= 0:
         return
-    try:
-        while len(cache) >= limit:
-            cache.pop(next(iter(cache)), None)     # evict the oldest insertion
-    except (StopIteration, RuntimeError):          # another thread emptied or changed it
-        pass
     cache[text] = entry
+    # Evict the oldest insertions (dicts keep insertion order). Insert first, then
+    # trim: whichever thread inserted last trims after it, so the bound holds
+    # once threads are done, even though these steps are not atomic together.
+    while len(cache) > limit:
+        try:
+            cache.pop(next(iter(cache)), None)
+        except (StopIteration, RuntimeError):      # another thread changed it meanwhile: look again
+            continue
 
 
 def _copy(verdict: Verdict, cached: bool) -> Verdict:
