@@ -30,6 +30,7 @@ class _FeedPageOut(msgspec.Struct):
     page_end: int
     last_seq: int
     head_time: float
+    time: float
     events: list[msgspec.Raw]
 
 
@@ -146,14 +147,14 @@ async def feed(
             feed_id=upstream.feed_id,
         )
         return Response(msgspec.json.encode(body), status_code=410, media_type="application/problem+json")
-    feed_id, page_end, last_seq, head_time, events = page
+    feed_id, page_end, last_seq, head_time, now, events = page
     if _wants_msgpack(request):
-        out = _FeedPageOut(feed_id, after, page_end, last_seq, head_time, [msgspec.Raw(e) for e in events])
+        out = _FeedPageOut(feed_id, after, page_end, last_seq, head_time, now, [msgspec.Raw(e) for e in events])
         content = msgspec.msgpack.encode(out)
         media_type = wire.FEED_MEDIA_TYPE
     else:
         decoded = [msgspec.msgpack.decode(e, type=ChangeEvent) for e in events]
-        content = msgspec.json.encode(wire.FeedPage(feed_id, after, page_end, last_seq, head_time, decoded))
+        content = msgspec.json.encode(wire.FeedPage(feed_id, after, page_end, last_seq, head_time, now, decoded))
         media_type = "application/json"
     if fault == "truncate":
         content = content[: len(content) // 2]

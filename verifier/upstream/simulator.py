@@ -339,15 +339,15 @@ class Upstream:
 
     # -- the feed -----------------------------------------------------------------
 
-    def feed_events(self, after: int, limit: int) -> tuple[str, int, int, float, list[bytes]] | None:
-        """(feed_id, page_end, last_seq, head_time, encoded events) or None when ``after``
-        is outside the retained window (older, or past the head)."""
+    def feed_events(self, after: int, limit: int) -> tuple[str, int, int, float, float, list[bytes]] | None:
+        """(feed_id, page_end, last_seq, head_time, now, encoded events) or None when
+        ``after`` is outside the retained window (older, or past the head)."""
         with self._lock:
             if after < self._first_seq - 1 or after > self.seq:
                 return None
             start = after - (self._first_seq - 1)
             events = self._events[start:start + limit]
-            return self.feed_id, after + len(events), self.seq, self.head_time, events
+            return self.feed_id, after + len(events), self.seq, self.head_time, self.clock(), events
 
     # -- snapshots ----------------------------------------------------------------
 

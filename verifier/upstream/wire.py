@@ -57,6 +57,9 @@ class FeedPage(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """The feed's head: the newest sequence number the upstream has assigned."""
     head_time: float
     """When the head event was made (epoch seconds; 0 when the feed is empty)."""
+    time: float
+    """The upstream's clock when it answered: the page is the whole feed as of this time
+    when ``page_end == last_seq`` (lag in seconds is measured on this clock alone)."""
     events: list[ChangeEvent]
 
 

@@ -1,0 +1,420 @@
+"""The sync job: mirror the upstream permit system into the Redis permit index.
+
+One leader at a time. Every ``verifier sync`` process takes the index's leader lock
+(``IndexWriter.acquire_leadership``: a key with an expiry holding a fencing token);
+the others wait as standbys and take over when the leader's lock expires (it died)
+or is released (clean shutdown). Every write of the leader carries its fencing
+token and the index refuses a stale one, so a leader that stalled past its lock's
+expiry cannot write after its successor started.
+
+The leader loop (each step re-reads the index's state from Redis, so nothing is
+trusted from memory across a crash, a failover or a flush):
+
+1. Not ready (first start, or Redis lost its data: the generation key is missing)
+   → full resync.
+2. Read the feed after the index's cursor. ``410 Gone`` (cursor older than the
+   feed's window) → full resync; a ``feed_id`` other than the index's (the upstream
+   reset its feed) → full resync.
+3. Apply the page with ``IndexWriter.apply_page``: one Lua script writes the records
+   (version-guarded), the look-ups and the new cursor together, and publishes the
+   changed permit numbers on the changes channel. A kill -9 at any instant leaves
+   the page either wholly applied with its cursor or not at all; a page read again
+   after a restart is a no-op for the events at or below the cursor.
+4. When the page reached the feed's head, heartbeat: the index is consistent with
+   the upstream as of the page's time (readers use this for their staleness bound).
+   Then wait ``sync_poll_interval_s``; otherwise read the next page at once.
+
+A full resync streams ``GET /snapshot`` into a new generation beside the live one
+(``begin_snapshot`` → ``add`` → ``commit``, which switches the generation pointer
+and the cursor atomically, and announces the switch), then follows the feed from
+the snapshot's sequence number. A resync interrupted by a kill leaves an orphaned
+generation that the next leader drops; readers never see a half-loaded index.
+
+Upstream and Redis failures are retried with jittered exponential backoff; the
+last error, the lag (events and seconds) and the progress are written to Redis as
+a :class:`~verifier.index.sync_status.SyncStatus` for ``GET /v1/admin/sync`` and
+the metrics. The trust list is fetched at leadership start and every few seconds,
+and stored (validated first) when it changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import socket
+import threading
+import time
+from typing import Any, TextIO
+
+import msgspec
+
+from verifier.index.errors import (
+    CursorMismatch,
+    IndexNotReady,
+    IndexUnavailable,
+    PermitIndexError,
+    SnapshotAborted,
+    StaleFence,
+)
+from verifier.index.keys import DEFAULT_NAMESPACE
+from verifier.index.sync_status import SyncStatus, write_sync_status
+from verifier.index.writer import IndexWriter
+from verifier.lib.settings import Settings
+from verifier.sync.progress import Progress
+from verifier.sync.upstream_client import (
+    Backoff,
+    CursorTooOld,
+    Stopped,
+    UpstreamClient,
+    UpstreamError,
+)
+
+log = logging.getLogger("verifier.sync")
+
+STATUS_INTERVAL_S = 0.5
+TRUST_LIST_INTERVAL_S = 5.0
+
+
+class SyncCounts(msgspec.Struct):
+    """What one run of the job did (returned by :func:`run_sync`, logged at exit)."""
+
+    events_applied: int = 0
+    """Records replaced by feed events."""
+    events_read: int = 0
+    """Feed events read (including no-ops)."""
+    pages: int = 0
+    resyncs: int = 0
+    records_loaded: int = 0
+    """Records loaded by full resyncs."""
+    errors: int = 0
+    leaderships: int = 0
+    """How many times this process became the leader."""
+
+
+class _AwaitableRedis:
+    """Lets the asyncio helpers of ``verifier.index.trust_store`` run on a sync client."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._client, name)
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            return method(*args, **kwargs)
+
+        return call
+
+
+def _describe(exc: BaseException) -> str:
+    # Exception texts name sequence numbers, keys and URLs, never permit data.
+    return f"{type(exc).__name__}: {exc}"[:500]
+
+
+class SyncJob:
+    """One sync process: standby until it leads, then follows the upstream until stopped."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        stop: threading.Event | None = None,
+        *,
+        redis_client: Any = None,
+        upstream: UpstreamClient | None = None,
+        namespace: str = DEFAULT_NAMESPACE,
+        owner: str | None = None,
+        progress_stream: TextIO | None = None,
+        trust_list_interval_s: float = TRUST_LIST_INTERVAL_S,
+    ) -> None:
+        self.settings = settings
+        self.stop = stop or threading.Event()
+        if redis_client is None:
+            if not settings.redis_url:
+                raise ValueError("no Redis URL (REDIS_URL or --redis)")
+            from verifier.lib.redis_client import sync_client
+
+            redis_client = sync_client(settings.redis_url)
+        self.redis = redis_client
+        self.namespace = namespace
+        self.writer = IndexWriter(redis_client, namespace)
+        self.upstream = upstream or UpstreamClient(settings.upstream_url, stop=self.stop)
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        self.ttl_s = max(0.5, settings.sync_lock_ttl_s)
+        self.poll_s = max(0.0, settings.sync_poll_interval_s)
+        self.page_size = max(1, settings.sync_page_size)
+        self.progress_stream = progress_stream
+        self.trust_list_interval_s = trust_list_interval_s
+        self.backoff = Backoff(base=0.1, cap=min(10.0, self.ttl_s))
+        self.counts = SyncCounts()
+        self.fence: int | None = None
+        self._renewed_at = 0.0
+        self._trust_digest: bytes | None = None
+        self._trust_at = -1e9
+        self._status = SyncStatus(instance=self.owner, role="standby", state="starting",
+                                  started_at=time.time(), updated_at=time.time())
+        self._status_at = 0.0
+
+    # -- status ---------------------------------------------------------------------
+
+    def _set_status(self, force: bool = False, **changes: Any) -> None:
+        self._status = msgspec.structs.replace(self._status, **changes)
+        now = time.monotonic()
+        if self.fence is None and self._status.role != "stopped":
+            return  # only the leader speaks for the index
+        if force or now - self._status_at >= STATUS_INTERVAL_S:
+            self._status_at = now
+            status = msgspec.structs.replace(self._status, updated_at=time.time())
+            try:
+                write_sync_status(self.redis, status, self.namespace)
+            except Exception as exc:  # Redis down: the status waits for the next write
+                log.debug("could not write the sync status: %s", _describe(exc))
+
+    @property
+    def status(self) -> SyncStatus:
+        return self._status
+
+    def _failed(self, exc: BaseException) -> None:
+        self.counts.errors += 1
+        log.warning("sync: %s", _describe(exc))
+        self._set_status(force=True, state="failing", last_error=_describe(exc), last_error_at=time.time(),
+                         errors=self.counts.errors)
+
+    # -- waiting and the lock ----------------------------------------------------------
+
+    def _wait(self, delay: float) -> None:
+        """Sleep ``delay`` seconds, renewing the lock on the way; Stopped when stopped."""
+        deadline = time.monotonic() + delay
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            if self.stop.wait(min(left, self.ttl_s / 4)):
+                raise Stopped()
+            if self.fence is not None:
+                self._renew_if_due()
+
+    def _renew_if_due(self) -> None:
+        if self.fence is None or time.monotonic() - self._renewed_at < self.ttl_s / 3:
+            return
+        try:
+            held = self.writer.renew_leadership(self.owner, self.fence, self.ttl_s)
+        except IndexUnavailable as exc:
+            # Cannot tell: keep going; every write is fenced, so a lost lock shows there.
+            log.debug("could not renew the leader lock: %s", _describe(exc))
+            return
+        if not held:
+            raise StaleFence("the leader lock expired or was taken over")
+        self._renewed_at = time.monotonic()
+
+    # -- the job ----------------------------------------------------------------------
+
+    def run(self) -> SyncCounts:
+        """Lead or stand by until ``stop`` is set; returns the counts."""
+        log.info("sync %s: upstream %s, poll %.2fs, lock ttl %.1fs", self.owner, self.upstream.base_url,
+                 self.poll_s, self.ttl_s)
+        standby_logged = False
+        failures = 0
+        try:
+            while not self.stop.is_set():
+                try:
+                    fence = self.writer.acquire_leadership(self.owner, self.ttl_s)
+                except IndexUnavailable as exc:
+                    failures += 1
+                    self._failed(exc)
+                    self._wait(self.backoff.delay(failures))
+                    continue
+                failures = 0
+                if fence is None:
+                    if not standby_logged:
+                        log.info("sync %s: standby (another sync job leads)", self.owner)
+                        standby_logged = True
+                    self._status = msgspec.structs.replace(self._status, role="standby", state="waiting")
+                    self._wait(min(1.0, self.ttl_s / 3))
+                    continue
+                standby_logged = False
+                self.fence = fence
+                self._renewed_at = time.monotonic()
+                self.counts.leaderships += 1
+                log.info("sync %s: leading with fence %d", self.owner, fence)
+                self._set_status(force=True, role="leader", state="starting", fence=fence)
+                try:
+                    self._lead()
+                except StaleFence as exc:
+                    log.warning("sync %s: lost the leadership (%s); standing by", self.owner, exc)
+                    self.fence = None
+                    self._status = msgspec.structs.replace(self._status, role="standby", state="waiting",
+                                                           fence=None)
+        except Stopped:
+            pass
+        finally:
+            self._shutdown()
+        log.info("sync %s: stopped; %s", self.owner, msgspec.json.encode(self.counts).decode())
+        return self.counts
+
+    def _shutdown(self) -> None:
+        if self.fence is not None:
+            fence, self.fence = self.fence, None
+            self._status = msgspec.structs.replace(self._status, role="stopped", state="stopped")
+            with contextlib.suppress(Exception):
+                write_sync_status(self.redis, msgspec.structs.replace(self._status, updated_at=time.time()),
+                                  self.namespace)
+            with contextlib.suppress(Exception):
+                self.writer.release_leadership(self.owner, fence)  # a standby takes over at once
+        with contextlib.suppress(Exception):
+            self.upstream.close()
+
+    def _lead(self) -> None:
+        with contextlib.suppress(PermitIndexError):
+            dropped = self.writer.drop_orphans()  # loads abandoned by a killed leader
+            if dropped:
+                log.info("dropped orphaned generations %s", dropped)
+        self._trust_at = -1e9
+        failures = 0
+        while not self.stop.is_set():
+            self._renew_if_due()
+            try:
+                caught_up = self.step()
+            except (StaleFence, Stopped):
+                raise
+            except (IndexNotReady, CursorMismatch, SnapshotAborted) as exc:
+                # The index changed under us (flushed, switched): re-read it at once.
+                log.info("sync: %s; re-reading the index state", _describe(exc))
+                continue
+            except (UpstreamError, PermitIndexError) as exc:
+                failures += 1
+                self._failed(exc)
+                self._wait(self.backoff.delay(failures))
+                continue
+            except Exception as exc:  # a bug: keep the job alive, but say so loudly
+                failures += 1
+                log.exception("sync: unexpected error")
+                self._failed(exc)
+                self._wait(self.backoff.delay(failures))
+                continue
+            if failures:
+                log.info("sync: recovered after %d failed attempts", failures)
+                failures = 0
+                self._set_status(force=True, last_error=None)
+            if caught_up:
+                self._wait(self.poll_s)
+
+    def step(self) -> bool:
+        """One round: resync if needed, else one page of the feed. True when caught up."""
+        assert self.fence is not None
+        self._sync_trust_list()
+        state = self.writer.state()
+        if not state.ready:
+            reason = "first load" if state.generation is None else "the live generation is gone"
+            self.resync(f"index not ready ({reason}; or Redis lost its data)")
+            return False
+        try:
+            page = self.upstream.feed(state.seq, self.page_size)
+        except CursorTooOld as exc:
+            self.resync(f"cursor {state.seq} too old for the feed (410; oldest kept {exc.first_seq})")
+            return False
+        if page.feed_id != state.feed_id:
+            self.resync(f"the upstream feed was reset ({state.feed_id} -> {page.feed_id})")
+            return False
+        self.counts.pages += 1
+        self.counts.events_read += len(page.events)
+        lag_s = max(0.0, page.time - page.events[0].time) if page.events else 0.0
+        cursor = state.seq
+        generation = state.generation
+        if page.events:
+            result = self.writer.apply_page(page.events, cursor_before=state.seq, fence=self.fence)
+            self.counts.events_applied += result.applied
+            cursor = result.cursor
+            generation = result.generation
+        caught_up = page.page_end >= page.last_seq
+        now = time.time()
+        changes: dict[str, Any] = {}
+        if caught_up:
+            self.writer.heartbeat(cursor, page.time, self.fence)
+            changes["caught_up_at"] = now
+        previous_state = self._status.state
+        self._set_status(
+            force=previous_state != "following",
+            state="following", feed_id=page.feed_id, cursor=cursor, head_seq=page.last_seq,
+            lag_events=max(0, page.last_seq - cursor), lag_s=lag_s if not caught_up or page.events else 0.0,
+            generation=generation, last_poll_at=now, events_applied=self.counts.events_applied,
+            resync_loaded=None, resync_total=None, **changes,
+        )
+        return caught_up
+
+    def resync(self, reason: str) -> None:
+        """Load the upstream's snapshot into a new generation and switch it in."""
+        assert self.fence is not None
+        log.warning("sync: full resync: %s", reason)
+        self._set_status(force=True, state="resyncing", resync_reason=reason, resync_loaded=0, resync_total=None)
+        response, stream = self.upstream.open_snapshot()
+        header = stream.header
+        load = None
+        try:
+            load = self.writer.begin_snapshot(self.fence, expected_count=header.count)
+            progress = Progress(header.count, "resync", stream=self.progress_stream)
+            for batch in stream.batches():
+                load.add(batch)
+                progress.update(load.count)
+                self._renew_if_due()
+                if self.stop.is_set():
+                    raise Stopped()
+                self._set_status(resync_loaded=load.count, resync_total=header.count)
+            load.commit(header.seq, header.feed_id, upstream_time=header.time)
+            elapsed = progress.finish()
+        except Stopped:
+            raise  # leave the partial generation: the next leader drops it
+        except BaseException:
+            if load is not None:
+                with contextlib.suppress(Exception):
+                    load.abort()
+            raise
+        finally:
+            response.close()
+        self.counts.resyncs += 1
+        self.counts.records_loaded += load.count
+        log.info("sync: resync done: %d records at seq %d of feed %s in %.1f s",
+                 load.count, header.seq, header.feed_id, elapsed)
+        self._set_status(force=True, state="following", resyncs=self.counts.resyncs, feed_id=header.feed_id,
+                         cursor=header.seq, generation=load.generation, resync_loaded=load.count,
+                         resync_total=header.count)
+
+    def _sync_trust_list(self) -> None:
+        """Fetch the trust list when due; store it when it changed (validated first)."""
+        now = time.monotonic()
+        if now - self._trust_at < self.trust_list_interval_s:
+            return
+        self._trust_at = now
+        import hashlib
+
+        import fastpath
+        from verifier.index.trust_store import save_trust_list
+
+        try:
+            data = self.upstream.trust_list()
+        except UpstreamError as exc:
+            self._failed(exc)
+            return
+        digest = hashlib.sha256(data).digest()
+        if digest == self._trust_digest:
+            return
+        try:
+            changed = asyncio.run(save_trust_list(_AwaitableRedis(self.redis), data))
+        except fastpath.TrustListError as exc:
+            # WIRE-FORMAT 4: a bad list is refused as a whole; the previous one stays.
+            self._failed(UpstreamError(f"the upstream's trust list was refused: {exc}"))
+            return
+        except Exception as exc:  # Redis down: try again next time
+            self._trust_at = -1e9
+            self._failed(exc)
+            return
+        self._trust_digest = digest
+        if changed:
+            log.info("sync: stored a new trust list")
+
+
+def run_sync(settings: Settings, stop_event: threading.Event | None = None, **options: Any) -> SyncCounts:
+    """Run the sync job until ``stop_event`` is set (a library entry point for the demo and tests)."""
+    return SyncJob(settings, stop_event, **options).run()
