@@ -1,0 +1,47 @@
+"""The sync overview: the index's own state, read now, and the sync job's report."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from verifier.api.admin.schemas import SyncOut
+from verifier.api.redis_failures import REDIS_DOWN
+from verifier.api.verdicts.schemas import IndexAsOf
+from verifier.api.verdicts.status import rfc3339
+from verifier.index import IndexNotReady, IndexUnavailable
+from verifier.lib.problems import Problem
+
+
+async def sync_overview(runtime: Any) -> SyncOut:
+    try:
+        freshness = await runtime.index.index.freshness()
+    except (IndexUnavailable, IndexNotReady, *REDIS_DOWN):
+        raise Problem(503, "The index cannot be reached.", headers={"Retry-After": "1"}) from None
+    report = await _sync_report(runtime.redis)
+    return SyncOut(
+        ready=freshness.ready,
+        generation=freshness.generation,
+        cursor=freshness.seq,
+        index_as_of=IndexAsOf(seq=freshness.seq, time=rfc3339(freshness.as_of)) if freshness.as_of else None,
+        lag_s=round(freshness.lag_s, 3) if freshness.lag_s is not None else None,
+        count=freshness.count,
+        sync=report,
+    )
+
+
+async def _sync_report(redis: Any) -> dict[str, Any] | None:
+    try:
+        from verifier.index import sync_status
+    except ImportError:  # the sync job's status module is not part of this build
+        return None
+    try:
+        status = await sync_status.read_sync_status(redis)
+    except (IndexUnavailable, *REDIS_DOWN):
+        return None
+    if status is None:
+        return None
+    return msgspec.to_builtins(status)  # type: ignore[no-any-return]
+
+

@@ -1,0 +1,81 @@
+"""The API: ``create_app(settings)`` assembles the Litestar app from its capability folders."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from litestar import Litestar
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
+
+from verifier.api.admin.controller import AdminController
+from verifier.api.cards.controller import CardController
+from verifier.api.health.controller import HealthController
+from verifier.api.middleware import metrics_middleware
+from verifier.api.openapi import COMPONENTS
+from verifier.api.permits.controller import PermitController
+from verifier.api.qr.controller import QrController
+from verifier.api.receipts.controller import ReceiptController
+from verifier.api.runtime import Runtime
+from verifier.api.trust.controller import TrustController
+from verifier.lib.problems import EXCEPTION_HANDLERS
+from verifier.lib.settings import Settings
+
+__all__ = ["create_app"]
+
+# Bodies of single verifications are small; the batch and look-up endpoints set their own.
+DEFAULT_MAX_BODY = 64 * 1024
+
+
+def create_app(settings: Settings, *, redis: Any = None) -> Litestar:
+    """The one factory. ``redis``: an asyncio client to use (tests); else one is made from ``settings.redis_url``."""
+    if redis is None and not settings.redis_url:
+        raise ValueError("create_app needs settings.redis_url (or a client): the API never runs without Redis")
+    runtime = Runtime(settings, redis)
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        await runtime.start()
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    return Litestar(
+        route_handlers=[
+            QrController, CardController, PermitController, TrustController, ReceiptController,
+            AdminController, HealthController,
+        ],
+        lifespan=[lifespan],
+        state=_state(runtime),
+        exception_handlers=EXCEPTION_HANDLERS,
+        middleware=[metrics_middleware(runtime.metrics)],
+        request_max_body_size=DEFAULT_MAX_BODY,
+        openapi_config=OpenAPIConfig(
+            title="Permit verification service",
+            version=_version(),
+            description="Verify foreigners' work permits: QR codes, card reads, look-ups. "
+            "A verdict is an answer (HTTP 200) whatever its result; errors are RFC 9457 problem documents.",
+            path="/schema",
+            components=COMPONENTS,
+            render_plugins=[SwaggerRenderPlugin()],
+        ),
+        debug=False,
+    )
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("permit-verifier")
+    except PackageNotFoundError:  # running from a tree that was not installed
+        return "0"
+
+
+def _state(runtime: Runtime) -> Any:
+    from litestar.datastructures import State
+
+    return State({"runtime": runtime})

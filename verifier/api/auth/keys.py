@@ -1,0 +1,231 @@
+"""API keys: created, listed and revoked by operators (``verifier api-keys``), checked on every request.
+
+A key is ``pvk_<key id>_<secret>``: the key id (12 hex digits) is visible in logs,
+the audit stream and ``api-keys list``; the secret (32 random bytes) is shown once at
+creation and stored only as SHA-256 of the whole token (a high-entropy secret needs
+no slow hash), compared with ``hmac.compare_digest``.
+
+Redis layout: ``pv:apikey:<id>`` a hash (digest, role, name, employers, full_fields,
+created, revoked), ``pv:apikeys`` the set of ids. A revoked key keeps its record, so
+audit records stay explainable.
+
+Each worker keeps the records it has seen for ``CACHE_TTL_S`` seconds, so a request
+usually needs no Redis round trip to authenticate; a revocation therefore takes
+effect within that time. While Redis is unreachable a worker keeps using the records
+it has (the verdicts then say STATUS_UNAVAILABLE anyway).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import msgspec
+from verifier.api.redis_failures import REDIS_DOWN
+
+from verifier.api.auth.roles import Role
+
+__all__ = [
+    "ApiKeyError",
+    "ApiKeyInfo",
+    "Caller",
+    "KeyVerifier",
+    "add_api_key",
+    "list_api_keys",
+    "revoke_api_key",
+]
+
+KEY_PREFIX = "pv:apikey:"
+KEY_SET = "pv:apikeys"
+CACHE_TTL_S = 5.0
+"""How long a worker trusts a key record it read (the revocation delay)."""
+_NEGATIVE_TTL_S = 1.0
+_CACHE_LIMIT = 10_000
+
+_TOKEN_RE = re.compile(r"pvk_([0-9a-f]{12})_([A-Za-z0-9_-]{43})")
+_EMPLOYER_RE = re.compile(r"[0-9A-Z]{18}")
+_ROLES = frozenset(role.value for role in Role)
+
+
+class ApiKeyError(ValueError):
+    """A key that cannot be created as asked (unknown role, bad employer code, ...)."""
+
+
+class Caller(msgspec.Struct, frozen=True):
+    """Who is calling: the authenticated key's id, role and bindings."""
+
+    key_id: str
+    role: Role
+    name: str
+    employers: frozenset[str] = frozenset()
+    """Partner keys: the employer credit codes whose permits the key may see."""
+    full_fields: bool = False
+    """Partner keys: see the full field set for their own employers' permits."""
+
+
+class ApiKeyInfo(msgspec.Struct, frozen=True):
+    """A key as listed for operators (never the secret or its digest)."""
+
+    key_id: str
+    role: str
+    name: str
+    employers: tuple[str, ...]
+    full_fields: bool
+    created: float
+    revoked: float | None
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _decode(raw: dict[Any, Any]) -> dict[str, str]:
+    return {
+        (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+        for k, v in raw.items()
+    }
+
+
+async def add_api_key(
+    redis: Any,
+    role: str,
+    name: str,
+    employers: Iterable[str] = (),
+    *,
+    full_fields: bool = False,
+) -> tuple[str, str]:
+    """Create a key; returns ``(key_id, token)``. The token is not stored and cannot be shown again."""
+    try:
+        role = Role(role)
+    except ValueError:
+        raise ApiKeyError(f"unknown role {role!r}; one of {', '.join(r.value for r in Role)}") from None
+    employer_codes = tuple(dict.fromkeys(employers))
+    for code in employer_codes:
+        if not _EMPLOYER_RE.fullmatch(code):
+            raise ApiKeyError(f"an employer code is 18 characters of 0-9 and A-Z: {code!r}")
+    if role == Role.PARTNER and not employer_codes:
+        raise ApiKeyError("a partner key must be bound to at least one employer code")
+    if role != Role.PARTNER and (employer_codes or full_fields):
+        raise ApiKeyError("only partner keys are bound to employers")
+    if not name or len(name) > 200:
+        raise ApiKeyError("a key needs a name of 1 to 200 characters")
+    key_id = secrets.token_hex(6)
+    token = f"pvk_{key_id}_{secrets.token_urlsafe(32)}"
+    record = {
+        "digest": _digest(token),
+        "role": role.value,
+        "name": name,
+        "employers": ",".join(employer_codes),
+        "full_fields": "1" if full_fields else "0",
+        "created": repr(time.time()),
+        "revoked": "",
+    }
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.hset(KEY_PREFIX + key_id, mapping=record)
+        pipe.sadd(KEY_SET, key_id)
+        await pipe.execute()
+    return key_id, token
+
+
+async def list_api_keys(redis: Any) -> list[ApiKeyInfo]:
+    """Every key ever created, revoked ones included, oldest first."""
+    ids = sorted(
+        (i.decode() if isinstance(i, bytes) else i) for i in await redis.smembers(KEY_SET)
+    )
+    if not ids:
+        return []
+    async with redis.pipeline(transaction=False) as pipe:
+        for key_id in ids:
+            pipe.hgetall(KEY_PREFIX + key_id)
+        records = await pipe.execute()
+    keys = []
+    for key_id, raw in zip(ids, records):
+        if not raw:
+            continue
+        record = _decode(raw)
+        keys.append(ApiKeyInfo(
+            key_id=key_id,
+            role=record.get("role", ""),
+            name=record.get("name", ""),
+            employers=tuple(e for e in record.get("employers", "").split(",") if e),
+            full_fields=record.get("full_fields") == "1",
+            created=float(record.get("created") or 0),
+            revoked=float(record["revoked"]) if record.get("revoked") else None,
+        ))
+    keys.sort(key=lambda k: k.created)
+    return keys
+
+
+async def revoke_api_key(redis: Any, key_id: str) -> bool:
+    """Revoke a key (by id, or by its whole token); False when there is no such live key."""
+    match = _TOKEN_RE.fullmatch(key_id)
+    if match:
+        key_id = match.group(1)
+    key = KEY_PREFIX + key_id
+    revoked = await redis.hget(key, "revoked")
+    if revoked is None or revoked not in (b"", ""):
+        return False
+    await redis.hset(key, "revoked", repr(time.time()))
+    return True
+
+
+class KeyVerifier:
+    """One worker's key checker, with its small cache of key records."""
+
+    __slots__ = ("_redis", "_cache")
+
+    def __init__(self, redis: Any) -> None:
+        self._redis = redis
+        # key id -> (fetched_at, digest or None for "no such live key", caller)
+        self._cache: dict[str, tuple[float, str | None, Caller | None]] = {}
+
+    async def authenticate(self, token: str) -> Caller | None:
+        """The caller behind a token, or None for a missing, malformed, unknown or revoked key.
+
+        Raises ``RedisError`` only when the key was never seen by this worker and
+        Redis cannot be asked.
+        """
+        match = _TOKEN_RE.fullmatch(token)
+        if match is None:
+            return None
+        key_id = match.group(1)
+        now = time.monotonic()
+        entry = self._cache.get(key_id)
+        if entry is None or now - entry[0] > (CACHE_TTL_S if entry[1] else _NEGATIVE_TTL_S):
+            try:
+                entry = await self._fetch(key_id, now)
+            except REDIS_DOWN:
+                if entry is None:
+                    raise
+                # Redis is away: keep the record we had (see the module docstring).
+        digest, caller = entry[1], entry[2]
+        if digest is None or caller is None:
+            return None
+        if not hmac.compare_digest(_digest(token), digest):
+            return None
+        return caller
+
+    async def _fetch(self, key_id: str, now: float) -> tuple[float, str | None, Caller | None]:
+        raw = await self._redis.hgetall(KEY_PREFIX + key_id)
+        entry: tuple[float, str | None, Caller | None]
+        record = _decode(raw) if raw else None
+        if record is None or record.get("revoked") or record.get("role") not in _ROLES:
+            entry = (now, None, None)
+        else:
+            caller = Caller(
+                key_id=key_id,
+                role=Role(record["role"]),
+                name=record.get("name", ""),
+                employers=frozenset(e for e in record.get("employers", "").split(",") if e),
+                full_fields=record.get("full_fields") == "1",
+            )
+            entry = (now, record["digest"], caller)
+        if len(self._cache) >= _CACHE_LIMIT:
+            self._cache.clear()  # a flood of made-up key ids: start over rather than grow
+        self._cache[key_id] = entry
+        return entry

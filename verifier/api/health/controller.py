@@ -1,0 +1,52 @@
+"""GET /health/live, /health/ready and /metrics: public, unauthenticated."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from litestar import Controller, MediaType, Request, Response, get
+from litestar.openapi.datastructures import ResponseSpec
+from verifier.api.redis_failures import REDIS_DOWN
+
+from verifier.api.health.schemas import LiveOut, ReadyChecks, ReadyOut
+from verifier.api.verdicts.index_view import IndexUnavailableError
+
+
+class HealthController(Controller):
+    tags = ["health"]
+
+    @get("/health/live", summary="The process answers")
+    async def live(self) -> LiveOut:
+        return LiveOut()
+
+    @get("/health/ready", summary="Redis reachable, index fresh, trust list loaded",
+         responses={503: ResponseSpec(data_container=ReadyOut, description="Not ready: the checks say why.")})
+    async def ready(self, request: Request[Any, Any, Any]) -> Response[ReadyOut]:
+        runtime = request.app.state.runtime
+        now = time.time()
+        try:
+            redis_ok = bool(await runtime.redis.ping())
+        except REDIS_DOWN:
+            redis_ok = False
+        state = runtime.index.state
+        try:
+            runtime.index.usable_state(now)
+            index = "fresh"
+        except IndexUnavailableError as exc:
+            index = exc.reason
+        trust_ok = runtime.trust.current is not None
+        ready = redis_ok and index == "fresh" and trust_ok
+        out = ReadyOut(
+            ready=ready,
+            checks=ReadyChecks(redis=redis_ok, index=index, trust_list=trust_ok),
+            index_as_of=state.as_of if state is not None else None,
+            lag_s=round(now - state.confirmed_at, 3) if state is not None and state.confirmed_at else None,
+        )
+        return Response(out, status_code=200 if ready else 503)
+
+    @get("/metrics", media_type=MediaType.TEXT, summary="Prometheus metrics of all workers",
+         include_in_schema=True)
+    async def metrics(self, request: Request[Any, Any, Any]) -> Response[bytes]:
+        body = await request.app.state.runtime.render_metrics()
+        return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -1,0 +1,52 @@
+"""OpenAPI pieces shared by the controllers: the problem responses and the API key scheme."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.openapi.spec import Components, SecurityScheme
+from msgspec import Meta
+
+from verifier.lib.problems import PROBLEM_MEDIA_TYPE, ProblemDocument
+
+__all__ = ["API_KEY_SECURITY", "COMPONENTS", "Terminal", "problems"]
+
+_DESCRIPTIONS = {
+    400: "The request does not match the schema (field detail in `errors`).",
+    401: "No API key, or an unknown, revoked or malformed one.",
+    403: "The key's role may not use this endpoint.",
+    404: "No such resource.",
+    413: "The request body is too large.",
+    429: "The key is over its rate limit; see Retry-After.",
+    503: "The index or the key store cannot be reached, or the index is not fresh; see Retry-After.",
+}
+
+
+def problems(*statuses: int) -> dict[int, ResponseSpec]:
+    """Responses documented as RFC 9457 problem documents."""
+    return {
+        status: ResponseSpec(
+            data_container=ProblemDocument,
+            description=_DESCRIPTIONS.get(status, "A problem document."),
+            media_type=PROBLEM_MEDIA_TYPE,
+            generate_examples=False,
+        )
+        for status in statuses
+    }
+
+
+# The errors every key-protected endpoint can answer.
+PROTECTED = (400, 401, 403, 413, 429, 503)
+
+API_KEY_SECURITY = [{"BearerKey": []}, {"HeaderKey": []}]
+COMPONENTS = Components(security_schemes={
+    "BearerKey": SecurityScheme(type="http", scheme="bearer", description="An API key, `pvk_<id>_<secret>`."),
+    "HeaderKey": SecurityScheme(type="apiKey", name="X-API-Key", security_scheme_in="header",
+                                description="The same API key, in a header of its own."),
+})
+
+Terminal = Annotated[str, Meta(
+    min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:@-]+$",
+    description="The scanner or card terminal, as the caller names it (used for scanners' double reads and the audit).",
+)]

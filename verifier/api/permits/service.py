@@ -1,0 +1,62 @@
+"""Permit look-ups: one permit, or up to 10,000 by pn, ssn or cn, as the caller's role may see them."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from verifier.api.audit.log import AuditLog
+from verifier.api.auth.keys import Caller
+from verifier.api.auth.roles import Role, permit_fields
+from verifier.api.permits.schemas import Found, LookupOut, PermitOut
+from verifier.api.verdicts.index_view import IndexView
+from verifier.api.verdicts.service import record_values, permit_view
+from verifier.index.records import PermitRecord
+
+
+def _visible(caller: Caller, record: PermitRecord | None) -> bool:
+    # A partner key only ever sees its own employers' permits; the rest are "missing".
+    if record is None:
+        return False
+    return caller.role != Role.PARTNER or record.emp in caller.employers
+
+
+class PermitLookups:
+    def __init__(self, index: IndexView, audit: AuditLog) -> None:
+        self.index = index
+        self.audit = audit
+
+    async def one(self, permit_number: str, caller: Caller) -> PermitOut | None:
+        """Raises IndexUnavailableError."""
+        now = time.time()
+        record, state = await self.index.permit(permit_number, now)
+        visible = _visible(caller, record)
+        self.audit.record(key_id=caller.key_id, role=caller.role, kind="permit",
+                          result="found" if visible else "missing", permit_number=permit_number)
+        if not visible:
+            return None
+        assert record is not None and state.confirmed_at is not None
+        view = permit_view(permit_fields(caller.role, caller.full_fields), record_values(record))
+        return PermitOut(permit=view, index_as_of=state.as_of, lag_s=round(now - state.confirmed_at, 3))
+
+    async def many(self, by: str, ids: Sequence[str], caller: Caller) -> LookupOut:
+        """Raises IndexUnavailableError."""
+        now = time.time()
+        records, state = await self.index.lookup(by, ids, now)
+        fields = permit_fields(caller.role, caller.full_fields)
+        found: list[Found] = []
+        missing: list[str] = []
+        for identifier in ids:
+            record = records.get(identifier)
+            if _visible(caller, record):
+                assert record is not None
+                found.append(Found(id=identifier, permit=permit_view(fields, record_values(record))))
+            else:
+                missing.append(identifier)
+        # One audit record per look-up, naming the permits it showed.
+        self.audit.record(key_id=caller.key_id, role=caller.role, kind="lookup", result=f"found={len(found)}",
+                          permit_number=",".join(f.permit.pn for f in found), by=by,
+                          asked=str(len(ids)), missing=str(len(missing)))
+        assert state.confirmed_at is not None
+        return LookupOut(found=found, missing=missing, index_as_of=state.as_of,
+                         lag_s=round(now - state.confirmed_at, 3))

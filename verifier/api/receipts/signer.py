@@ -1,0 +1,104 @@
+"""Signed receipts: evidence, for a case file, of what the service answered.
+
+The service's own Ed25519 key (not an issuer key) is generated at first start and
+kept in Redis (``pv:receipt-key``, set once with SET NX so that every worker and
+every host signs with the same key); it is never written to the repository or a
+log. Its public key is served at ``GET /v1/receipt-keys`` as a JWK Set.
+
+What is signed: ``b"PV-RECEIPT-1" || SHA-256(canonical verdict)``, where the
+canonical verdict is the verdict object as answered, without its ``receipt``
+member, serialised as JSON with keys sorted and no whitespace (UTF-8, as RFC 8785
+for the values the verdict holds: strings, integers, booleans, null and ``lag_s``
+rounded to milliseconds). :func:`verify_receipt` is the check a case file uses.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Mapping
+from typing import Any
+
+import msgspec
+import nacl.exceptions
+import nacl.signing
+import orjson
+
+__all__ = ["RECEIPT_KEY", "Receipt", "ReceiptSigner", "canonical_verdict", "verify_receipt"]
+
+RECEIPT_KEY = "pv:receipt-key"
+_CONTEXT = b"PV-RECEIPT-1"
+
+
+class Receipt(msgspec.Struct, frozen=True):
+    """A signature by the service over the digest of the verdict it is attached to."""
+
+    alg: str
+    """Always ``EdDSA`` (Ed25519)."""
+    kid: str
+    """base64url of the first 8 bytes of SHA-256 of the service's public key (see /v1/receipt-keys)."""
+    digest: str
+    """base64url of SHA-256 over the canonical verdict (without ``receipt``)."""
+    signature: str
+    """base64url of the Ed25519 signature over ``"PV-RECEIPT-1" || digest``."""
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _b64url_decode(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def canonical_verdict(verdict: Mapping[str, Any]) -> bytes:
+    """The bytes a receipt's digest covers."""
+    return orjson.dumps({k: v for k, v in verdict.items() if k != "receipt"}, option=orjson.OPT_SORT_KEYS)
+
+
+class ReceiptSigner:
+    __slots__ = ("_key", "public_key", "kid")
+
+    def __init__(self, seed: bytes) -> None:
+        self._key = nacl.signing.SigningKey(seed)
+        self.public_key = bytes(self._key.verify_key)
+        self.kid = _b64url(hashlib.sha256(self.public_key).digest()[:8])
+
+    @classmethod
+    async def load_or_create(cls, redis: Any) -> "ReceiptSigner":
+        """The service's receipt key, made by whichever worker starts first."""
+        await redis.set(RECEIPT_KEY, nacl.signing.SigningKey.generate().encode(), nx=True)
+        seed = await redis.get(RECEIPT_KEY)
+        if not isinstance(seed, bytes) or len(seed) != 32:
+            raise RuntimeError(f"{RECEIPT_KEY} in Redis does not hold a 32-byte Ed25519 seed")
+        return cls(seed)
+
+    def sign(self, verdict: Mapping[str, Any]) -> Receipt:
+        digest = hashlib.sha256(canonical_verdict(verdict)).digest()
+        signature = self._key.sign(_CONTEXT + digest).signature
+        return Receipt(alg="EdDSA", kid=self.kid, digest=_b64url(digest), signature=_b64url(signature))
+
+    def jwks(self) -> dict[str, Any]:
+        return {"keys": [{
+            "kty": "OKP", "crv": "Ed25519", "x": _b64url(self.public_key),
+            "kid": self.kid, "alg": "EdDSA", "use": "sig",
+        }]}
+
+
+def verify_receipt(verdict: Mapping[str, Any], jwks: Mapping[str, Any]) -> bool:
+    """True when ``verdict["receipt"]`` is a valid receipt over this very verdict by a key of ``jwks``."""
+    receipt = verdict.get("receipt")
+    if not isinstance(receipt, Mapping):
+        return False
+    try:
+        digest = hashlib.sha256(canonical_verdict(verdict)).digest()
+        if _b64url(digest) != receipt.get("digest"):
+            return False
+        for key in jwks.get("keys", ()):
+            if key.get("kid") == receipt.get("kid"):
+                verify_key = nacl.signing.VerifyKey(_b64url_decode(key["x"]))
+                verify_key.verify(_CONTEXT + digest, _b64url_decode(receipt["signature"]))
+                return True
+    except (nacl.exceptions.BadSignatureError, ValueError, TypeError, KeyError, orjson.JSONEncodeError):
+        return False
+    return False

@@ -1,0 +1,228 @@
+"""One API worker's runtime: its Redis client, caches, buffers and background tasks.
+
+Built by ``create_app`` and started by the app's lifespan. Redis being away at
+start is not fatal: the worker starts, answers STATUS_UNAVAILABLE (and 503 where a
+verdict is not the answer), and its background tasks keep trying until Redis is
+back. Background tasks:
+
+- the subscriber: the sync job's change channel drops near-cache entries, the
+  trust channel reloads the trust list. While it is not subscribed the near-cache
+  is not trusted (pub/sub is at-most-once: a message may have been missed);
+- the maintenance loop, every 0.25 s: polls the index freshness, flushes the audit
+  buffer and the metrics deltas, and every few seconds re-reads the trust list and
+  (until it has it) the receipt key.
+
+On shutdown the audit buffer and metrics are flushed one last time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from typing import Any
+
+import msgspec
+from verifier.api.redis_failures import REDIS_DOWN
+
+from verifier.api.audit.log import AuditLog
+from verifier.api.auth.keys import KeyVerifier
+from verifier.api.cards.challenges import ChallengeStore
+from verifier.api.permits.service import PermitLookups
+from verifier.api.ratelimit.limiter import RateLimiter
+from verifier.api.receipts.signer import ReceiptSigner
+from verifier.api.trust.service import TrustHolder
+from verifier.api.verdicts.index_view import REFRESH_S, IndexView
+from verifier.api.verdicts.near_cache import NearCache
+from verifier.api.verdicts.replay import ReplayGuard
+from verifier.api.verdicts.service import ReceiptHolder, Verifications
+from verifier.index import CHANGES_CHANNEL, PermitIndex, decode_change
+from verifier.index.trust_store import TRUST_CHANNEL
+from verifier.lib import metrics as metrics_lib
+from verifier.lib.metrics import METRICS_KEY, Metrics
+from verifier.lib.redis_client import async_client
+from verifier.lib.settings import Settings
+
+__all__ = ["Runtime"]
+
+log = logging.getLogger("verifier.api")
+
+TRUST_RECHECK_S = 5.0
+"""The safety net behind the trust channel: how often the stored list is re-read."""
+
+
+class Runtime:
+    def __init__(self, settings: Settings, redis: Any = None) -> None:
+        self.settings = settings
+        self.redis: Any = redis
+        self._owns_redis = redis is None
+        self.metrics = Metrics()
+        self.near_cache = NearCache()
+        self.trust = TrustHolder()
+        self.receipts = ReceiptHolder()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.subscribed = asyncio.Event()
+        self._last_trust_check = 0.0
+
+    # --- lifecycle ---------------------------------------------------------
+    async def start(self) -> None:
+        if self.redis is None:
+            self.redis = async_client(self.settings.redis_url)
+        redis = self.redis
+        self.index = IndexView(PermitIndex(redis), self.near_cache, self.settings.staleness_bound_s, self.metrics)
+        self.keys = KeyVerifier(redis)
+        self.limiter = RateLimiter(redis, self.settings.rate_limit_per_s, self.settings.rate_limit_burst)
+        self.audit = AuditLog(redis)
+        self.challenges = ChallengeStore(redis)
+        self.verifications = Verifications(
+            trust=self.trust, index=self.index, replay=ReplayGuard(redis), challenges=self.challenges,
+            audit=self.audit, metrics=self.metrics, receipts=self.receipts,
+        )
+        self.lookups = PermitLookups(self.index, self.audit)
+        # A first look before taking requests; failures are retried by the loops.
+        await self._maintain(force_trust=True)
+        self._tasks = [
+            asyncio.create_task(self._subscriber_loop(), name="pv-subscriber"),
+            asyncio.create_task(self._maintenance_loop(), name="pv-maintenance"),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks = []
+        # Clean shutdown: nothing buffered is lost while Redis is there to take it.
+        pending = len(self.audit)
+        await self.audit.flush()
+        if len(self.audit):
+            log.error("shutdown: %d of %d audit records could not be written (Redis unreachable)",
+                      len(self.audit), pending)
+        await self._flush_metrics()
+        if self._owns_redis:
+            with contextlib.suppress(Exception):
+                await self.redis.aclose()
+
+    # --- background --------------------------------------------------------
+    async def _maintenance_loop(self) -> None:
+        while True:
+            await asyncio.sleep(REFRESH_S)
+            try:
+                await self._maintain()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # never let the loop die: it is what recovers the worker
+                log.exception("maintenance step failed")
+
+    async def _maintain(self, force_trust: bool = False) -> None:
+        await self.index.refresh()
+        now = time.monotonic()
+        if force_trust or self.trust.current is None or now - self._last_trust_check > TRUST_RECHECK_S:
+            self._last_trust_check = now
+            with contextlib.suppress(*REDIS_DOWN):
+                await self.trust.reload(self.redis)
+        if self.receipts.signer is None:
+            with contextlib.suppress(*REDIS_DOWN):
+                self.receipts.signer = await ReceiptSigner.load_or_create(self.redis)
+        written = await self.audit.flush()
+        if written:
+            self.metrics.inc("pv_audit_records", (), written)
+        await self._flush_metrics()
+
+    async def _flush_metrics(self) -> None:
+        if not self.metrics.pending():
+            return
+        fields = self.metrics.take()
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for field, value in fields.items():
+                    pipe.hincrbyfloat(METRICS_KEY, field, value)
+                await pipe.execute()
+        except REDIS_DOWN:
+            self.metrics.give_back(fields)
+
+    async def _subscriber_loop(self) -> None:
+        backoff = 0.05
+        outage_logged = False
+        while True:
+            pubsub = self.redis.pubsub()
+            try:
+                await pubsub.subscribe(CHANGES_CHANNEL, TRUST_CHANNEL)
+                confirmed = 0
+                while confirmed < 2:  # until both subscriptions are in place, changes could be missed
+                    message = await pubsub.get_message(timeout=1.0)
+                    if message is not None and message["type"] == "subscribe":
+                        confirmed += 1
+                # Anything cached before now may have missed an invalidation: start empty.
+                self.near_cache.clear()
+                self.near_cache.trusted = True
+                self.subscribed.set()
+                await self.trust.reload(self.redis)
+                if outage_logged:
+                    log.warning("subscribed again to the index change channel")
+                backoff, outage_logged = 0.05, False
+                while True:
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                    if message is not None and message["type"] == "message":
+                        await self._on_message(message["channel"], message["data"])
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # RedisError, OSError, or a cluster client's own failures
+                if not outage_logged:
+                    log.warning("index change subscription lost (%s); near-cache off until it is back",
+                                type(exc).__name__)
+                    outage_logged = True
+            finally:
+                self.near_cache.trusted = False
+                self.near_cache.clear()
+                self.subscribed.clear()
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+            await asyncio.sleep(backoff * (0.5 + random.random()))
+            backoff = min(backoff * 2, 1.0)
+
+    async def _on_message(self, channel: bytes | str, data: bytes | str) -> None:
+        name = channel.decode() if isinstance(channel, bytes) else channel
+        if name == TRUST_CHANNEL:
+            await self.trust.reload(self.redis)
+            return
+        try:
+            change = decode_change(data if isinstance(data, bytes) else str(data).encode())
+        except msgspec.DecodeError:
+            self.near_cache.clear()  # not understood: assume anything changed
+            return
+        if change.kind == "apply":
+            self.near_cache.invalidate(change.permit_numbers)
+        else:  # "switch": a full resync put another generation in force
+            self.near_cache.clear()
+
+    # --- metrics -----------------------------------------------------------
+    async def render_metrics(self) -> bytes:
+        await self._flush_metrics()
+        try:
+            totals = await self.redis.hgetall(METRICS_KEY)
+            store_up = 1.0
+        except REDIS_DOWN:
+            totals, store_up = {}, 0.0
+        now = time.time()
+        state = self.index.state
+        gauges = [
+            metrics_lib.gauge("pv_metrics_store_up", "1 when the shared metrics could be read from Redis", store_up),
+            metrics_lib.gauge("pv_index_ready", "1 when the index is ready and fresher than its bound",
+                              1.0 if state is not None and state.ready and state.confirmed_at
+                              and now - state.confirmed_at <= self.settings.staleness_bound_s else 0.0),
+            metrics_lib.gauge("pv_index_lag_seconds", "Seconds since the sync job last confirmed the index",
+                              now - state.confirmed_at if state is not None and state.confirmed_at else None),
+            metrics_lib.gauge("pv_index_seq", "Change-feed sequence the index is consistent with",
+                              float(state.seq) if state is not None and state.seq is not None else None),
+            metrics_lib.gauge("pv_near_cache_entries", "Entries in this worker's near-cache", float(len(self.near_cache))),
+            metrics_lib.gauge("pv_audit_buffered", "Audit records this worker holds, not yet written", float(len(self.audit))),
+        ]
+        gauges.extend(await self._sync_gauges())
+        return metrics_lib.render(totals, gauges)
+
+    async def _sync_gauges(self) -> list[Any]:
+        return []

@@ -1,0 +1,156 @@
+"""The API's view of the permit index: the near-cache in front, freshness checked first.
+
+Availability (WIRE-FORMAT 5, first row) is decided here, once for every kind of
+request: the index state is polled by the worker's maintenance task
+(:meth:`IndexView.refresh`, every ``REFRESH_S``); a request is answered from the
+index only when that state is ready and younger than ``staleness_bound_s``, and
+when the record could be read. Otherwise :class:`IndexUnavailableError`, which the
+verdicts turn into STATUS_UNAVAILABLE (never VALID) and the look-ups into 503.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from verifier.api.redis_failures import REDIS_DOWN
+
+from verifier.api.verdicts.near_cache import NearCache
+from verifier.api.verdicts.schemas import IndexAsOf
+from verifier.api.verdicts.status import R_INDEX_NOT_READY, R_INDEX_STALE, R_UNAVAILABLE, rfc3339
+from verifier.index import IndexNotReady, IndexUnavailable, PermitIndex
+from verifier.index.records import PermitRecord
+from verifier.lib.metrics import Metrics
+
+__all__ = ["IndexState", "IndexUnavailableError", "IndexView"]
+
+REFRESH_S = 0.25
+
+
+@dataclass(frozen=True, slots=True)
+class IndexState:
+    """What the index said about itself at the last poll."""
+
+    ready: bool
+    seq: int | None
+    confirmed_at: float | None
+    """When the sync job last confirmed the index (epoch s, by this worker's clock)."""
+    generation: int | None
+    as_of: IndexAsOf
+
+
+class IndexUnavailableError(Exception):
+    """The index cannot give a status now; ``reason`` says why."""
+
+    def __init__(self, reason: str, state: IndexState | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.state = state
+
+
+class IndexView:
+    __slots__ = ("index", "near_cache", "staleness_bound_s", "metrics", "state", "_error")
+
+    def __init__(self, index: PermitIndex, near_cache: NearCache, staleness_bound_s: float, metrics: Metrics) -> None:
+        self.index = index
+        self.near_cache = near_cache
+        self.staleness_bound_s = staleness_bound_s
+        self.metrics = metrics
+        self.state: IndexState | None = None
+        self._error = R_UNAVAILABLE
+
+    async def refresh(self) -> IndexState | None:
+        """Poll the index's freshness; a failure makes every status unavailable until the next success."""
+        try:
+            freshness = await self.index.freshness()
+        except (IndexUnavailable, IndexNotReady, *REDIS_DOWN):
+            self.state, self._error = None, R_UNAVAILABLE
+            return None
+        if not freshness.ready:
+            self.state, self._error = None, R_INDEX_NOT_READY
+            return None
+        # The lag is measured by the Redis server's clock; carry it over to ours, so
+        # that a worker whose clock is off still ages the index correctly.
+        confirmed_at = time.time() - freshness.lag_s if freshness.lag_s is not None else None
+        state = IndexState(
+            ready=True,
+            seq=freshness.seq,
+            confirmed_at=confirmed_at,
+            generation=freshness.generation,
+            as_of=IndexAsOf(seq=freshness.seq, time=rfc3339(freshness.as_of) if freshness.as_of else None),
+        )
+        previous = self.state
+        if previous is not None and previous.generation != state.generation:
+            self.near_cache.clear()  # a full resync switched other data in
+        self.state = state
+        return state
+
+    def usable_state(self, now: float) -> IndexState:
+        state = self.state
+        if state is None:
+            raise IndexUnavailableError(self._error)
+        if not state.ready:
+            raise IndexUnavailableError(R_INDEX_NOT_READY, state)
+        if state.confirmed_at is None or now - state.confirmed_at > self.staleness_bound_s:
+            raise IndexUnavailableError(R_INDEX_STALE, state)
+        return state
+
+    async def permit(self, permit_number: str, now: float) -> tuple[PermitRecord | None, IndexState]:
+        """The record (None: no such permit) and the state it is as of; raises IndexUnavailableError."""
+        state = self.usable_state(now)
+        cache = self.near_cache
+        cached = cache.get(permit_number)
+        if cached is not NearCache.MISS:
+            self.metrics.inc("pv_near_cache", ("hit",))
+            return cached, state  # type: ignore[return-value]
+        self.metrics.inc("pv_near_cache", ("miss",))
+        epoch = cache.epoch
+        try:
+            record = await self.index.get(permit_number)
+        except IndexNotReady:
+            raise IndexUnavailableError(R_INDEX_NOT_READY, state) from None
+        except (IndexUnavailable, *REDIS_DOWN):
+            raise IndexUnavailableError(R_UNAVAILABLE, state) from None
+        cache.put(permit_number, record, epoch)
+        return record, state
+
+    async def permits(self, permit_numbers: Sequence[str], now: float) -> tuple[dict[str, PermitRecord | None], IndexState]:
+        """Several records by permit number, the near-cache first and one round trip for the rest."""
+        state = self.usable_state(now)
+        cache = self.near_cache
+        found: dict[str, PermitRecord | None] = {}
+        missing: list[str] = []
+        for pn in permit_numbers:
+            cached = cache.get(pn)
+            if cached is NearCache.MISS:
+                missing.append(pn)
+            else:
+                found[pn] = cached  # type: ignore[assignment]
+        if found:
+            self.metrics.inc("pv_near_cache", ("hit",), len(found))
+        if missing:
+            self.metrics.inc("pv_near_cache", ("miss",), len(missing))
+            missing = list(dict.fromkeys(missing))
+            epoch = cache.epoch
+            records = await self._get_many("pn", missing, state)
+            for pn in missing:
+                record = records.get(pn)
+                found[pn] = record
+                cache.put(pn, record, epoch)
+        return found, state
+
+    async def lookup(self, by: str, ids: Sequence[str], now: float) -> tuple[dict[str, PermitRecord], IndexState]:
+        """Bulk look-up by pn, ssn or cn: ``{id: record}`` of the ids found (no near-cache:
+        partners' look-ups are one-off reads)."""
+        state = self.usable_state(now)
+        return await self._get_many(by, ids, state), state
+
+    async def _get_many(self, by: Any, ids: Sequence[str], state: IndexState) -> dict[str, PermitRecord]:
+        try:
+            return await self.index.get_many(by, ids)
+        except IndexNotReady:
+            raise IndexUnavailableError(R_INDEX_NOT_READY, state) from None
+        except (IndexUnavailable, *REDIS_DOWN):
+            raise IndexUnavailableError(R_UNAVAILABLE, state) from None
