@@ -16,7 +16,14 @@ from typing import Any
 
 import fastpath
 
-__all__ = ["TRUST_CHANNEL", "TRUST_KEY", "load_trust_list", "save_trust_list", "trust_list_digest"]
+__all__ = [
+    "TRUST_CHANNEL",
+    "TRUST_KEY",
+    "load_trust_list",
+    "save_trust_list",
+    "save_trust_list_sync",
+    "trust_list_digest",
+]
 
 TRUST_KEY = "pv:trust:jwks"
 """The JWK Set as received from the upstream (bytes)."""
@@ -28,17 +35,33 @@ def trust_list_digest(jwks_bytes: bytes) -> str:
     return hashlib.sha256(jwks_bytes).hexdigest()
 
 
+def _checked(jwks_bytes: bytes | str) -> bytes:
+    data = jwks_bytes.encode() if isinstance(jwks_bytes, str) else bytes(jwks_bytes)
+    fastpath.TrustList.from_jwks(data)  # WIRE-FORMAT 4: a bad list is refused as a whole
+    return data
+
+
 async def save_trust_list(redis: Any, jwks_bytes: bytes | str) -> bool:
-    """Store a new trust list and tell the API workers; False when it is the one already stored.
+    """Store a new trust list and tell the API workers (asyncio client); False when it is
+    the one already stored.
 
     Raises ``fastpath.TrustListError`` for a list that would be refused at load.
     """
-    data = jwks_bytes.encode() if isinstance(jwks_bytes, str) else bytes(jwks_bytes)
-    fastpath.TrustList.from_jwks(data)  # WIRE-FORMAT 4: a bad list is refused as a whole
+    data = _checked(jwks_bytes)
     previous = await redis.set(TRUST_KEY, data, get=True)
     if previous == data:
         return False
     await redis.publish(TRUST_CHANNEL, trust_list_digest(data))
+    return True
+
+
+def save_trust_list_sync(redis: Any, jwks_bytes: bytes | str) -> bool:
+    """:func:`save_trust_list` for a sync client (the sync job)."""
+    data = _checked(jwks_bytes)
+    previous = redis.set(TRUST_KEY, data, get=True)
+    if previous == data:
+        return False
+    redis.publish(TRUST_CHANNEL, trust_list_digest(data))
     return True
 
 
