@@ -49,10 +49,6 @@ def cwt_verifying_key(key: IssuerKey) -> Any:
     return COSEKey.new({KTY: OKP, CRV: ED25519, X: key.public_key, KID: key.kid, ALG: EDDSA})
 
 
-
-
-
-
 def wp1_claims(permit: dict[str, Any]) -> dict[int, Any]:
     # an explicit nbf: cwt.encode would otherwise add one from the real clock
     return {1: "CN-310000", 4: NOW + 86400, 5: NOW - 60, 6: NOW - 60, PERMIT_CLAIM: permit}

@@ -44,10 +44,6 @@ def pycose_verifies(key: IssuerKey, cose: bytes) -> tuple[bool, dict[int, Any]]:
     return message.verify_signature(), cbor2.loads(message.payload)
 
 
-
-
-
-
 # --- theirs verify with ours -----------------------------------------------------------
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import re
+import struct
 import zlib
 from collections.abc import Mapping
 from typing import Any, Final
@@ -82,20 +83,20 @@ OMIT: Final = _Omit()
 # --- the encodings -----------------------------------------------------------
 
 
+# every value below 45 * 45 as its two base45 characters (low digit first): a
+# two-byte group is then one table look-up plus its high digit
+_BASE45_PAIRS: Final = tuple(BASE45_ALPHABET[i % 45] + BASE45_ALPHABET[i // 45] for i in range(45 * 45))
+
+
 def base45_encode(data: bytes) -> str:
     """RFC 9285 base45: two bytes to three characters, a last lone byte to two."""
-    chars = []
-    alphabet = BASE45_ALPHABET
-    end = len(data) - len(data) % 2
-    for i in range(0, end, 2):
-        n = (data[i] << 8) | data[i + 1]
-        n, c = divmod(n, 45)
-        e, d = divmod(n, 45)
-        chars += (alphabet[c], alphabet[d], alphabet[e])
+    data = bytes(data)
+    full = len(data) // 2
+    pairs, alphabet = _BASE45_PAIRS, BASE45_ALPHABET
+    text = "".join([pairs[n % 2025] + alphabet[n // 2025] for n in struct.unpack(f">{full}H", data[:2 * full])])
     if len(data) % 2:
-        d, c = divmod(data[-1], 45)
-        chars += (alphabet[c], alphabet[d])
-    return "".join(chars)
+        text += pairs[data[-1]]  # one byte: two characters
+    return text
 
 
 def encode_qr(prefix: str, cose_bytes: bytes) -> str:
