@@ -256,3 +256,17 @@ def test_rotation_then_revocation_as_verifiers_see_it(
     # a list without the old key: it is unknown
     only_new = trust_of(new)
     assert twin.verify_qr(old_code, only_new, NOW).result == codes.UNKNOWN_KEY
+
+
+def test_revocation_is_final(ring: KeyRing, issuer_key: IssuerKey) -> None:
+    ring.revoke(issuer_key.kid)
+    for status in ("active", "retired"):
+        with pytest.raises(ValueError, match="revocation is final"):
+            ring.set_status(issuer_key.kid, status)  # type: ignore[arg-type]
+    assert ring.get(issuer_key.kid).status == "revoked"
+
+
+def test_rotate_after_revoking_every_key_keeps_the_issuers(ring: KeyRing, issuer_key: IssuerKey) -> None:
+    ring.revoke(issuer_key.kid)
+    assert ring.rotate(created=NOW).issuers == issuer_key.issuers
+    assert ring.active.issuers == ("CN-310000", "CN-110000")

@@ -27,7 +27,7 @@ import hashlib
 import os
 import tempfile
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final, Literal, get_args
 
@@ -323,7 +323,7 @@ class KeyRing:
     def __len__(self) -> int:
         return len(self._keys)
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[IssuerKey]:
         return iter(self.keys)
 
     def get(self, kid: bytes | str) -> IssuerKey:
@@ -340,7 +340,11 @@ class KeyRing:
         raise LookupError("no active key: rotate to make one")
 
     def set_status(self, kid: bytes | str, status: KeyStatus) -> IssuerKey:
-        key = self.get(kid).with_status(status)
+        current = self.get(kid)
+        if current.status == "revoked" and status != "revoked":
+            # a compromised key stays compromised: what it signed must never verify again
+            raise ValueError(f"key {current.kid_text} is revoked; revocation is final")
+        key = current.with_status(status)
         self._keys[key.kid] = key
         return key
 
@@ -354,12 +358,16 @@ class KeyRing:
         """A new active key; every previously active key becomes retired.
 
         The new key signs for ``issuers``, by default the union (in order) of the
-        active keys' issuers (or DEFAULT_ISSUERS for an empty ring). A ``seed``
-        makes the new key deterministic.
+        active keys' issuers; with no active key, those of the newest key (after
+        a revocation); DEFAULT_ISSUERS for an empty ring. A ``seed`` makes the new
+        key deterministic.
         """
         previous = [k for k in self._keys.values() if k.status == "active"]
         if issuers is None:
-            issuers = list(dict.fromkeys(i for k in previous for i in k.issuers)) or list(DEFAULT_ISSUERS)
+            issuers = list(dict.fromkeys(i for k in previous for i in k.issuers))
+            if not issuers:
+                newest = list(self._keys.values())[-1:]
+                issuers = list(newest[0].issuers) if newest else list(DEFAULT_ISSUERS)
         now = int(time.time()) if created is None else created
         if seed is None:
             new = IssuerKey.generate(issuers, created=now)
