@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Litestar, Request, Response, get, post
-from litestar.params import Parameter
+from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.response import Stream
 
 from verifier.index.records import ChangeEvent, EventType, PermitRecord
@@ -117,21 +117,31 @@ def _wants_msgpack(request: Request[Any, Any, Any]) -> bool:
     return "application/msgpack" in accept or "application/x-msgpack" in accept
 
 
+class SimulatedFailure(Exception):
+    """The error_rate fault switch fired: answer 503 (the shared handler would make a bug's 500)."""
+
+
+def _simulated_failure(request: Request[Any, Any, Any], exc: SimulatedFailure) -> Response[bytes]:
+    body = b'{"type":"/problems/unavailable","title":"Service unavailable","status":503,' \
+        b'"detail":"simulated upstream failure"}'
+    return Response(body, status_code=503, media_type="application/problem+json")
+
+
 async def _apply_faults(upstream: Upstream) -> str | None:
     """Slow down, and draw whether this answer fails or is cut short."""
     if upstream.faults.slow_ms:
         await asyncio.sleep(upstream.faults.slow_ms / 1000)
     fault = upstream.draw_fault()
     if fault == "error":
-        raise Problem(503, "simulated upstream failure")
+        raise SimulatedFailure()
     return fault
 
 
 @get("/feed")
 async def feed(
     request: Request[Any, Any, Any],
-    after: Annotated[int, Parameter(ge=0)],
-    limit: Annotated[int, Parameter(ge=1, le=wire.MAX_FEED_LIMIT)] = 1000,
+    after: Annotated[int, QueryParameter(ge=0)],
+    limit: Annotated[int, QueryParameter(ge=1, le=wire.MAX_FEED_LIMIT)] = 1000,
 ) -> Response[bytes]:
     """The change feed: events with seq > ``after``, at most ``limit``, oldest first."""
     upstream = _upstream(request)
@@ -162,7 +172,9 @@ async def feed(
 
 
 @get("/snapshot")
-async def snapshot(request: Request[Any, Any, Any], format: Literal["frames", "ndjson"] = "frames") -> Stream:
+async def snapshot(
+    request: Request[Any, Any, Any], format: Annotated[Literal["frames", "ndjson"], QueryParameter()] = "frames"
+) -> Stream:
     """Every permit, consistent with one sequence number of the feed, streamed."""
     upstream = _upstream(request)
     fault = await _apply_faults(upstream)
@@ -215,7 +227,7 @@ async def trust_list(request: Request[Any, Any, Any]) -> Response[bytes]:
 
 
 @get("/permits/{pn:str}")
-async def get_permit(request: Request[Any, Any, Any], pn: str) -> PermitRecord:
+async def get_permit(request: Request[Any, Any, Any], pn: FromPath[str]) -> PermitRecord:
     """One permit as the upstream holds it now (a convenience, not used by the sync job)."""
     try:
         return _upstream(request).permit(pn)
@@ -239,7 +251,7 @@ async def admin_state(request: Request[Any, Any, Any]) -> StateResponse:
 
 
 @post("/admin/events", status_code=201)
-async def admin_event(request: Request[Any, Any, Any], data: EventRequest) -> ChangeEvent:
+async def admin_event(request: Request[Any, Any, Any], data: JSONBody[EventRequest]) -> ChangeEvent:
     """Make one event happen now to one permit ("cancel this permit now")."""
     if data.type != "issue" and not data.pn:
         raise Problem(400, "pn is required for this event type")
@@ -252,19 +264,19 @@ async def admin_event(request: Request[Any, Any, Any], data: EventRequest) -> Ch
 
 
 @post("/admin/events/random", status_code=201)
-async def admin_random_events(request: Request[Any, Any, Any], data: RandomEventsRequest) -> dict[str, int]:
+async def admin_random_events(request: Request[Any, Any, Any], data: JSONBody[RandomEventsRequest]) -> dict[str, int]:
     first, last = _upstream(request).random_events(data.count)
     return {"first_seq": first, "last_seq": last}
 
 
 @post("/admin/event-rate", status_code=200)
-async def admin_event_rate(request: Request[Any, Any, Any], data: EventRateRequest) -> dict[str, float]:
+async def admin_event_rate(request: Request[Any, Any, Any], data: JSONBody[EventRateRequest]) -> dict[str, float]:
     _upstream(request).event_rate = data.rate
     return {"rate": data.rate}
 
 
 @post("/admin/faults", status_code=200)
-async def admin_faults(request: Request[Any, Any, Any], data: FaultsRequest) -> StateResponse:
+async def admin_faults(request: Request[Any, Any, Any], data: JSONBody[FaultsRequest]) -> StateResponse:
     u = _upstream(request)
     faults = u.faults
     u.faults = Faults(
@@ -288,7 +300,7 @@ async def admin_rotate(request: Request[Any, Any, Any]) -> dict[str, Any]:
 
 
 @post("/admin/keys/{kid:str}/revoke", status_code=200)
-async def admin_revoke(request: Request[Any, Any, Any], kid: str) -> dict[str, Any]:
+async def admin_revoke(request: Request[Any, Any, Any], kid: FromPath[str]) -> dict[str, Any]:
     try:
         return _upstream(request).revoke_key(kid)
     except (KeyError, ValueError):
@@ -305,7 +317,7 @@ def _issue_errors(exc: Exception) -> Problem:
 
 
 @post("/issue/wp1", status_code=200)
-async def issue_wp1(request: Request[Any, Any, Any], data: IssueRequest) -> CodeResponse:
+async def issue_wp1(request: Request[Any, Any, Any], data: JSONBody[IssueRequest]) -> CodeResponse:
     from verifier.issuing import MintError
 
     try:
@@ -316,7 +328,7 @@ async def issue_wp1(request: Request[Any, Any, Any], data: IssueRequest) -> Code
 
 
 @post("/issue/es1", status_code=200)
-async def issue_es1(request: Request[Any, Any, Any], data: IssueRequest) -> CodeResponse:
+async def issue_es1(request: Request[Any, Any, Any], data: JSONBody[IssueRequest]) -> CodeResponse:
     from verifier.issuing import MintError
 
     try:
@@ -327,7 +339,7 @@ async def issue_es1(request: Request[Any, Any, Any], data: IssueRequest) -> Code
 
 
 @post("/issue/card", status_code=200)
-async def issue_card(request: Request[Any, Any, Any], data: IssueRequest) -> CardResponse:
+async def issue_card(request: Request[Any, Any, Any], data: JSONBody[IssueRequest]) -> CardResponse:
     from verifier.issuing import MintError
 
     try:
@@ -338,7 +350,7 @@ async def issue_card(request: Request[Any, Any, Any], data: IssueRequest) -> Car
 
 
 @post("/cards/{cn:str}/sign", status_code=200)
-async def card_sign(request: Request[Any, Any, Any], cn: str, data: SignRequest) -> SignResponse:
+async def card_sign(request: Request[Any, Any, Any], cn: FromPath[str], data: JSONBody[SignRequest]) -> SignResponse:
     """The software card of ``cn`` signs ``b"SSC-AUTH-1" || challenge`` (WIRE-FORMAT 6)."""
     upstream = _upstream(request)
     try:
@@ -377,7 +389,7 @@ def create_upstream_app(upstream: Upstream) -> Litestar:
             issue_wp1, issue_es1, issue_card, card_sign,
         ],
         lifespan=[event_stream],
-        exception_handlers=EXCEPTION_HANDLERS,
+        exception_handlers={**EXCEPTION_HANDLERS, SimulatedFailure: _simulated_failure},
         openapi_config=None,
         logging_config=None,
     )

@@ -51,10 +51,10 @@ class UpstreamServer:
 
     def __init__(self, upstream: Upstream, *, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning"):
         self.upstream = upstream
+        self._server = uvicorn.Server(_config(upstream, log_level))
         self._sock = bind(host, port)
         self.host, self.port = self._sock.getsockname()[:2]
         self.url = f"http://{self.host}:{self.port}"
-        self._server = uvicorn.Server(_config(upstream, log_level))
         self._thread: threading.Thread | None = None
 
     def start(self, timeout: float = 10.0) -> "UpstreamServer":
