@@ -249,7 +249,10 @@ class IndexWriter:
         pns = list(dict.fromkeys(e.permit.pn for e in events))
         pipe = self._pipeline()
         pipe.hget(meta_key, "seq")
-        pipe.mget([self.keys.current, self.keys.leader, *(record_prefix + pn.encode() for pn in pns)])
+        # execute_command: redis-py's cluster pipeline refuses .mget()/.mset() by name,
+        # although keys of one slot are fine.
+        pipe.execute_command("MGET", self.keys.current, self.keys.leader,
+                             *(record_prefix + pn.encode() for pn in pns))
         stored_raw, fetched = self._io(pipe.execute)
         if fetched[0] != pointer.raw:
             raise _Retry()
@@ -463,11 +466,11 @@ class SnapshotLoad:
         crc32 = zlib.crc32
         pipe = self.writer._pipeline()
         pipe.exists(self._meta)
-        chunk: dict[bytes, bytes] = {}
+        chunk: list[bytes] = []
         added = 0
         for record in records:
             pn = record.pn.encode()
-            chunk[prefix + pn] = encode_record(record)
+            chunk += (prefix + pn, encode_record(record))
             if record.ssn:
                 ident = record.ssn.encode()
                 buf = ssn_buf.get(crc32(ident) & mask)
@@ -481,11 +484,11 @@ class SnapshotLoad:
                     buf = cn_buf[crc32(ident) & mask] = bytearray()
                 buf += ident + b"\0" + pn + b"\0"
             added += 1
-            if len(chunk) >= _MSET_CHUNK:
-                pipe.mset(chunk)
-                chunk = {}
+            if len(chunk) >= 2 * _MSET_CHUNK:
+                pipe.execute_command("MSET", *chunk)
+                chunk = []
         if chunk:
-            pipe.mset(chunk)
+            pipe.execute_command("MSET", *chunk)
         result = self.writer._io(pipe.execute)
         if not result[0]:
             self._done = True

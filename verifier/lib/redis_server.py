@@ -34,6 +34,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 __all__ = [
     "EmbeddedRedis",
@@ -247,8 +249,7 @@ class EmbeddedRedis:
 
     def _wait_ready(self) -> tuple[bool, str]:
         deadline = time.monotonic() + self.start_timeout_s
-        client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=1.0,
-                             socket_connect_timeout=1.0)
+        client = self.client(socket_timeout=1.0, socket_connect_timeout=1.0)
         try:
             while time.monotonic() < deadline:
                 assert self._process is not None
@@ -279,22 +280,15 @@ class EmbeddedRedis:
         if self._process is None:
             return
         if self._process.poll() is None:
-            with contextlib.suppress(redis.RedisError, OSError):
-                client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=2.0,
-                                     socket_connect_timeout=1.0)
-                try:
-                    # SHUTDOWN never answers when it succeeds: the connection just closes.
-                    # Without an RDB save point both forms only differ in intent; the AOF is
-                    # flushed by SHUTDOWN either way.
-                    client.execute_command("SHUTDOWN", *(() if self.persist else ("NOSAVE",)))
-                except redis.ConnectionError:
-                    pass
-                finally:
-                    client.close()
+            # SIGTERM is Redis's own clean shutdown: the AOF is flushed and fsynced, no
+            # RDB is written (save ""). (SHUTDOWN over a client works too, but the
+            # client then retries its lost connection with backoff.)
+            with contextlib.suppress(ProcessLookupError):
+                self._process.send_signal(signal.SIGTERM)
             try:
                 self._process.wait(timeout=timeout_s)
             except subprocess.TimeoutExpired:
-                self._process.terminate()
+                self._process.kill()
         self._reap(force=True)
 
     def kill(self) -> None:
@@ -343,7 +337,8 @@ class EmbeddedRedis:
             shutil.rmtree(self.state_dir, ignore_errors=True)
 
     def client(self, **kwargs: object) -> redis.Redis:
-        """A plain sync client for tests and tooling."""
+        """A plain sync client for tests and tooling (no retries: failures show at once)."""
+        kwargs.setdefault("retry", Retry(NoBackoff(), 0))
         return redis.Redis(host="127.0.0.1", port=self.port, **kwargs)  # type: ignore[arg-type]
 
     def __enter__(self) -> "EmbeddedRedis":
@@ -402,6 +397,9 @@ class LocalCluster:
             "--cluster-node-timeout", str(self.node_timeout_ms),
             # Replicas must take over even when they saw the primary only briefly.
             "--cluster-replica-validity-factor", "0",
+            # Replicas sync at once (Redis 7 waits 5 s for more replicas by default):
+            # a failover before the first sync would lose everything.
+            "--repl-diskless-sync-delay", "0",
         ]
 
     def start(self) -> "LocalCluster":
@@ -465,7 +463,7 @@ class LocalCluster:
                 if infos and all(
                     i.get("cluster_state") == "ok" and i.get("cluster_slots_ok") == "16384"
                     for i in infos
-                ) and self._slots_served_by_running_primaries():
+                ) and self._slots_served_by_running_primaries() and self._replicas_in_sync():
                     return
                 last = repr(infos[:1])
             except (redis.RedisError, OSError) as exc:
@@ -491,6 +489,19 @@ class LocalCluster:
                     return False
             finally:
                 client.close()
+        return True
+
+    def _replicas_in_sync(self) -> bool:
+        for node in self.nodes:
+            if not node.running:
+                continue
+            client = node.client(socket_timeout=2.0)
+            try:
+                info = client.info("replication")
+            finally:
+                client.close()
+            if info.get("role") == "slave" and info.get("master_link_status") != "up":
+                return False
         return True
 
     def primary_for_slot(self, slot: int) -> EmbeddedRedis:
