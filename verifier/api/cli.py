@@ -1,0 +1,238 @@
+"""Sub-commands that run and operate the API: ``serve``, ``demo``, ``api-keys``, ``audit``.
+
+    verifier serve [--redis URL] [--upstream URL] [--host H] [--port P] [--workers N]
+    verifier demo [--port P] [--permits N] [--info FILE] [--state-dir DIR] ...
+    verifier api-keys add --role ROLE --name NAME [--employer CODE ...] [--full-fields]
+    verifier api-keys list [--json]
+    verifier api-keys revoke KEY_ID
+    verifier audit export --since ISO_OR_EPOCH [--until ...] > file.ndjson
+
+Settings come from the environment (``verifier.lib.settings``); the flags override
+them and bear the same names across the whole CLI. Exit codes (``verifier/cli.py``):
+0 success, 1 a negative answer (no such key), 2 a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import msgspec
+
+T = TypeVar("T")
+
+
+def _add_redis_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--redis", default=None, help="Redis URL (default: $REDIS_URL)")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    serve = subparsers.add_parser(
+        "serve",
+        help="serve the API (production: uvicorn, several workers)",
+        description="Serve the API on uvicorn (uvloop, httptools, no access log) with several worker "
+        "processes. Settings from the environment (REDIS_URL, UPSTREAM_URL, VERIFIER_HOST, VERIFIER_PORT, "
+        "VERIFIER_WORKERS, VERIFIER_STALENESS_BOUND_S, VERIFIER_RATE_LIMIT_PER_S, ...); flags override them. "
+        "With no Redis URL a private server is started (data under --state-dir).",
+    )
+    _add_redis_flag(serve)
+    serve.add_argument("--upstream", default=None, help="upstream base URL (default: $UPSTREAM_URL)")
+    serve.add_argument("--host", default=None, help="address to bind (default: $VERIFIER_HOST or 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="port to bind, 0 for any (default: $VERIFIER_PORT or 8000)")
+    serve.add_argument("--workers", type=int, default=None, help="worker processes (default: $VERIFIER_WORKERS or 2)")
+    serve.add_argument("--state-dir", type=Path, default=None, help="private Redis data (default: .state)")
+    serve.add_argument("--log-level", default=None, help="log level (default: $VERIFIER_LOG_LEVEL or INFO)")
+    serve.set_defaults(func=_serve)
+
+    demo = subparsers.add_parser(
+        "demo",
+        help="run everything on this machine and print keys and sample requests",
+        description="Start a private Redis-protocol server, the upstream simulator with demo permits, the sync "
+        "job and the API; print the URL, one API key per role and ready-to-paste curl commands. Ctrl-C stops all.",
+    )
+    demo.add_argument("--port", type=int, default=8000, help="API port, 0 for a free one (default 8000)")
+    demo.add_argument("--host", default="127.0.0.1", help="API bind address (default 127.0.0.1)")
+    demo.add_argument("--permits", type=int, default=3000, help="demo permits in the simulator (default 3000)")
+    demo.add_argument("--seed", type=int, default=1, help="seed of the demo permits (default 1)")
+    demo.add_argument("--event-rate", type=float, default=2.0, help="lifecycle events per second (default 2)")
+    demo.add_argument("--workers", type=int, default=2, help="API worker processes (default 2)")
+    demo.add_argument("--rate-limit", type=float, default=None,
+                      help="requests/s per API key (default: $VERIFIER_RATE_LIMIT_PER_S or 200); "
+                      "raise it for load tests")
+    demo.add_argument("--state-dir", type=Path, default=None, help="where Redis data and logs go (default: .state)")
+    demo.add_argument("--info", type=Path, default=None, metavar="FILE",
+                      help="also write url, keys, upstream and samples as JSON (removed on exit: it holds keys)")
+    _add_redis_flag(demo)
+    demo.set_defaults(func=_demo)
+
+    keys = subparsers.add_parser("api-keys", help="create, list and revoke API keys",
+                                 description="API keys in Redis: tokens are shown once and stored hashed.")
+    commands = keys.add_subparsers(dest="api_keys_command", metavar="COMMAND", required=True)
+    add = commands.add_parser("add", help="create a key and print its token (once)")
+    add.add_argument("--role", required=True,
+                     help="exit_entry, service_hall, social_insurance, partner or admin")
+    add.add_argument("--name", required=True, help="who holds it (an agency, a partner system)")
+    add.add_argument("--employer", action="append", default=[], metavar="CODE",
+                     help="partner keys: an employer's unified social credit code it may see (repeat)")
+    add.add_argument("--full-fields", action="store_true",
+                     help="partner keys: all fields of their employers' permits, not only the status")
+    _add_redis_flag(add)
+    add.set_defaults(func=_keys_add)
+    listing = commands.add_parser("list", help="every key (never the secrets)")
+    listing.add_argument("--json", action="store_true", help="one JSON object a line")
+    _add_redis_flag(listing)
+    listing.set_defaults(func=_keys_list)
+    revoke = commands.add_parser("revoke", help="revoke a key (by id, or by the whole token)")
+    revoke.add_argument("key_id")
+    _add_redis_flag(revoke)
+    revoke.set_defaults(func=_keys_revoke)
+
+    audit = subparsers.add_parser("audit", help="the audit stream of verifications and look-ups")
+    audit_commands = audit.add_subparsers(dest="audit_command", metavar="COMMAND", required=True)
+    export = audit_commands.add_parser("export", help="write audit records as NDJSON to stdout")
+    export.add_argument("--since", required=True, metavar="ISO_OR_EPOCH",
+                        help="from this time: epoch seconds, a date or an RFC 3339 time (UTC if no offset)")
+    export.add_argument("--until", default=None, metavar="ISO_OR_EPOCH", help="up to this time (default: now)")
+    _add_redis_flag(export)
+    export.set_defaults(func=_audit_export)
+
+
+def _usage_error(message: str) -> int:
+    print(f"verifier: {message}", file=sys.stderr)
+    return 2
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from verifier.lib.settings import Settings
+    from verifier.run.serve import serve
+
+    settings = Settings.from_env(
+        redis_url=args.redis, upstream_url=args.upstream, host=args.host, port=args.port,
+        workers=args.workers, state_dir=args.state_dir, log_level=args.log_level,
+    )
+    if settings.workers < 1:
+        return _usage_error("--workers must be at least 1")
+    return serve(settings)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from verifier.lib.settings import Settings
+    from verifier.run.demo import DemoOptions, run_demo
+
+    if args.permits < 10:
+        return _usage_error("--permits must be at least 10")
+    settings = Settings.from_env(state_dir=args.state_dir)
+    return run_demo(DemoOptions(
+        state_dir=settings.state_dir, host=args.host, port=args.port, workers=args.workers,
+        permits=args.permits, seed=args.seed, event_rate=args.event_rate, rate_limit_per_s=args.rate_limit,
+        info_file=args.info, redis_url=args.redis or "",
+    ))
+
+
+def _with_redis(args: argparse.Namespace, work: Callable[[Any], Awaitable[T]]) -> T:
+    """Run ``work(redis)`` on an asyncio client of ``--redis``/``$REDIS_URL``."""
+    from verifier.lib.redis_client import async_client
+    from verifier.lib.settings import Settings
+
+    url = Settings.from_env(redis_url=args.redis).redis_url
+    if not url:
+        raise _NoRedis()
+
+    async def run() -> T:
+        redis = async_client(url)
+        try:
+            return await work(redis)
+        finally:
+            await redis.aclose()
+
+    return asyncio.run(run())
+
+
+class _NoRedis(Exception):
+    pass
+
+
+def _redis_command(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Turn the ways a Redis command fails into exit codes with a reason, not a traceback."""
+
+    def wrapper(args: argparse.Namespace) -> int:
+        from redis.exceptions import RedisError
+
+        try:
+            return func(args)
+        except _NoRedis:
+            return _usage_error("no Redis URL: set REDIS_URL or pass --redis")
+        except (RedisError, OSError) as exc:
+            print(f"verifier: Redis: {exc}", file=sys.stderr)
+            return 3
+
+    return wrapper
+
+
+@_redis_command
+def _keys_add(args: argparse.Namespace) -> int:
+    from verifier.api.auth.keys import ApiKeyError, add_api_key
+
+    try:
+        key_id, token = _with_redis(
+            args, lambda r: add_api_key(r, args.role, args.name, args.employer, full_fields=args.full_fields)
+        )
+    except ApiKeyError as exc:
+        return _usage_error(str(exc))
+    print(msgspec.json.encode({"key_id": key_id, "token": token, "role": args.role, "name": args.name}).decode())
+    print("The token is shown this once; only its hash is stored.", file=sys.stderr)
+    return 0
+
+
+@_redis_command
+def _keys_list(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from verifier.api.auth.keys import list_api_keys
+
+    keys = _with_redis(args, list_api_keys)
+    if args.json:
+        for key in keys:
+            print(msgspec.json.encode(key).decode())
+        return 0
+
+    def when(epoch: float | None) -> str:
+        if epoch is None:
+            return "-"
+        return dt.datetime.fromtimestamp(epoch, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    print(f"{'KEY_ID':<12}  {'ROLE':<16}  {'CREATED':<20}  {'REVOKED':<20}  NAME (EMPLOYERS)")
+    for key in keys:
+        employers = f" ({', '.join(key.employers)})" if key.employers else ""
+        print(f"{key.key_id:<12}  {key.role:<16}  {when(key.created):<20}  {when(key.revoked):<20}  {key.name}{employers}")
+    return 0
+
+
+@_redis_command
+def _keys_revoke(args: argparse.Namespace) -> int:
+    from verifier.api.auth.keys import revoke_api_key
+
+    if _with_redis(args, lambda r: revoke_api_key(r, args.key_id)):
+        print(f"revoked {args.key_id[:16]}", file=sys.stderr)
+        return 0
+    print(f"verifier: no live key {args.key_id[:16]!r}", file=sys.stderr)
+    return 1
+
+
+@_redis_command
+def _audit_export(args: argparse.Namespace) -> int:
+    from verifier.api.audit.export import export_audit, parse_since
+
+    try:
+        since = parse_since(args.since)
+        until = parse_since(args.until) if args.until else None
+    except ValueError as exc:
+        return _usage_error(f"--since/--until: {exc}")
+    count = _with_redis(args, lambda r: export_audit(r, sys.stdout, since, until))
+    sys.stdout.flush()
+    print(f"exported {count} audit records", file=sys.stderr)
+    return 0

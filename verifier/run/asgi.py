@@ -1,0 +1,19 @@
+"""The ASGI factory uvicorn calls in every API worker process.
+
+``verifier serve`` puts its settings in the environment before uvicorn spawns the
+workers (``Settings.to_env``); each worker reads them once here and builds the app.
+"""
+
+from __future__ import annotations
+
+from litestar import Litestar
+
+from verifier.lib.settings import Settings
+
+APP_FACTORY = "verifier.run.asgi:create_app_from_env"
+
+
+def create_app_from_env() -> Litestar:
+    from verifier.api.app import create_app
+
+    return create_app(Settings.from_env())

@@ -1,0 +1,288 @@
+"""``verifier demo``: the whole service on one machine, from nothing but pip.
+
+Starts, each as a child process of its own (:mod:`verifier.run.processes`):
+
+1. a private Redis-protocol server, data under the state folder;
+2. the upstream simulator with demo permits and a few lifecycle events a second;
+3. the sync job, mirroring the simulator into the permit index;
+4. the API (``verifier serve``, 2 workers);
+
+waits until the API says the index is ready, creates one API key per role (printed
+once, stored only hashed; the previous demo's keys are revoked), and prints the URL,
+the keys and ready-to-paste ``curl`` commands with real codes. ``--info FILE`` writes
+the same as JSON. Ctrl-C or SIGTERM stops everything it started, API first and Redis
+last, and reaps every process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import msgspec
+
+from verifier.lib.redis_server import free_port
+from verifier.lib.settings import Settings
+from verifier.run.processes import Child, ChildFailed, http_ok, wait_until
+
+__all__ = ["DemoOptions", "DemoStack", "run_demo"]
+
+DEMO_KEY_PREFIX = "demo "
+"""API keys the demo made carry this name prefix, so the next demo can revoke them."""
+
+
+class Interrupted(Exception):
+    """SIGINT or SIGTERM arrived while starting up."""
+
+
+@dataclass
+class DemoOptions:
+    state_dir: Path = Path(".state")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    """API port; 0 picks a free one."""
+    workers: int = 2
+    permits: int = 3000
+    seed: int = 1
+    event_rate: float = 2.0
+    rate_limit_per_s: float | None = None
+    """Per-key rate; None keeps the settings' default."""
+    info_file: Path | None = None
+    ready_timeout_s: float = 180.0
+    redis_url: str = ""
+    """An existing Redis to use instead of starting a private one."""
+    stop_event: threading.Event = field(default_factory=threading.Event)
+
+
+class DemoStack:
+    """Redis, upstream simulator, sync job and API as children; ``stop()`` reaps them all."""
+
+    def __init__(self, options: DemoOptions) -> None:
+        self.options = options
+        self.state_dir = options.state_dir.resolve()
+        self.log_dir = self.state_dir / "logs"
+        self.children: list[Child] = []
+        self.redis_url = options.redis_url
+        self.upstream_url = ""
+        self.api_url = ""
+        self.api_port = 0
+        self.upstream_port = 0
+
+    # -- starting ----------------------------------------------------------------
+
+    def _abort_if_needed(self) -> None:
+        if self.options.stop_event.is_set():
+            raise Interrupted()
+        for child in self.children:
+            child.check_running()
+
+    def _start(self, child: Child) -> Child:
+        self.children.append(child)
+        return child.start()
+
+    def start(self) -> "DemoStack":
+        options = self.options
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        if not self.redis_url:
+            url_file = self.state_dir / "redis.url"
+            url_file.unlink(missing_ok=True)
+            self._start(Child(
+                "redis",
+                [sys.executable, "-m", "verifier.run.private_redis",
+                 "--state-dir", str(self.state_dir / "redis"), "--url-file", str(url_file)],
+                self.log_dir / "redis.log",
+            ))
+            wait_until(url_file.exists, timeout_s=30, what="the private Redis server", abort=self._abort_if_needed)
+            self.redis_url = url_file.read_text().strip()
+
+        self.upstream_port = free_port()
+        self.upstream_url = f"http://127.0.0.1:{self.upstream_port}"
+        self._start(Child.verifier("upstream", [
+            "upstream", "--host", "127.0.0.1", "--port", str(self.upstream_port),
+            "--permits", str(options.permits), "--seed", str(options.seed),
+            "--event-rate", str(options.event_rate),
+        ], self.log_dir))
+        wait_until(lambda: http_ok(f"{self.upstream_url}/admin/state"), timeout_s=120,
+                   what="the upstream simulator", abort=self._abort_if_needed)
+
+        settings = Settings.from_env(
+            redis_url=self.redis_url, upstream_url=self.upstream_url, state_dir=self.state_dir,
+            host=options.host, workers=options.workers, rate_limit_per_s=options.rate_limit_per_s,
+            rate_limit_burst=int(options.rate_limit_per_s * 2) if options.rate_limit_per_s else None,
+        )
+        self.api_port = options.port or free_port()
+        settings = settings.with_(port=self.api_port)
+        env = {**os.environ, **settings.to_env()}
+        self._start(Child.verifier("sync", ["sync", "--redis", self.redis_url, "--upstream", self.upstream_url],
+                                   self.log_dir, env))
+        self._start(Child.verifier("api", [
+            "serve", "--redis", self.redis_url, "--upstream", self.upstream_url,
+            "--host", options.host, "--port", str(self.api_port), "--workers", str(options.workers),
+        ], self.log_dir, env))
+        url_host = "127.0.0.1" if options.host in ("0.0.0.0", "::") else options.host
+        self.api_url = f"http://{url_host}:{self.api_port}"
+        wait_until(lambda: http_ok(f"{self.api_url}/health/ready"), timeout_s=options.ready_timeout_s,
+                   what="the API to report the index ready", interval_s=0.25, abort=self._abort_if_needed)
+        return self
+
+    # -- running and stopping ----------------------------------------------------
+
+    def check(self) -> None:
+        """Raise :class:`ChildFailed` if any child has died."""
+        for child in self.children:
+            child.check_running()
+
+    @property
+    def pids(self) -> dict[str, int]:
+        return {c.name: c.pid for c in self.children if c.pid is not None}
+
+    def stop(self) -> None:
+        """API first (it flushes audit records to Redis), then sync, upstream, Redis last."""
+        for child in reversed(self.children):
+            with contextlib.suppress(Exception):
+                child.stop()
+
+    def __enter__(self) -> "DemoStack":
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+# -- API keys -------------------------------------------------------------------------
+
+
+def create_demo_keys(redis_url: str, partner_employers: list[str]) -> dict[str, dict[str, str]]:
+    """One key per role, named ``demo <role>``; the previous demo's keys are revoked first."""
+    from verifier.api.auth.keys import add_api_key, list_api_keys, revoke_api_key
+    from verifier.api.auth.roles import Role
+    from verifier.lib.redis_client import async_client
+
+    async def make() -> dict[str, dict[str, str]]:
+        redis = async_client(redis_url)
+        try:
+            for key in await list_api_keys(redis):
+                if key.name.startswith(DEMO_KEY_PREFIX) and key.revoked is None:
+                    await revoke_api_key(redis, key.key_id)
+            keys = {}
+            for role in Role:
+                employers = partner_employers if role == Role.PARTNER else ()
+                key_id, token = await add_api_key(redis, role.value, DEMO_KEY_PREFIX + role.value, employers)
+                keys[role.value] = {"key_id": key_id, "token": token}
+            return keys
+        finally:
+            await redis.aclose()
+
+    return asyncio.run(make())
+
+
+# -- the command ----------------------------------------------------------------------
+
+
+def _check_samples(api_url: str, tokens: dict[str, str], samples: dict[str, Any]) -> list[str]:
+    """Send the WP1 and manual samples once (ES1 codes are single-use: not those); what did not match."""
+    problems = []
+    with httpx.Client(base_url=api_url, timeout=10.0) as client:
+        for name in ("valid", "cancelled", "tampered", "manual"):
+            sample = samples[name]
+            reply = client.request(sample.method, sample.path, json=sample.body,
+                                   headers={"Authorization": f"Bearer {tokens[sample.role]}"})
+            result = reply.json().get("result") if reply.status_code == 200 else f"HTTP {reply.status_code}"
+            if result not in sample.expect:
+                problems.append(f"{name}: expected {' or '.join(sample.expect)}, got {result}")
+    return problems
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_bytes(data)
+    os.replace(partial, path)
+
+
+def _print_banner(info: dict[str, Any], samples: dict[str, Any], problems: list[str]) -> None:
+    out = sys.stdout
+    out.write("\n=== permit verification service: demo ready ===\n\n")
+    out.write(f"API         {info['url']}   (OpenAPI: {info['url']}/schema/swagger)\n")
+    out.write(f"upstream    {info['upstream']}   (simulator; permits, events, issuing)\n")
+    out.write(f"redis       {info['redis']}\n")
+    out.write(f"logs        {info['logs']}\n\n")
+    out.write("API keys (shown once, stored only hashed):\n")
+    for role, token in info["keys"].items():
+        out.write(f"  {role:<17} {token}\n")
+    out.write("\nTry these:\n")
+    for name, sample in samples.items():
+        expect = " or ".join(sample.expect) if sample.expect else "found and missing"
+        out.write(f"\n# {name}: {sample.note} -> {expect}\n{sample.curl}\n")
+    if problems:
+        out.write("\nwarning: the demo's own check of its samples disagreed (events may have changed a permit):\n")
+        for line in problems:
+            out.write(f"  {line}\n")
+    out.write("\nCtrl-C stops everything.\n")
+    out.flush()
+
+
+def run_demo(options: DemoOptions) -> int:
+    from verifier.run.samples import build_samples, curl_command, pick_permits
+
+    def on_signal(signum: int, frame: object) -> None:
+        options.stop_event.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    stack = DemoStack(options)
+    started = time.monotonic()
+    try:
+        print(f"verifier demo: starting Redis, the upstream simulator ({options.permits} permits), "
+              f"the sync job and the API; logs in {stack.log_dir}", flush=True)
+        with stack:
+            picked = pick_permits(stack.upstream_url)
+            keys = create_demo_keys(stack.redis_url, [picked.valid.emp])
+            tokens = {role: k["token"] for role, k in keys.items()}
+            samples = build_samples(stack.upstream_url, picked)
+            for sample in samples.values():
+                sample.curl = curl_command(stack.api_url, tokens[sample.role], sample)
+            problems = _check_samples(stack.api_url, tokens, samples)
+            info = {
+                "url": stack.api_url,
+                "keys": tokens,
+                "key_ids": {role: k["key_id"] for role, k in keys.items()},
+                "upstream": stack.upstream_url,
+                "redis": stack.redis_url,
+                "samples": {name: msgspec.to_builtins(s) for name, s in samples.items()},
+                "pids": stack.pids,
+                "logs": str(stack.log_dir),
+                "started_in_s": round(time.monotonic() - started, 1),
+            }
+            if options.info_file is not None:
+                _write_atomically(options.info_file, msgspec.json.format(msgspec.json.encode(info)))
+            _print_banner(info, samples, problems)
+            while not options.stop_event.wait(0.5):
+                stack.check()
+            print("\nverifier demo: stopping ...", flush=True)
+        print("verifier demo: stopped.", flush=True)
+        return 0
+    except Interrupted:
+        print("\nverifier demo: interrupted while starting; stopped.", flush=True)
+        return 130
+    except (ChildFailed, TimeoutError, LookupError, httpx.HTTPError) as exc:
+        print(f"verifier demo: {exc}", file=sys.stderr, flush=True)
+        for child in stack.children:
+            print(f"--- last lines of {child.log_path}\n{child.log_tail()}", file=sys.stderr, flush=True)
+        return 1
+    finally:
+        if options.info_file is not None:
+            options.info_file.unlink(missing_ok=True)

@@ -1,0 +1,52 @@
+"""The private Redis-protocol server as a child process of its own.
+
+``python -m verifier.run.private_redis --state-dir DIR --url-file FILE`` starts an
+:class:`~verifier.lib.redis_server.EmbeddedRedis` (data kept in DIR), writes its URL
+to FILE once it answers, and stops it cleanly on SIGTERM or SIGINT.
+
+Why a child and not an object in the demo's process: the server then lives in a
+session of its own (see :mod:`verifier.run.processes`), so a terminal's Ctrl-C does
+not shut Redis down under the API while the API is still flushing its audit
+records; the parent stops it last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from verifier.lib.redis_server import EmbeddedRedis
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m verifier.run.private_redis")
+    parser.add_argument("--state-dir", required=True, type=Path)
+    parser.add_argument("--url-file", required=True, type=Path)
+    args = parser.parse_args(argv)
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    server = EmbeddedRedis(args.state_dir, persist=True)
+    server.start()
+    try:
+        partial = args.url_file.with_name(args.url_file.name + ".partial")
+        partial.write_text(server.url + "\n")
+        os.replace(partial, args.url_file)  # the parent never reads half a URL
+        print(f"private Redis-protocol server {server.binary} at {server.url}, data in {args.state_dir}", flush=True)
+        while not stop.wait(0.5):
+            if not server.running:
+                print("the Redis-protocol server exited on its own", file=sys.stderr, flush=True)
+                return 1
+        return 0
+    finally:
+        server.stop()
+        args.url_file.unlink(missing_ok=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

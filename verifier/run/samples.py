@@ -1,0 +1,138 @@
+"""Ready-to-paste sample requests for the demo: real codes for real permits of the simulator.
+
+The permits are picked from the simulator's snapshot (an active one with a card and
+a social security number, and a cancelled one), their codes minted through the
+simulator's issuing endpoints, so each sample's expected result is what the index
+says about a permit that exists.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import shlex
+from typing import Any
+
+import httpx
+import msgspec
+
+from fastpath._verify_py import base45_decode, inflate_bounded
+from verifier.index.records import PermitRecord
+from verifier.issuing import encode_qr
+
+__all__ = ["Sample", "Picked", "pick_permits", "tamper_signature", "build_samples", "curl_command"]
+
+CST = dt.timezone(dt.timedelta(hours=8))  # WIRE-FORMAT 3: dates are China Standard Time
+
+
+class Sample(msgspec.Struct):
+    """One request a person can paste, and the verdict it must get."""
+
+    method: str
+    path: str
+    role: str
+    """The role of the key it is sent with."""
+    body: dict[str, Any] | None
+    expect: list[str]
+    """Acceptable ``result`` codes (for look-ups: empty, the request must simply succeed)."""
+    note: str = ""
+    curl: str = ""
+
+
+class Picked(msgspec.Struct):
+    valid: PermitRecord
+    """Active, valid for at least another month, with an active card and a social security number."""
+    cancelled: PermitRecord
+
+
+def tamper_signature(qr_text: str) -> str:
+    """The same code with one bit of its signature flipped: it decodes, and must not verify."""
+    prefix, body = qr_text.split(":", 1)
+    cose = bytearray(inflate_bounded(base45_decode(body)))
+    cose[-1] ^= 0x01  # WIRE-FORMAT 2: the signature bstr is the last item of the COSE_Sign1 array
+    return encode_qr(prefix, bytes(cose))
+
+
+def _usable(record: PermitRecord, today: str, month_ahead: str) -> bool:
+    return (
+        record.status == "active"
+        and record.vf <= today
+        and record.vt >= month_ahead
+        and record.cn is not None
+        and record.ssn is not None
+    )
+
+
+def pick_permits(upstream_url: str, *, timeout_s: float = 60.0, sample_size: int = 2000) -> Picked:
+    """Read the simulator's snapshot (NDJSON) and pick, at random, a usable active permit and a cancelled one.
+
+    At random, not the first ones: the simulator's events are deterministic for a seed,
+    so a fixed choice would be hit by the same early event in every demo.
+    """
+    rng = random.SystemRandom()
+    now = dt.datetime.now(CST).date()
+    today, month_ahead = now.isoformat(), (now + dt.timedelta(days=31)).isoformat()
+    decoder = msgspec.json.Decoder(PermitRecord)
+    usable: list[PermitRecord] = []
+    cancelled: list[PermitRecord] = []
+    with httpx.stream("GET", f"{upstream_url}/snapshot", params={"format": "ndjson"}, timeout=timeout_s) as reply:
+        reply.raise_for_status()
+        for line in reply.iter_lines():
+            if not line.startswith("["):  # the header and trailer lines are objects
+                continue
+            record = decoder.decode(line)
+            if _usable(record, today, month_ahead):
+                usable.append(record)
+            elif record.status == "cancelled":
+                cancelled.append(record)
+            if len(usable) >= sample_size and cancelled:
+                break
+    if len(usable) < 2:
+        raise LookupError("the simulator holds too few active permits with a card: start it with more permits")
+    valid, spare = rng.sample(usable, 2)
+    if cancelled:
+        return Picked(valid=valid, cancelled=rng.choice(cancelled))
+    # No cancelled permit among the seeded ones: cancel one now, through the change feed.
+    reply = httpx.post(f"{upstream_url}/admin/events", json={"type": "cancel", "pn": spare.pn}, timeout=10.0)
+    reply.raise_for_status()
+    return Picked(valid=valid, cancelled=msgspec.convert(reply.json()["permit"], PermitRecord))
+
+
+def _mint(client: httpx.Client, upstream_url: str, kind: str, body: dict[str, Any]) -> str:
+    reply = client.post(f"{upstream_url}/issue/{kind}", json=body)
+    reply.raise_for_status()
+    return str(reply.json()["qr"])
+
+
+def build_samples(upstream_url: str, picked: Picked, terminal: str = "demo-terminal-1") -> dict[str, Sample]:
+    with httpx.Client(timeout=10.0) as client:
+        valid_qr = _mint(client, upstream_url, "wp1", {"pn": picked.valid.pn})
+        cancelled_qr = _mint(client, upstream_url, "wp1", {"pn": picked.cancelled.pn})
+        es1_qr = _mint(client, upstream_url, "es1", {"pn": picked.valid.pn, "lifetime": 300})
+
+    def qr(text: str) -> dict[str, Any]:
+        return {"qr": text, "terminal": terminal}
+
+    return {
+        "valid": Sample("POST", "/v1/verify/qr", "exit_entry", qr(valid_qr), ["VALID"],
+                        "a WP1 code of an active permit"),
+        "cancelled": Sample("POST", "/v1/verify/qr", "exit_entry", qr(cancelled_qr), ["PERMIT_CANCELLED"],
+                            "a WP1 code of a cancelled permit, correctly signed"),
+        "tampered": Sample("POST", "/v1/verify/qr", "exit_entry", qr(tamper_signature(valid_qr)),
+                           ["BAD_SIGNATURE", "MALFORMED"], "the valid code with one bit of its signature flipped"),
+        "es1": Sample("POST", "/v1/verify/qr", "service_hall", qr(es1_qr), ["VALID"],
+                      "an ES1 dynamic code: VALID once within 5 minutes, then REPLAYED from another terminal"),
+        "manual": Sample("POST", "/v1/verify/manual", "social_insurance",
+                         {"pn": picked.valid.pn, "dob": picked.valid.dob, "terminal": terminal}, ["VALID"],
+                         "no code to scan: permit number and date of birth"),
+        "lookup": Sample("POST", "/v1/permits/lookup", "partner",
+                         {"by": "pn", "ids": [picked.valid.pn, picked.cancelled.pn]}, [],
+                         "a partner bound to the first permit's employer: the other one is 'missing' to it"),
+    }
+
+
+def curl_command(api_url: str, token: str, sample: Sample) -> str:
+    parts = ["curl", "-s", "-X", sample.method, api_url + sample.path, "-H", f"Authorization: Bearer {token}"]
+    if sample.body is not None:
+        parts += ["-H", "Content-Type: application/json", "-d", msgspec.json.encode(sample.body).decode()]
+    return shlex.join(parts)
