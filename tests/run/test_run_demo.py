@@ -1,0 +1,124 @@
+"""``verifier demo`` end to end: a real subprocess, real HTTP, real Redis, real signals."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+
+from tests.run.conftest import REPO, RunningDemo, child_env
+from tests.run.procs import alive, descendants, port_open, wait_for
+
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
+
+
+def send(demo: RunningDemo, name: str, **changes: object) -> httpx.Response:
+    sample = demo.info["samples"][name]
+    body = {**sample["body"], **changes} if sample["body"] is not None else None
+    return httpx.request(sample["method"], demo.info["url"] + sample["path"], json=body,
+                         headers=demo.headers(sample["role"]), timeout=10.0)
+
+
+def test_demo_serves_its_samples_and_stops_everything_on_sigint(tmp_path: Path, start_demo) -> None:
+    started = time.time()
+    demo = start_demo(tmp_path, "--permits", "400", "--event-rate", "0")
+    info = demo.info
+
+    # What the info file promises: the URL, one key per role, the upstream, the samples.
+    assert set(info["keys"]) == {"exit_entry", "service_hall", "social_insurance", "partner", "admin"}
+    assert all(token.startswith("pvk_") for token in info["keys"].values())
+    assert info["upstream"].startswith("http://127.0.0.1:")
+    assert {"valid", "cancelled", "tampered", "es1", "manual", "lookup"} <= set(info["samples"])
+    printed = demo.output_text()
+    assert info["samples"]["valid"]["curl"] in printed
+    assert info["keys"]["admin"] in printed
+
+    verdict = send(demo, "valid").json()
+    assert verdict["result"] == "VALID", verdict
+    assert verdict["profile"] == "WP1"
+    assert send(demo, "cancelled").json()["result"] == "PERMIT_CANCELLED"
+    assert send(demo, "tampered").json()["result"] in ("BAD_SIGNATURE", "MALFORMED")
+    manual = send(demo, "manual").json()
+    assert (manual["result"], manual["profile"]) == ("VALID", "MANUAL")
+    # An ES1 code is good once; the same code from another terminal is a replay.
+    assert send(demo, "es1").json()["result"] == "VALID"
+    assert send(demo, "es1", terminal="another-terminal").json()["result"] == "REPLAYED"
+    lookup = send(demo, "lookup")
+    assert lookup.status_code == 200
+    valid_pn, cancelled_pn = info["samples"]["lookup"]["body"]["ids"]
+    assert [f["id"] for f in lookup.json()["found"]] == [valid_pn]
+    # The partner key is bound to the valid permit's employer only (unless both share it).
+    assert lookup.json()["missing"] in ([cancelled_pn], [])
+
+    # The pasted curl command works as printed.
+    if shutil.which("curl"):  # on the project's machines it is; the rest of the test does not need it
+        curl = subprocess.run(info["samples"]["valid"]["curl"], shell=True, capture_output=True, timeout=30)
+        assert orjson.loads(curl.stdout)["result"] == "VALID"
+
+    # The verifications above reached the audit stream, under the exit_entry key.
+    def audited() -> list[dict[str, object]]:
+        export = subprocess.run(
+            [sys.executable, "-m", "verifier", "audit", "export", "--since", str(int(started) - 1),
+             "--redis", info["redis"]], capture_output=True, cwd=REPO, env=child_env(), timeout=60,
+        )
+        assert export.returncode == 0, export.stderr
+        return [orjson.loads(line) for line in export.stdout.splitlines()]
+
+    wait_for(lambda: any(r["permit_number"] == valid_pn and r["result"] == "VALID" for r in audited()),
+             15, "the audit record of the VALID scan")
+    exit_entry_id = info["key_ids"]["exit_entry"]
+    assert any(r["key_id"] == exit_entry_id and r["result"] == "PERMIT_CANCELLED" for r in audited())
+
+    # Ctrl-C: every process it started is gone, every port closed, the keys file removed.
+    tree = demo.tree | descendants(demo.process.pid)
+    names = set(info["pids"])
+    assert {"redis", "upstream", "sync", "api"} <= names
+    assert len(tree) >= 6  # redis helper + server, upstream, sync, serve + 2 workers
+    assert demo.interrupt(signal.SIGINT) == 0
+    wait_for(lambda: not alive(tree), 30, "every child of the demo to exit")
+    for url in (info["url"], info["upstream"], info["redis"]):
+        assert not port_open(url), url
+    assert not demo.info_file.exists()
+    assert "stopped." in demo.output_text()
+
+
+def test_demo_keys_of_an_earlier_run_are_revoked(tmp_path: Path, start_demo) -> None:
+    """The state folder (and Redis data) is kept between runs; the old printed keys stop working."""
+    first = start_demo(tmp_path, "--permits", "200", "--event-rate", "0")
+    old_admin = first.headers("admin")
+    assert first.interrupt() == 0
+    second = start_demo(tmp_path, "--permits", "200", "--event-rate", "0")
+    url = second.info["url"] + "/v1/admin/sync"
+    assert httpx.get(url, headers=second.headers("admin"), timeout=10).status_code == 200
+    assert httpx.get(url, headers=old_admin, timeout=10).status_code == 401
+    assert second.interrupt(signal.SIGTERM) == 0
+
+
+def test_sigterm_while_starting_stops_what_was_started(tmp_path: Path) -> None:
+    output = tmp_path / "out.txt"
+    with open(output, "wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "verifier", "demo", "--port", "0", "--permits", "200",
+             "--state-dir", str(tmp_path / "state")],
+            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=REPO, env=child_env(),
+        )
+    tree: set[tuple[int, int]] = set()
+    try:
+        # Interrupt once the upstream simulator has been launched: Redis is up, the rest is starting.
+        wait_for(lambda: (tmp_path / "state" / "logs" / "upstream.log").exists(), 60, "the upstream to launch", process)
+        tree = descendants(process.pid)
+        assert tree
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) in (0, 130)
+        wait_for(lambda: not alive(tree | descendants(process.pid)), 30, "every child to exit")
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
