@@ -114,14 +114,16 @@ def _parse_cluster_url(url: str) -> _ClusterTarget:
     return _ClusterTarget(nodes, username, password, parts.scheme.lower() == "rediss+cluster")
 
 
-def _common_kwargs(options: ClientOptions) -> dict[str, Any]:
-    return {
+def _common_kwargs(options: ClientOptions, url: str) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {
         "socket_timeout": options.socket_timeout_s,
         "socket_connect_timeout": options.connect_timeout_s,
         "health_check_interval": options.health_check_interval_s,
-        "socket_keepalive": True,
         "decode_responses": False,
     }
+    if urlsplit(url).scheme.lower() != "unix":  # TCP only
+        kwargs["socket_keepalive"] = True
+    return kwargs
 
 
 def _backoff(options: ClientOptions) -> ExponentialWithJitterBackoff:
@@ -130,7 +132,7 @@ def _backoff(options: ClientOptions) -> ExponentialWithJitterBackoff:
 
 def sync_client(url: str, options: ClientOptions = SYNC_OPTIONS, **overrides: Any) -> SyncRedisClient:
     """A sync client (``redis.Redis`` or ``redis.cluster.RedisCluster``) for ``url``."""
-    kwargs = _common_kwargs(options) | overrides
+    kwargs = _common_kwargs(options, url) | overrides
     retry = redis.retry.Retry(
         _backoff(options), options.retries,
         supported_errors=(RedisConnectionError, RedisTimeoutError, ConnectionResetError),
@@ -156,7 +158,7 @@ def async_client(url: str, options: ClientOptions = ASYNC_OPTIONS, **overrides: 
 
     Create it inside the event loop that uses it (one per API worker).
     """
-    kwargs = _common_kwargs(options) | overrides
+    kwargs = _common_kwargs(options, url) | overrides
     retry = redis.asyncio.retry.Retry(
         _backoff(options), options.retries,
         supported_errors=(RedisConnectionError, RedisTimeoutError, ConnectionResetError),

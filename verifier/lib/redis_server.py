@@ -256,8 +256,9 @@ class EmbeddedRedis:
                 if self._process.poll() is not None:
                     return False, self._read_failure()
                 try:
-                    if client.ping():
-                        # AOF loading answers PING with -LOADING; ping() raises then.
+                    # AOF loading answers PING with -LOADING (ping() raises then), and a
+                    # busy port answers from another process: check it is ours.
+                    if client.ping() and int(client.info("server")["process_id"]) == self._process.pid:
                         return True, ""
                 except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError):
                     pass

@@ -1,0 +1,132 @@
+"""Look-ups by permit number, ssn and card number, through card and ssn changes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from verifier.index import PermitIndex, SyncPermitIndex, choose_record
+from verifier.index.records import Card
+from verifier.lib.redis_client import async_client
+
+from .conftest import Leader, event, make_record, pn_of, run
+
+pytestmark = pytest.mark.integration
+
+
+def test_lost_and_replaced_cards_stay_resolvable(leader: Leader, reader: SyncPermitIndex) -> None:
+    leader.load([make_record(1)], seq=1)
+    lost = make_record(1, v=2, cards=(Card("C000000001", "lost"),))
+    leader.apply([event(2, lost, "card_lost")])
+    found = reader.get_many("cn", ["C000000001"])["C000000001"]
+    assert found.pn == pn_of(1) and found.card_status("C000000001") == "lost"
+    replaced = make_record(1, v=3, cards=(Card("C000000001", "lost"), Card("C-NEW", "active")))
+    leader.apply([event(3, replaced, "card_issued")])
+    again = make_record(1, v=4, cards=(Card("C000000001", "lost"), Card("C-NEW", "replaced"),
+                                       Card("C-NEWER", "active")))
+    leader.apply([event(4, again, "card_replaced")])
+    found = reader.get_many("cn", ["C000000001", "C-NEW", "C-NEWER"])
+    assert {cn: r.card_status(cn) for cn, r in found.items()} == {
+        "C000000001": "lost", "C-NEW": "replaced", "C-NEWER": "active"}
+    assert {r.pn for r in found.values()} == {pn_of(1)}
+    assert reader.get(pn_of(1)).cn == "C-NEWER"
+
+
+def test_changed_ssn_drops_the_old_mapping(leader: Leader, reader: SyncPermitIndex) -> None:
+    leader.load([make_record(1), make_record(2)], seq=1)
+    leader.apply([event(2, make_record(1, v=2, ssn="S-CHANGED"))])
+    assert reader.get_many("ssn", [make_record(1).ssn or ""]) == {}
+    assert reader.get_many("ssn", ["S-CHANGED"])["S-CHANGED"].pn == pn_of(1)
+    leader.apply([event(3, make_record(1, v=3, ssn=None))])  # ssn withdrawn
+    assert reader.get_many("ssn", ["S-CHANGED"]) == {}
+    assert reader.get_many("ssn", [make_record(2).ssn or ""])[make_record(2).ssn or ""].pn == pn_of(2)
+
+
+def test_dropped_card_stops_resolving(leader: Leader, reader: SyncPermitIndex) -> None:
+    leader.load([make_record(1)], seq=1)
+    leader.apply([event(2, make_record(1, v=2, cards=()))])
+    assert reader.get_many("cn", [make_record(1).cn or ""]) == {}
+
+
+def test_ssn_moving_between_permits_in_one_page(leader: Leader, reader: SyncPermitIndex) -> None:
+    leader.load([make_record(1, ssn="S-X"), make_record(2, ssn=None)], seq=1)
+    # A correction: the ssn belonged to permit 2. Both halves in one page, either order.
+    leader.apply([event(2, make_record(2, v=2, ssn="S-X")), event(3, make_record(1, v=2, ssn=None))])
+    assert reader.get_many("ssn", ["S-X"])["S-X"].pn == pn_of(2)
+
+
+def test_shared_ssn_prefers_the_active_permit(leader: Leader, reader: SyncPermitIndex) -> None:
+    leader.load([make_record(1, ssn="S-P")], seq=1)
+    leader.apply([event(2, make_record(2, ssn="S-P"), "issue"),
+                  event(3, make_record(1, v=2, ssn="S-P", status="cancelled"), "cancel")])
+    assert reader.get_many("ssn", ["S-P"])["S-P"].pn == pn_of(2)
+    leader.apply([event(4, make_record(2, v=2, ssn="S-P", status="cancelled"), "cancel")])
+    assert reader.get_many("ssn", ["S-P"])["S-P"].pn == pn_of(2)  # both cancelled: the later one
+    leader.apply([event(5, make_record(2, v=3, ssn="S-Q", status="cancelled"))])
+    assert reader.get_many("ssn", ["S-P"])["S-P"].pn == pn_of(1)
+
+
+def test_choose_record_ignores_records_without_the_id() -> None:
+    a, b = make_record(1, ssn="S"), make_record(2, ssn="T")
+    assert choose_record("ssn", "S", [b, a]) == a
+    assert choose_record("ssn", "U", [a, b]) is None
+    assert choose_record("cn", a.cn or "", [b]) is None
+
+
+def test_get_many_edges(leader: Leader, reader: SyncPermitIndex) -> None:
+    leader.load([make_record(i) for i in range(5)], seq=1)
+    assert reader.get_many("pn", []) == {}
+    assert reader.get_many("ssn", []) == {}
+    got = reader.get_many("pn", [pn_of(1), pn_of(1), "nope", ""])
+    assert list(got) == [pn_of(1)]
+    assert reader.get_many("cn", ["", "nope", make_record(2).cn or ""]).keys() == {make_record(2).cn}
+    with pytest.raises(ValueError):
+        reader.get_many("name", ["x"])  # type: ignore[arg-type]
+
+
+def test_ten_thousand_ids_in_one_call(leader: Leader, reader: SyncPermitIndex, redis_url: str) -> None:
+    records = [make_record(i) for i in range(12_000)]
+    leader.load(records, seq=1)
+    wanted = [pn_of(i) for i in range(0, 20_000, 2)]  # 10,000 ids, 6,000 of them present
+    expected = {r.pn: r for r in records[::2]}
+    assert reader.get_many("pn", wanted) == expected
+    ssns = [make_record(i).ssn or "" for i in range(0, 20_000, 2)]
+    assert len(reader.get_many("ssn", ssns)) == 6_000
+
+    async def async_read() -> tuple[int, int, int]:
+        client = async_client(redis_url)
+        try:
+            index = PermitIndex(client)
+            by_pn = await index.get_many("pn", wanted)
+            by_ssn = await index.get_many("ssn", ssns)
+            by_cn = await index.get_many("cn", [make_record(i).cn or "" for i in range(0, 20_000, 2)])
+            assert by_pn == expected
+            return len(by_pn), len(by_ssn), len(by_cn)
+        finally:
+            await client.aclose()
+
+    assert run(async_read()) == (6_000, 6_000, 6_000)
+
+
+def test_async_and_sync_readers_agree(leader: Leader, reader: SyncPermitIndex, redis_url: str) -> None:
+    leader.load([make_record(i) for i in range(20)], seq=1)
+    leader.apply([event(2, make_record(3, v=2, status="cancelled"))])
+    leader.writer.heartbeat(2, 1_800_000_000.0, leader.fence)
+
+    async def async_read() -> Any:
+        client = async_client(redis_url)
+        try:
+            index = PermitIndex(client)
+            return (await index.get(pn_of(3)), await index.get(pn_of(99)),
+                    await index.get_many("cn", [make_record(4).cn or ""]), await index.freshness())
+        finally:
+            await client.aclose()
+
+    record, missing, by_cn, fresh = run(async_read())
+    assert record == reader.get(pn_of(3)) and record.status == "cancelled"
+    assert missing is None
+    assert by_cn == reader.get_many("cn", [make_record(4).cn or ""])
+    sync_fresh = reader.freshness()
+    assert (fresh.ready, fresh.generation, fresh.seq, fresh.as_of, fresh.count) == (
+        sync_fresh.ready, sync_fresh.generation, 2, sync_fresh.as_of, 20)
