@@ -29,34 +29,45 @@ cdef Reason base45_decode(const base45_char* text, Py_ssize_t n,
                           unsigned char* out, Py_ssize_t* out_len) noexcept nogil:
     """Decode ``n`` characters into ``out`` (room for n // 3 * 2 + 1 bytes).
 
-    WIRE-FORMAT 1: the alphabet is checked over the whole text first, then the
-    length (1 mod 3 cannot be base45), then each triple (<= 65535) and the final
-    pair (<= 255).
+    WIRE-FORMAT 1, the Python twin's order: the alphabet over the whole text
+    first, then the length (1 mod 3 cannot be base45), then each triple
+    (<= 65535) and the final pair (<= 255). One pass computes all three and
+    the first in that order is reported; on failure ``out`` holds garbage.
     """
-    cdef Py_ssize_t i
+    cdef Py_ssize_t i = 0
     cdef Py_ssize_t o = 0
+    cdef int a, b, c
+    cdef int bad_char = 0          # OR of the digits: negative once any was -1
+    cdef unsigned int too_big = 0  # non-zero once a triple or the pair overflowed
     cdef unsigned int value
-    for i in range(n):
-        if _digit(text[i]) < 0:
-            return Reason.BASE45_ALPHABET
-    if n % 3 == 1:
-        return Reason.BASE45_LENGTH
-    i = 0
-    while 3 <= n - i:
-        value = (_digit(text[i]) + _digit(text[i + 1]) * 45
-                 + _digit(text[i + 2]) * 2025)
-        if value > 65535:
-            return Reason.BASE45_VALUE
+    cdef Py_ssize_t full = n - n % 3
+    while i < full:
+        a = _digit(text[i])
+        b = _digit(text[i + 1])
+        c = _digit(text[i + 2])
+        bad_char |= a | b | c
+        value = <unsigned int>(a + b * 45 + c * 2025)
+        too_big |= value >> 16
         out[o] = <unsigned char>(value >> 8)
-        out[o + 1] = <unsigned char>(value & 0xFF)
+        out[o + 1] = <unsigned char>value
         o += 2
         i += 3
-    if 2 == n - i:
-        value = _digit(text[i]) + _digit(text[i + 1]) * 45
-        if value > 255:
-            return Reason.BASE45_VALUE
+    if n - full == 2:
+        a = _digit(text[i])
+        b = _digit(text[i + 1])
+        bad_char |= a | b
+        value = <unsigned int>(a + b * 45)
+        too_big |= value >> 8
         out[o] = <unsigned char>value
         o += 1
+    elif n - full == 1:
+        bad_char |= _digit(text[i])
+    if bad_char < 0:
+        return Reason.BASE45_ALPHABET
+    if n - full == 1:
+        return Reason.BASE45_LENGTH
+    if too_big:
+        return Reason.BASE45_VALUE
     out_len[0] = o
     return Reason.OK
 
