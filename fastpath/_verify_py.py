@@ -21,7 +21,8 @@ import time
 import zlib
 from typing import Any
 
-from nacl._sodium import ffi as _ffi, lib as _sodium
+from nacl.bindings import crypto_sign_open
+from nacl.exceptions import BadSignatureError
 
 from . import codes
 from ._trust import TrustList
@@ -270,11 +271,16 @@ def sig_structure(protected: bytes, payload: bytes) -> bytes:
 
 
 def ed25519_verify(public_key: bytes, signature: bytes, message: bytes) -> bool:
-    """libsodium's Ed25519 verify (cffi releases the GIL around the call)."""
-    signed = signature + message
-    opened = _ffi.new("unsigned char[]", len(signed))
-    opened_len = _ffi.new("unsigned long long *")
-    return _sodium.crypto_sign_open(opened, opened_len, signed, len(signed), public_key) == 0
+    """libsodium's Ed25519 verify through PyNaCl (cffi releases the GIL around it).
+
+    Callers pass a 32-byte key and a 64-byte signature: libsodium reads both
+    without a length of its own.
+    """
+    try:
+        crypto_sign_open(signature + message, public_key)
+    except BadSignatureError:
+        return False
+    return True
 
 
 def _is_int(value: object) -> bool:
