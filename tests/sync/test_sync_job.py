@@ -101,17 +101,25 @@ def test_flushall_while_running_is_rebuilt_from_a_snapshot(sim, redis_url, redis
 
 def test_a_reset_feed_forces_a_full_resync(sim, redis_url, redis_sync) -> None:
     upstream, server, client = sim
-    with sync_thread(settings_for(redis_url, server.url)) as job:
+    settings = settings_for(redis_url, server.url)
+    with sync_thread(settings):
         upstream.random_events(500)
         wait_caught_up(upstream, redis_sync)
-        old_feed = upstream.feed_id
-        # A restore from backup: a new feed from seq 0, and changes no event describes.
-        client.post("/admin/faults", json={"reset_feed": True, "silent_changes": 40}).raise_for_status()
-        upstream.random_events(100)
+    old_feed = upstream.feed_id
+    # A restore from backup: a new feed from seq 0, and changes no event describes. More
+    # events than the old cursor, so the old cursor is a valid position of the new feed
+    # and only the feed id tells the two apart.
+    client.post("/admin/faults", json={"reset_feed": True, "silent_changes": 40}).raise_for_status()
+    upstream.random_events(800)
+    assert upstream.feed_id != old_feed
+    with sync_thread(settings) as job:
         wait_caught_up(upstream, redis_sync)
-        wait_for(lambda: job.counts.resyncs == 2, 10, "the second resync to be counted")
-        assert upstream.feed_id != old_feed
+        wait_for(lambda: job.counts.resyncs == 1, 10, "the resync to be counted")
+        assert "the upstream feed was reset" in read_sync_status_sync(redis_sync).resync_reason
         assert_index_equals_upstream(upstream, redis_sync)  # the silent changes too
+        upstream.random_events(100)  # and it follows the new feed
+        wait_caught_up(upstream, redis_sync)
+        assert_index_equals_upstream(upstream, redis_sync)
 
 
 def test_a_cursor_older_than_the_feed_window_forces_a_full_resync(sim, redis_url, redis_sync) -> None:
