@@ -123,6 +123,14 @@ _reason(Reason.CARD_CHALLENGE, codes.CHALLENGE_INVALID, codes.R_CARD_CHALLENGE)
 _reason(Reason.CARD_SIGNATURE_LENGTH, codes.MALFORMED, codes.R_CARD_SIGNATURE_LENGTH)
 _reason(Reason.CARD_SIGNATURE, codes.BAD_SIGNATURE, codes.R_CARD_SIGNATURE)
 
+
+
+def _reason_text(int number) -> str:
+    """For tests of the layers: the reason text of a Reason number (what the
+    modules' Python-level test entries return on failure)."""
+    return (<tuple>_REASONS[number])[0]
+
+
 cdef str _VALID = codes.VALID
 cdef str _MALFORMED = codes.MALFORMED
 cdef tuple _NO_REASONS = ()
