@@ -262,6 +262,8 @@ def run_demo(options: DemoOptions) -> int:
                 "key_ids": {role: k["key_id"] for role, k in keys.items()},
                 "upstream": stack.upstream_url,
                 "redis": stack.redis_url,
+                "seed": options.seed,
+                "permits": options.permits,
                 "samples": {name: msgspec.to_builtins(s) for name, s in samples.items()},
                 "pids": stack.pids,
                 "logs": str(stack.log_dir),

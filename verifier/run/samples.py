@@ -83,7 +83,7 @@ def pick_permits(upstream_url: str, *, timeout_s: float = 60.0, sample_size: int
             record = decoder.decode(line)
             if _usable(record, today, month_ahead):
                 usable.append(record)
-            elif record.status == "cancelled":
+            elif record.status == "cancelled" and record.vt > today:  # a code of an ended permit is EXPIRED
                 cancelled.append(record)
             if len(usable) >= sample_size and cancelled:
                 break

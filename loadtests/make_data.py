@@ -1,0 +1,220 @@
+"""Make the load tests' data: real signed codes for permits that exist in the index.
+
+    python3 loadtests/make_data.py --info .state/demo-info.json [--out .state/loadtest]
+
+Reads the running demo's info file (``verifier demo --info FILE``: API URL, upstream,
+Redis, seed), takes the permits from the upstream simulator's snapshot, mints codes
+and card certificates through the simulator's issuing endpoints, and writes, under
+``--out`` (inside ``.state/``, which git ignores: the keys file holds secrets):
+
+- ``meta.json``    API URL, upstream URL, seed, when, counts
+- ``keys.json``    API keys by role, ``--keys-per-role`` of each (many terminals and
+                   agencies share one service; spread over keys, as in real life)
+- ``wp1_hot.ndjson``   a few WP1 codes scanned over and over (verdict-cache hits)
+- ``wp1_cold.ndjson``  many distinct WP1 codes (each text new to the service)
+- ``cards.ndjson`` card certificates with the software card's key (the chip), for
+                   challenge + verify
+- ``es1.ndjson``   permits whose e-card shows ES1 codes (minted fresh per scan)
+- ``manual.ndjson`` permit number + date of birth, ssn and cn for look-ups
+- ``partner.ndjson`` 1,000-id bulk look-ups, each with the partner key it is for and
+                   how many of its ids that key may see
+
+Every line carries ``expect``: the verdict the index gives now. The demo's
+lifecycle events change permits over time; run the demo with ``--event-rate 0`` for
+exact expectations (see README.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import datetime as dt
+import json
+import random
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import msgspec
+
+from verifier.index.records import PermitRecord
+
+CST = dt.timezone(dt.timedelta(hours=8))  # WIRE-FORMAT 3: permit dates are China Standard Time
+ROLES = ("exit_entry", "service_hall", "social_insurance", "partner", "admin")
+BULK_IDS = 1000
+
+
+def read_snapshot(upstream: str) -> list[PermitRecord]:
+    decoder = msgspec.json.Decoder(PermitRecord)
+    records = []
+    with httpx.stream("GET", f"{upstream}/snapshot", params={"format": "ndjson"}, timeout=120) as reply:
+        reply.raise_for_status()
+        for line in reply.iter_lines():
+            if line.startswith("["):  # header and trailer lines are objects
+                records.append(decoder.decode(line))
+    return records
+
+
+def expected_result(record: PermitRecord, today: str) -> str | None:
+    """What a fresh WP1 code of this permit gets now, or None when it is not a clean case."""
+    if not record.vf <= today < record.vt:  # ended (its code is EXPIRED), or the last day: a run may cross midnight
+        return None
+    return "PERMIT_CANCELLED" if record.status == "cancelled" else "VALID"
+
+
+def mint_many(upstream: str, kind: str, bodies: list[dict[str, Any]], threads: int = 4) -> list[dict[str, Any]]:
+    with httpx.Client(base_url=upstream, timeout=30) as client:
+        def mint(body: dict[str, Any]) -> dict[str, Any]:
+            reply = client.post(f"/issue/{kind}", json=body)
+            reply.raise_for_status()
+            return reply.json()  # type: ignore[no-any-return]
+
+        with ThreadPoolExecutor(threads) as pool:
+            return list(pool.map(mint, bodies))
+
+
+def create_keys(redis_url: str, per_role: int, partner_employers: list[list[str]]) -> dict[str, list[str]]:
+    from verifier.api.auth.keys import add_api_key
+    from verifier.lib.redis_client import async_client
+
+    async def make() -> dict[str, list[str]]:
+        redis = async_client(redis_url)
+        try:
+            keys: dict[str, list[str]] = {}
+            for role in ROLES:
+                count = len(partner_employers) if role == "partner" else per_role
+                keys[role] = []
+                for i in range(count):
+                    employers = partner_employers[i] if role == "partner" else ()
+                    keys[role].append((await add_api_key(redis, role, f"loadtest {role} {i}", employers))[1])
+            return keys
+        finally:
+            await redis.aclose()
+
+    return asyncio.run(make())
+
+
+def write_ndjson(path: Path, rows: Iterable[dict[str, Any]]) -> int:
+    count = 0
+    with open(path, "wb") as out:
+        for row in rows:
+            out.write(msgspec.json.encode(row) + b"\n")
+            count += 1
+    return count
+
+
+def card_keys(seed: int) -> Any:
+    """The simulator's software cards: the chip keys it derives from its seed, for ``.card(cn)``."""
+    from verifier.upstream.simulator import Upstream
+
+    return Upstream.create(permits=0, seed=seed)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--info", type=Path, required=True, help="the demo's info file (verifier demo --info FILE)")
+    parser.add_argument("--out", type=Path, default=Path(".state/loadtest"), help="data folder (default .state/loadtest)")
+    parser.add_argument("--hot", type=int, default=50, help="WP1 codes scanned over and over (default 50)")
+    parser.add_argument("--cold", type=int, default=10_000, help="distinct WP1 codes for cold scans (default 10000)")
+    parser.add_argument("--cards", type=int, default=200, help="card certificates (default 200)")
+    parser.add_argument("--partner-lookups", type=int, default=20, help="1,000-id bulk look-ups (default 20)")
+    parser.add_argument("--keys-per-role", type=int, default=8, help="API keys per role (default 8)")
+    parser.add_argument("--seed", type=int, default=7, help="seed of the choices made here (default 7)")
+    args = parser.parse_args(argv)
+
+    info = json.loads(args.info.read_text())
+    upstream, redis_url = info["upstream"], info["redis"]
+    rng = random.Random(args.seed)
+    started = time.monotonic()
+    today = dt.datetime.now(CST).date().isoformat()
+
+    records = read_snapshot(upstream)
+    expect = {r.pn: expected_result(r, today) for r in records}
+    valid = [r for r in records if expect[r.pn] == "VALID"]
+    cancelled = [r for r in records if expect[r.pn] == "PERMIT_CANCELLED"]
+    if len(valid) < 10:
+        print("make_data: too few valid permits in the simulator; start the demo with more --permits", file=sys.stderr)
+        return 2
+    # Scans mix valid and cancelled permits about as the registry does.
+    scannable = valid + cancelled
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    now = int(time.time())
+
+    def wp1_rows(permits: list[PermitRecord], count: int, base_iat: int) -> list[dict[str, Any]]:
+        chosen = [rng.choice(permits) for _ in range(count)]
+        # A distinct iat per code: the same permit minted twice is two different texts.
+        minted = mint_many(upstream, "wp1", [{"pn": r.pn, "iat": base_iat - i} for i, r in enumerate(chosen)])
+        return [{"qr": m["qr"], "pn": r.pn, "expect": expect[r.pn]} for m, r in zip(minted, chosen)]
+
+    counts = {
+        "wp1_hot": write_ndjson(args.out / "wp1_hot.ndjson", wp1_rows(scannable, args.hot, now - 60)),
+        "wp1_cold": write_ndjson(args.out / "wp1_cold.ndjson", wp1_rows(scannable, args.cold, now - 120)),
+    }
+
+    with_card = [r for r in valid if r.cn is not None and r.ssn is not None]
+    card_permits = rng.sample(with_card, min(args.cards, len(with_card)))
+    minted_cards = mint_many(upstream, "card", [{"pn": r.pn} for r in card_permits])
+    chips = card_keys(info["seed"])
+    counts["cards"] = write_ndjson(args.out / "cards.ndjson", (
+        {"cn": m["cn"], "pn": r.pn, "certificate": m["certificate"], "card_seed": chips.card(m["cn"]).seed.hex(),
+         "expect": "VALID"}
+        for m, r in zip(minted_cards, card_permits)
+    ))
+    # The chip key derived here must be the one the simulator's certificate names: sign once both ways.
+    if card_permits:
+        _check_card_key(upstream, args.out / "cards.ndjson")
+
+    counts["es1"] = write_ndjson(args.out / "es1.ndjson", ({"pn": r.pn, "expect": "VALID"} for r in with_card))
+    counts["manual"] = write_ndjson(args.out / "manual.ndjson", (
+        {"pn": r.pn, "dob": r.dob, "ssn": r.ssn, "cn": r.cn, "expect": "VALID"} for r in with_card
+    ))
+
+    # Partner look-ups: each partner key bound to one busy employer; 1,000 ids, some its own, most not.
+    by_employer: dict[str, list[str]] = defaultdict(list)
+    for record in records:
+        by_employer[record.emp].append(record.pn)
+    busiest = sorted(by_employer, key=lambda e: len(by_employer[e]), reverse=True)[: args.partner_lookups]
+    partner_employers = [[employer] for employer in busiest]
+    all_pns = [r.pn for r in records]
+    lookups = []
+    for key_index, employer in enumerate(busiest):
+        own = by_employer[employer]
+        ids = list(dict.fromkeys(own + rng.sample(all_pns, min(len(all_pns), BULK_IDS))))[:BULK_IDS]
+        lookups.append({"key_index": key_index, "ids": ids, "expect_found": sum(1 for pn in ids if pn in own)})
+    counts["partner"] = write_ndjson(args.out / "partner.ndjson", lookups)
+
+    keys = create_keys(redis_url, args.keys_per_role, partner_employers)
+    keys_file = args.out / "keys.json"
+    keys_file.write_text(json.dumps(keys, indent=1))
+    keys_file.chmod(0o600)
+    meta = {
+        "url": info["url"], "upstream": upstream, "seed": info["seed"], "made_at": now,
+        "counts": counts, "permits": len(records), "valid": len(valid), "cancelled": len(cancelled),
+    }
+    (args.out / "meta.json").write_text(json.dumps(meta, indent=1))
+    print(f"make_data: {counts} in {time.monotonic() - started:.1f} s -> {args.out}")
+    return 0
+
+
+def _check_card_key(upstream: str, cards_file: Path) -> None:
+    from verifier.issuing import SoftwareCard
+
+    first = json.loads(cards_file.read_text().splitlines()[0])
+    challenge = bytes(range(32))
+    reply = httpx.post(f"{upstream}/cards/{first['cn']}/sign",
+                       json={"challenge": base64.b64encode(challenge).decode()}, timeout=10)
+    reply.raise_for_status()
+    ours = SoftwareCard.from_seed(bytes.fromhex(first["card_seed"])).sign_challenge(challenge)
+    if base64.b64decode(reply.json()["signature"]) != ours:
+        raise SystemExit("make_data: the card key derived here differs from the simulator's (different --seed?)")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
