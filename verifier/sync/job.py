@@ -114,6 +114,40 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:500]
 
 
+class _Renewer:
+    """Renews the leader lock every ttl/3 in a thread; sets ``lost`` when it is gone.
+
+    Every write is fenced anyway; this only keeps a healthy leader from losing the lock
+    while it waits on a slow upstream answer or a backoff.
+    """
+
+    def __init__(self, writer: IndexWriter, owner: str, fence: int, ttl_s: float) -> None:
+        self.writer = writer
+        self.owner = owner
+        self.fence = fence
+        self.ttl_s = ttl_s
+        self.lost = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sync-lock-renewer", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(self.ttl_s + 5)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.ttl_s / 3):
+            try:
+                if not self.writer.renew_leadership(self.owner, self.fence, self.ttl_s):
+                    self.lost.set()
+                    return
+            except PermitIndexError as exc:
+                # Cannot tell now (Redis down or failing over): try again next round.
+                log.debug("could not renew the leader lock: %s", _describe(exc))
+
+
 class SyncJob:
     """One sync process: standby until it leads, then follows the upstream until stopped."""
 
@@ -150,7 +184,7 @@ class SyncJob:
         self.backoff = Backoff(base=0.1, cap=min(10.0, self.ttl_s))
         self.counts = SyncCounts()
         self.fence: int | None = None
-        self._renewed_at = 0.0
+        self._renewer: _Renewer | None = None
         self._trust_digest: bytes | None = None
         self._trust_at = -1e9
         self._status = SyncStatus(instance=self.owner, role="standby", state="starting",
@@ -185,29 +219,26 @@ class SyncJob:
     # -- waiting and the lock ----------------------------------------------------------
 
     def _wait(self, delay: float) -> None:
-        """Sleep ``delay`` seconds, renewing the lock on the way; Stopped when stopped."""
-        deadline = time.monotonic() + delay
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return
-            if self.stop.wait(min(left, self.ttl_s / 4)):
-                raise Stopped()
-            if self.fence is not None:
-                self._renew_if_due()
+        """Sleep ``delay`` seconds; Stopped when stopped, StaleFence when the lock was lost."""
+        if self.stop.wait(delay):
+            raise Stopped()
+        self._check_leadership()
 
-    def _renew_if_due(self) -> None:
-        if self.fence is None or time.monotonic() - self._renewed_at < self.ttl_s / 3:
-            return
-        try:
-            held = self.writer.renew_leadership(self.owner, self.fence, self.ttl_s)
-        except IndexUnavailable as exc:
-            # Cannot tell: keep going; every write is fenced, so a lost lock shows there.
-            log.debug("could not renew the leader lock: %s", _describe(exc))
-            return
-        if not held:
+    def _check_leadership(self) -> None:
+        """Raise StaleFence if the renewer found the lock lost (it renews in the background,
+        so a slow upstream request or a long backoff cannot let the lock lapse)."""
+        renewer = self._renewer
+        if renewer is not None and renewer.lost.is_set():
             raise StaleFence("the leader lock expired or was taken over")
-        self._renewed_at = time.monotonic()
+
+    def _start_renewer(self, fence: int) -> None:
+        self._renewer = _Renewer(self.writer, self.owner, fence, self.ttl_s)
+        self._renewer.start()
+
+    def _stop_renewer(self) -> None:
+        renewer, self._renewer = self._renewer, None
+        if renewer is not None:
+            renewer.stop()
 
     # -- the job ----------------------------------------------------------------------
 
@@ -236,7 +267,7 @@ class SyncJob:
                     continue
                 standby_logged = False
                 self.fence = fence
-                self._renewed_at = time.monotonic()
+                self._start_renewer(fence)
                 self.counts.leaderships += 1
                 log.info("sync %s: leading with fence %d", self.owner, fence)
                 self._set_status(force=True, role="leader", state="starting", fence=fence)
@@ -244,6 +275,7 @@ class SyncJob:
                     self._lead()
                 except StaleFence as exc:
                     log.warning("sync %s: lost the leadership (%s); standing by", self.owner, exc)
+                    self._stop_renewer()
                     self.fence = None
                     self._status = msgspec.structs.replace(self._status, role="standby", state="waiting",
                                                            fence=None)
@@ -255,6 +287,7 @@ class SyncJob:
         return self.counts
 
     def _shutdown(self) -> None:
+        self._stop_renewer()
         if self.fence is not None:
             fence, self.fence = self.fence, None
             self._status = msgspec.structs.replace(self._status, role="stopped", state="stopped")
@@ -274,7 +307,7 @@ class SyncJob:
         self._trust_at = -1e9
         failures = 0
         while not self.stop.is_set():
-            self._renew_if_due()
+            self._check_leadership()
             try:
                 caught_up = self.step()
             except (StaleFence, Stopped):
@@ -358,7 +391,7 @@ class SyncJob:
             for batch in stream.batches():
                 load.add(batch)
                 progress.update(load.count)
-                self._renew_if_due()
+                self._check_leadership()
                 if self.stop.is_set():
                     raise Stopped()
                 self._set_status(resync_loaded=load.count, resync_total=header.count)
