@@ -116,6 +116,8 @@ class World:
     redis_url: str
     redis_sync: Any
     issuer: IssuerKey
+    revoked: IssuerKey
+    """A key of the trust list with status ``revoked``."""
     index: IndexHelper
     token: dict[str, str] = field(default_factory=dict)
     key_id: dict[str, str] = field(default_factory=dict)
@@ -140,7 +142,7 @@ class World:
         return run_async(self.redis_url, lambda r: add_api_key(r, role, name, employers, **kwargs))
 
     def store_trust_list(self, *keys: IssuerKey) -> None:
-        data = orjson.dumps(trust_list(keys or (self.issuer,)))
+        data = orjson.dumps(trust_list(keys or (self.issuer, self.revoked)))
         run_async(self.redis_url, lambda r: save_trust_list(r, data))
 
 
@@ -151,7 +153,8 @@ def issuer() -> IssuerKey:
 
 @pytest.fixture
 def world(redis_url: str, redis_sync: Any, issuer: IssuerKey) -> World:
-    world = World(redis_url=redis_url, redis_sync=redis_sync, issuer=issuer, index=IndexHelper(redis_sync))
+    world = World(redis_url=redis_url, redis_sync=redis_sync, issuer=issuer,
+                  revoked=IssuerKey.generate([ISSUER], status="revoked"), index=IndexHelper(redis_sync))
     world.store_trust_list()
     world.index.load(list(PERMITS.values()))
     for role in ROLES:

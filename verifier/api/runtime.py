@@ -39,6 +39,7 @@ from verifier.api.verdicts.near_cache import NearCache
 from verifier.api.verdicts.replay import ReplayGuard
 from verifier.api.verdicts.service import ReceiptHolder, Verifications
 from verifier.index import CHANGES_CHANNEL, PermitIndex, decode_change
+from verifier.index.sync_status import read_sync_status
 from verifier.index.trust_store import TRUST_CHANNEL
 from verifier.lib import metrics as metrics_lib
 from verifier.lib.metrics import METRICS_KEY, Metrics
@@ -65,6 +66,7 @@ class Runtime:
         self._tasks: list[asyncio.Task[None]] = []
         self.subscribed = asyncio.Event()
         self._last_trust_check = 0.0
+        self._stopping = False
 
     # --- lifecycle ---------------------------------------------------------
     async def start(self) -> None:
@@ -89,11 +91,18 @@ class Runtime:
         ]
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        # The loops also watch this flag: redis-py's reads under a timeout can swallow a
+        # cancellation (it turns into a read timeout), so a cancel alone may not stop them.
+        self._stopping = True
+        pending = set(self._tasks)
+        for _ in range(3):
+            for task in pending:
+                task.cancel()
+            _done, pending = await asyncio.wait(pending, timeout=1.5)
+            if not pending:
+                break
+        if pending:
+            log.error("shutdown: background tasks did not stop: %s", sorted(t.get_name() for t in pending))
         self._tasks = []
         # Clean shutdown: nothing buffered is lost while Redis is there to take it.
         pending = len(self.audit)
@@ -108,7 +117,7 @@ class Runtime:
 
     # --- background --------------------------------------------------------
     async def _maintenance_loop(self) -> None:
-        while True:
+        while not self._stopping:
             await asyncio.sleep(REFRESH_S)
             try:
                 await self._maintain()
@@ -147,12 +156,12 @@ class Runtime:
     async def _subscriber_loop(self) -> None:
         backoff = 0.05
         outage_logged = False
-        while True:
+        while not self._stopping:
             pubsub = self.redis.pubsub()
             try:
                 await pubsub.subscribe(CHANGES_CHANNEL, TRUST_CHANNEL)
                 confirmed = 0
-                while confirmed < 2:  # until both subscriptions are in place, changes could be missed
+                while confirmed < 2 and not self._stopping:  # until both subscriptions are in place, changes could be missed
                     message = await pubsub.get_message(timeout=1.0)
                     if message is not None and message["type"] == "subscribe":
                         confirmed += 1
@@ -164,7 +173,7 @@ class Runtime:
                 if outage_logged:
                     log.warning("subscribed again to the index change channel")
                 backoff, outage_logged = 0.05, False
-                while True:
+                while not self._stopping:
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
                     if message is not None and message["type"] == "message":
                         await self._on_message(message["channel"], message["data"])
@@ -225,4 +234,22 @@ class Runtime:
         return metrics_lib.render(totals, gauges)
 
     async def _sync_gauges(self) -> list[Any]:
-        return []
+        try:
+            status = await read_sync_status(self.redis)
+        except REDIS_DOWN:
+            status = None
+
+        def value(name: str) -> float | None:
+            found = getattr(status, name, None) if status is not None else None
+            return float(found) if found is not None else None
+
+        return [
+            metrics_lib.gauge("pv_sync_lag_events", "Feed events the index lacked at the sync job's last poll",
+                              value("lag_events")),
+            metrics_lib.gauge("pv_sync_lag_seconds", "Age of the oldest change the index lacked at the last poll",
+                              value("lag_s")),
+            metrics_lib.gauge("pv_sync_errors", "Failures the leading sync job has seen since it started",
+                              value("errors")),
+            metrics_lib.gauge("pv_sync_report_age_seconds", "Seconds since the sync job last reported",
+                              time.time() - status.updated_at if status is not None and status.updated_at else None),
+        ]

@@ -11,6 +11,7 @@ from verifier.api.redis_failures import REDIS_DOWN
 from verifier.api.verdicts.schemas import IndexAsOf
 from verifier.api.verdicts.status import rfc3339
 from verifier.index import IndexNotReady, IndexUnavailable
+from verifier.index.sync_status import read_sync_status
 from verifier.lib.problems import Problem
 
 
@@ -33,12 +34,8 @@ async def sync_overview(runtime: Any) -> SyncOut:
 
 async def _sync_report(redis: Any) -> dict[str, Any] | None:
     try:
-        from verifier.index import sync_status
-    except ImportError:  # the sync job's status module is not part of this build
-        return None
-    try:
-        status = await sync_status.read_sync_status(redis)
-    except (IndexUnavailable, *REDIS_DOWN):
+        status = await read_sync_status(redis)
+    except REDIS_DOWN:
         return None
     if status is None:
         return None

@@ -50,7 +50,9 @@ class PermitLookups:
             record = records.get(identifier)
             if _visible(caller, record):
                 assert record is not None
-                found.append(Found(id=identifier, permit=permit_view(fields, record_values(record))))
+                # by card number: show that card and its status (lost, replaced), not the active one
+                values = record_values(record, identifier if by == "cn" else None)
+                found.append(Found(id=identifier, permit=permit_view(fields, values)))
             else:
                 missing.append(identifier)
         # One audit record per look-up, naming the permits it showed.
