@@ -1,7 +1,8 @@
 """HTTP load for the API benchmark: wrk when installed, else a bounded Python generator.
 
-Both drive keep-alive connections from separate processes on 127.0.0.1, one fixed
-request (method, path, headers, body) repeated, and report the same figures:
+Both drive keep-alive connections from a separate process on 127.0.0.1, POSTing the
+given bodies in turn (one body repeated, or many distinct ones so that no request
+repeats an earlier one within the run), and report the same figures:
 requests, seconds, requests/s, p50/p99 latency, errors. ``delay_ms`` paces each
 connection (a pause before every request) to hold a rate below saturation; the
 achieved rate is reported, not assumed.
@@ -10,6 +11,7 @@ achieved rate is reported, not assumed.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import multiprocessing
 import os
@@ -18,6 +20,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from urllib.parse import urlsplit
 
@@ -44,9 +47,16 @@ def wrk_available() -> bool:
 
 _WRK_SCRIPT = r"""
 wrk.method = "POST"
-local f = assert(io.open(os.getenv("LOADGEN_BODY_FILE"), "rb"))
-wrk.body = f:read("*a")
-f:close()
+local bodies = {}
+for line in io.lines(os.getenv("LOADGEN_BODY_FILE")) do bodies[#bodies + 1] = line end
+wrk.body = bodies[1]
+local next_body = 0
+if #bodies > 1 then
+  request = function()
+    next_body = next_body % #bodies + 1
+    return wrk.format(nil, nil, nil, bodies[next_body])
+  end
+end
 for line in io.lines(os.getenv("LOADGEN_HEADERS_FILE")) do
   local name, value = line:match("^([^:]+):%s*(.*)$")
   if name then wrk.headers[name] = value end
@@ -68,22 +78,27 @@ end
 
 def run_load(
     url: str,
-    body: bytes,
+    bodies: Sequence[bytes],
     headers: dict[str, str],
     *,
     connections: int,
     seconds: float,
     delay_ms: int = 0,
-    threads: int = 1,
 ) -> LoadResult:
-    """POST ``body`` to ``url`` over ``connections`` keep-alive connections for ``seconds``."""
+    """POST ``bodies`` in turn to ``url`` over ``connections`` keep-alive connections for ``seconds``.
+
+    One client thread (wrk ``-t1``, or one Python process): on 2 cores the other core
+    is the server's.
+    """
+    if any(b"\n" in body for body in bodies):
+        raise ValueError("a body is one line (compact JSON)")
     if wrk_available():
-        return _run_wrk(url, body, headers, connections, seconds, delay_ms, threads)
-    return _run_python(url, body, headers, connections, seconds, delay_ms, threads)
+        return _run_wrk(url, bodies, headers, connections, seconds, delay_ms)
+    return _run_python(url, bodies, headers, connections, seconds, delay_ms)
 
 
 def _run_wrk(
-    url: str, body: bytes, headers: dict[str, str], connections: int, seconds: float, delay_ms: int, threads: int
+    url: str, bodies: Sequence[bytes], headers: dict[str, str], connections: int, seconds: float, delay_ms: int
 ) -> LoadResult:
     with tempfile.TemporaryDirectory(prefix="loadgen-") as tmp:
         script = os.path.join(tmp, "post.lua")
@@ -92,7 +107,7 @@ def _run_wrk(
         with open(script, "w") as handle:
             handle.write(_WRK_SCRIPT)
         with open(body_file, "wb") as handle:
-            handle.write(body)
+            handle.write(b"\n".join(bodies) + b"\n")
         with open(headers_file, "w") as handle:
             handle.write("".join(f"{k}: {v}\n" for k, v in {"Content-Type": "application/json", **headers}.items()))
         env = {
@@ -102,7 +117,7 @@ def _run_wrk(
             "LOADGEN_DELAY_MS": str(delay_ms),
         }
         command = [
-            "wrk", f"-t{threads}", f"-c{max(connections, threads)}", f"-d{max(1, round(seconds))}s",
+            "wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s",
             "--timeout", "10s", "-s", script, url,
         ]
         done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=seconds + 60, check=True)
@@ -123,25 +138,22 @@ def _run_wrk(
     )
 
 
-# --- the fallback: asyncio keep-alive clients in several processes -------------------
+# --- the fallback: asyncio keep-alive clients in a process of their own -----------------
 
 
 def _run_python(
-    url: str, body: bytes, headers: dict[str, str], connections: int, seconds: float, delay_ms: int, processes: int
+    url: str, bodies: Sequence[bytes], headers: dict[str, str], connections: int, seconds: float, delay_ms: int
 ) -> LoadResult:
     parts = urlsplit(url)
     head = [f"POST {parts.path or '/'} HTTP/1.1", f"Host: {parts.netloc}", "Content-Type: application/json"]
     head += [f"{k}: {v}" for k, v in headers.items()]
-    head.append(f"Content-Length: {len(body)}")
-    request = ("\r\n".join(head) + "\r\n\r\n").encode() + body
-    per_process = [connections // processes + (i < connections % processes) for i in range(processes)]
-    jobs = [(parts.hostname, parts.port, request, n, seconds, delay_ms) for n in per_process if n]
-    started = time.perf_counter()
-    with multiprocessing.get_context("spawn").Pool(len(jobs)) as pool:
-        outcomes = pool.starmap(_client_process, jobs, chunksize=1)
-    elapsed = max(o[2] for o in outcomes) if outcomes else time.perf_counter() - started
-    latencies = sorted(lat for o in outcomes for lat in o[0])
-    errors = sum(o[1] for o in outcomes)
+    requests = [("\r\n".join([*head, f"Content-Length: {len(body)}"]) + "\r\n\r\n").encode() + body
+                for body in bodies]
+    job = (parts.hostname, parts.port, requests, connections, seconds, delay_ms)
+    # A process of its own, as wrk would be: the load generator never shares the caller's GIL.
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        latencies, errors, elapsed = pool.apply(_client_process, job)
+    latencies.sort()
 
     def percentile(p: float) -> float:
         if not latencies:
@@ -161,20 +173,17 @@ def _run_python(
 
 
 def _client_process(
-    host: str, port: int, request: bytes, connections: int, seconds: float, delay_ms: int
+    host: str, port: int, requests: list[bytes], connections: int, seconds: float, delay_ms: int
 ) -> tuple[list[float], int, float]:
-    try:
-        import uvloop
+    import uvloop  # ships with uvicorn[standard]
 
-        uvloop.install()
-    except ImportError:  # pragma: no cover - uvloop ships with uvicorn[standard]
-        pass
-    return asyncio.run(_clients(host, port, request, connections, seconds, delay_ms))
+    return uvloop.run(_clients(host, port, requests, connections, seconds, delay_ms))
 
 
 async def _clients(
-    host: str, port: int, request: bytes, connections: int, seconds: float, delay_ms: int
+    host: str, port: int, requests: list[bytes], connections: int, seconds: float, delay_ms: int
 ) -> tuple[list[float], int, float]:
+    turn = itertools.cycle(requests)
     latencies: list[float] = []
     errors = 0
     started = time.perf_counter()
@@ -192,7 +201,7 @@ async def _clients(
                 if delay_ms:
                     await asyncio.sleep(delay_ms / 1000)
                 sent = time.perf_counter()
-                writer.write(request)
+                writer.write(next(turn))
                 head = await reader.readuntil(b"\r\n\r\n")
                 length = int(re.search(rb"(?i)content-length:\s*(\d+)", head).group(1))  # type: ignore[union-attr]
                 await reader.readexactly(length)
