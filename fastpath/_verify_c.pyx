@@ -853,12 +853,15 @@ cdef void _cache_put(object trust, dict cache, object text, object entry) except
     cdef Py_ssize_t limit = trust.cache_limit
     if limit <= 0:
         return
-    while len(cache) >= limit:
-        try:
-            cache.pop(next(iter(cache)), None)  # evict the oldest insertion
-        except (StopIteration, RuntimeError):   # another thread emptied or changed it
-            break
     cache[text] = entry
+    # Evict the oldest insertions (dicts keep insertion order), after inserting:
+    # whichever thread inserted last trims after it, so the bound holds once
+    # threads are done (the Python twin's order of steps).
+    while len(cache) > limit:
+        try:
+            cache.pop(next(iter(cache)), None)
+        except (StopIteration, RuntimeError):   # another thread changed it meanwhile: look again
+            continue
 
 
 cdef object _from_cache(object entry, Profile profile, object now, bint now_is_c, int128 now_c):
