@@ -90,7 +90,9 @@ def test_primary_killed_reader_unavailable_then_recovers(
     leader.load([make_record(i) for i in range(200)], seq=1)
     for seq in range(2, 12):
         leader.apply([event(seq, make_record(seq, v=seq))])
-    time.sleep(0.2)  # replication is asynchronous: let the replica have the last writes
+    # Replication is asynchronous: this test is about recovery, not about the writes a
+    # failover may lose, so let the replicas have everything first.
+    redis_cluster.wait_replicated()
 
     async def scenario() -> tuple[int, int]:
         aclient = async_client(redis_cluster_url)

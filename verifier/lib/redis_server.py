@@ -505,6 +505,42 @@ class LocalCluster:
                 return False
         return True
 
+    def wait_replicated(self, timeout_s: float = 10.0) -> None:
+        """Until every replica has acknowledged everything its primary had when called.
+
+        Replication is asynchronous: a failover loses whatever the replica had not
+        received. Failure tests call this before killing a primary when they mean to
+        test recovery rather than loss.
+        """
+        deadline = time.monotonic() + timeout_s
+        targets: dict[int, int] = {}
+        for node in self.nodes:
+            if node.running:
+                client = node.client(socket_timeout=2.0)
+                try:
+                    info = client.info("replication")
+                finally:
+                    client.close()
+                if info.get("role") == "master" and int(info.get("connected_slaves", 0)) > 0:
+                    targets[node.port or 0] = int(info["master_repl_offset"])
+        while True:
+            behind = []
+            for node in self.nodes:
+                if node.port in targets and node.running:
+                    client = node.client(socket_timeout=2.0)
+                    try:
+                        info = client.info("replication")
+                    finally:
+                        client.close()
+                    replicas = [v for k, v in info.items() if k.startswith("slave") and isinstance(v, dict)]
+                    if not replicas or any(int(r.get("offset", 0)) < targets[node.port or 0] for r in replicas):
+                        behind.append((node.port, replicas))
+            if not behind:
+                return
+            if time.monotonic() > deadline:
+                raise RedisServerError(f"replicas did not catch up: {behind}")
+            time.sleep(0.02)
+
     def primary_for_slot(self, slot: int) -> EmbeddedRedis:
         """The running node that serves ``slot`` as a primary right now."""
         for node in self.nodes:
