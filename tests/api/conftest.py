@@ -151,8 +151,8 @@ def issuer() -> IssuerKey:
     return IssuerKey.generate([ISSUER, "CN-310000"])
 
 
-@pytest.fixture
-def world(redis_url: str, redis_sync: Any, issuer: IssuerKey) -> World:
+def make_world(redis_url: str, redis_sync: Any, issuer: IssuerKey) -> World:
+    """Trust list, index and keys in the Redis at ``redis_url``."""
     world = World(redis_url=redis_url, redis_sync=redis_sync, issuer=issuer,
                   revoked=IssuerKey.generate([ISSUER], status="revoked"), index=IndexHelper(redis_sync))
     world.store_trust_list()
@@ -161,6 +161,11 @@ def world(redis_url: str, redis_sync: Any, issuer: IssuerKey) -> World:
         employers = (EMPLOYER_A,) if role == "partner" else ()
         world.key_id[role], world.token[role] = world.add_key(role, f"test {role}", employers)
     return world
+
+
+@pytest.fixture
+def world(redis_url: str, redis_sync: Any, issuer: IssuerKey) -> World:
+    return make_world(redis_url, redis_sync, issuer)
 
 
 def wait_until(predicate: Callable[[], Any], timeout_s: float = 5.0, what: str = "condition") -> Any:

@@ -62,6 +62,9 @@ def create_app(settings: Settings, *, redis: Any = None) -> Litestar:
             components=COMPONENTS,
             render_plugins=[SwaggerRenderPlugin()],
         ),
+        # Logging is the process's business (verifier.lib.logging, set up by `verifier serve`):
+        # Litestar's default config would replace the handlers and log request details.
+        logging_config=None,
         debug=False,
     )
 

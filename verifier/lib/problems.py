@@ -10,6 +10,7 @@ nothing about the cause.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 import msgspec
@@ -114,6 +115,10 @@ def problem_response(
     return Response(document, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
 
 
+# msgspec names the field in its message when the body object itself is at fault.
+_FIELD_IN_MESSAGE = re.compile(r"field `([^`]+)`")
+
+
 def _field_errors(extra: Any) -> list[FieldError] | None:
     if not isinstance(extra, list):
         return None
@@ -122,6 +127,8 @@ def _field_errors(extra: Any) -> list[FieldError] | None:
         if isinstance(item, dict) and isinstance(item.get("message"), str):
             key = item.get("key")
             source = item.get("source")
+            if key == "data" and (named := _FIELD_IN_MESSAGE.search(item["message"])):
+                key = named.group(1)  # "Object missing required field `qr`" is about qr
             errors.append(FieldError(
                 message=item["message"],
                 key=str(key) if key is not None else None,
@@ -133,8 +140,8 @@ def _field_errors(extra: Any) -> list[FieldError] | None:
 def http_exception_handler(request: Request[Any, Any, Any], exc: HTTPException) -> Response[ProblemDocument]:
     """4xx raised by Litestar (validation, routing, body size) or by our own code."""
     status = exc.status_code
-    if status >= 500:
-        return internal_error_handler(request, exc)
+    if status >= 500 and not (isinstance(exc, Problem) and status == 503):
+        return internal_error_handler(request, exc)  # only "unavailable, retry" is a deliberate 5xx
     if isinstance(exc, Problem):
         errors = exc.errors
         detail = exc.detail
