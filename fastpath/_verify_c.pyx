@@ -404,18 +404,16 @@ cdef class _Checked:
     cdef object issuers
 
 
-cdef _Checked _check_cose(const uint8_t* data, Py_ssize_t n, dict keys, Cose* cose):
-    """WIRE-FORMAT 2 in full: structure, header, key known and not revoked, signature."""
+cdef _Checked _check_signed(Reason parsed, const Cose* cose, dict keys):
+    """WIRE-FORMAT 2 after the parse (``parsed``, from _parse_cose): key known,
+    not revoked, then the signature (with the GIL released)."""
     cdef _Checked checked = _Checked.__new__(_Checked)
-    cdef Reason reason
     cdef PyObject* entry
     cdef bytes public_key
     cdef const uint8_t* key_bytes
     cdef int rc
-    with nogil:
-        reason = _parse_cose(data, n, cose)
-    checked.reason = reason
-    if reason != Reason.OK:
+    checked.reason = parsed
+    if parsed != Reason.OK:
         return checked
     checked.kid = PyBytes_FromStringAndSize(<const char*>cose.kid, 8)
     entry = PyDict_GetItem(keys, checked.kid)
@@ -901,7 +899,7 @@ def verify_qr(text, trust, now=None, *, bint cache=True):
     cdef dict cache_dict = None
     cdef uint8_t message[INFLATE_BUFFER]
     cdef Py_ssize_t message_len = 0
-    cdef Reason reason
+    cdef Reason reason, parsed = Reason.OK
     cdef Cose cose
     cdef _Checked checked
     cdef _Claims result
@@ -940,11 +938,14 @@ def verify_qr(text, trust, now=None, *, bint cache=True):
         if hit != NULL:
             return _from_cache(<object>hit, profile, now, now_is_c, now_c)
 
+    # The byte work up to the kid, in one stretch without the GIL.
     with nogil:
         reason = _decode_qr(kind, <const char*>data + 4 * kind, length - 4, message, &message_len)
+        if reason == Reason.OK:
+            parsed = _parse_cose(message, message_len, &cose)
     if reason != Reason.OK:
         return _failure(reason, profile_name)
-    checked = _check_cose(message, message_len, trust._keys, &cose)
+    checked = _check_signed(parsed, &cose, trust._keys)
     if checked.reason != Reason.OK:
         return Verdict(_RESULT[<int>checked.reason], _REASONS[<int>checked.reason], profile_name,
                        None, None, None, checked.kid)
@@ -983,13 +984,17 @@ cdef object _certificate_verdict(object certificate, object trust, object now):
     cdef int128 now_c = 0
     cdef bint now_is_c
     cdef Py_ssize_t n
+    cdef const uint8_t* data
     profile_name = _PROFILE_NAMES[<int>P_CARD]
     if type(certificate) is not bytes:
         return _failure(Reason.INPUT_TYPE, profile_name)
     n = PyBytes_GET_SIZE(certificate)
     if n > MAX_CARD_CERTIFICATE:
         return Verdict(_MALFORMED, _CARD_TOO_LONG, profile_name)
-    checked = _check_cose(<const uint8_t*>PyBytes_AS_STRING(certificate), n, trust._keys, &cose)
+    data = <const uint8_t*>PyBytes_AS_STRING(certificate)
+    with nogil:
+        reason = _parse_cose(data, n, &cose)
+    checked = _check_signed(reason, &cose, trust._keys)
     if checked.reason != Reason.OK:
         return Verdict(_RESULT[<int>checked.reason], _REASONS[<int>checked.reason], profile_name,
                        None, None, None, checked.kid)
