@@ -118,7 +118,15 @@ cdef inline uint64_t _span_hash(const uint8_t* p, Py_ssize_t n) noexcept nogil:
 
 
 cdef inline bint _span_equal(Span a, const uint8_t* p, Py_ssize_t n) noexcept nogil:
-    return a.size == n and memcmp(a.start, p, n) == 0
+    cdef Py_ssize_t i
+    if a.size != n or a.start[0] != p[0]:
+        return False
+    if n <= 16:  # keys are short: a loop beats a call to memcmp
+        for i in range(1, n):
+            if a.start[i] != p[i]:
+                return False
+        return True
+    return memcmp(a.start, p, n) == 0
 
 
 cdef struct KeySet:

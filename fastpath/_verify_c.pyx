@@ -58,8 +58,25 @@ cdef extern from "Python.h":
 cdef extern from *:
     """
     typedef __int128 fastpath_int128;
+
+    /* A str from validated UTF-8: ASCII (the usual case) is copied straight
+       into a new compact string, anything else goes through the decoder. */
+    static PyObject *fastpath_text(const char *s, Py_ssize_t n) {
+        Py_ssize_t i;
+        PyObject *text;
+        for (i = 0; i < n; i++) {
+            if ((unsigned char)s[i] & 0x80)
+                return PyUnicode_DecodeUTF8(s, n, NULL);
+        }
+        text = PyUnicode_New(n, 127);
+        if (text != NULL)
+            memcpy(PyUnicode_DATA(text), s, n);
+        return text;
+    }
     """
     ctypedef long long int128 "fastpath_int128"
+    object fastpath_text(const char* s, Py_ssize_t n)
+    dict _PyDict_NewPresized(Py_ssize_t minused)
 
 # --- limits (the same as the Python twin's) -----------------------------------
 cdef enum:
@@ -177,25 +194,9 @@ cdef enum:  # permit keys
     PERMIT_KEY_COUNT
 
 cdef tuple PERMIT_KEYS = ("pn", "n", "nat", "dob", "cat", "emp", "vf", "vt", "v", "ssn", "cn")
-# Each key's CBOR encoding (a short tstr), to find it without decoding.
-cdef bytes _PERMIT_KEY_ENCODINGS = b"".join(
-    bytes((0x60 | len(k),)) + k.encode() for k in PERMIT_KEYS)
-cdef Py_ssize_t _PERMIT_KEY_OFFSET[11]
-cdef Py_ssize_t _PERMIT_KEY_SIZE[11]
 cdef list _PERMIT_MISSING = [_claim("permit", "missing", k) for k in PERMIT_KEYS]
 cdef list _PERMIT_TYPE = [_claim("permit", "type", k) for k in PERMIT_KEYS]
 
-
-def _init_permit_keys():
-    cdef Py_ssize_t offset = 0
-    cdef int i
-    for i in range(PERMIT_KEY_COUNT):
-        _PERMIT_KEY_OFFSET[i] = offset
-        _PERMIT_KEY_SIZE[i] = 1 + len(PERMIT_KEYS[i])
-        offset += _PERMIT_KEY_SIZE[i]
-
-
-_init_permit_keys()
 
 # WIRE-FORMAT 6: the card map's keys, in the order of checks.
 cdef enum:  # card keys
@@ -452,7 +453,7 @@ cdef inline int128 _int_value(const Head* head) noexcept nogil:
 
 
 cdef inline object _text(const Head* head, const uint8_t* content):
-    return PyUnicode_DecodeUTF8(<const char*>content, <Py_ssize_t>head.arg, NULL)
+    return fastpath_text(<const char*>content, <Py_ssize_t>head.arg)
 
 
 cdef inline bint _digits(const uint8_t* s, int n) noexcept nogil:
@@ -641,6 +642,33 @@ cdef _Claims _check_claims(const uint8_t* payload, Py_ssize_t n, Profile profile
     return out
 
 
+cdef inline int _permit_key(const uint8_t* key, Py_ssize_t size) noexcept nogil:
+    """Which of the permit map's keys the encoded text key is, or -1."""
+    cdef uint8_t a = key[1] if size > 1 else 0
+    cdef uint8_t b = key[2] if size > 2 else 0
+    cdef uint8_t c = key[3] if size > 3 else 0
+    if size == 2:
+        return K_N if a == b'n' else K_V if a == b'v' else -1
+    if size == 3:
+        if b == b'n':
+            return K_PN if a == b'p' else K_CN if a == b'c' else -1
+        if a == b'v':
+            return K_VF if b == b'f' else K_VT if b == b't' else -1
+        return -1
+    if size == 4:
+        if a == b'n' and b == b'a' and c == b't':
+            return K_NAT
+        if a == b'd' and b == b'o' and c == b'b':
+            return K_DOB
+        if a == b'c' and b == b'a' and c == b't':
+            return K_CAT
+        if a == b'e' and b == b'm' and c == b'p':
+            return K_EMP
+        if a == b's' and b == b's' and c == b'n':
+            return K_SSN
+    return -1
+
+
 cdef tuple _text_keyed_map(const uint8_t* body, const uint8_t* end, bint card,
                            const uint8_t** keys, int key_count):
     """Check the -70001/-70002 claim is a map with text keys only; find the known
@@ -651,7 +679,6 @@ cdef tuple _text_keyed_map(const uint8_t* body, const uint8_t* end, bint card,
     cdef const uint8_t* key
     cdef Py_ssize_t size
     cdef int k
-    cdef const uint8_t* names = <const uint8_t*>PyBytes_AS_STRING(_PERMIT_KEY_ENCODINGS)
     if body == NULL:
         return MISSING_CARD if card else MISSING_PERMIT
     if body[0] >> 5 != MAJOR_MAP:
@@ -676,10 +703,9 @@ cdef tuple _text_keyed_map(const uint8_t* body, const uint8_t* end, bint card,
             elif size == 4 and memcmp(key, b"\x63cpk", 4) == 0:
                 keys[<int>C_CPK] = cursor.pos
         elif size <= 4:
-            for k in range(key_count):
-                if size == _PERMIT_KEY_SIZE[k] and memcmp(key, names + _PERMIT_KEY_OFFSET[k], size) == 0:
-                    keys[k] = cursor.pos
-                    break
+            k = _permit_key(key, size)
+            if k >= 0:
+                keys[k] = cursor.pos
         skip_valid(&cursor)
     return None
 
@@ -724,7 +750,7 @@ cdef tuple _check_permit_map(_Claims out, const uint8_t* body, const uint8_t* en
         if not ok:
             return <tuple>_PERMIT_TYPE[k]
     # Unknown keys are ignored (WIRE-FORMAT 3): the verdict carries the known ones only.
-    permit = {}
+    permit = _PyDict_NewPresized(PERMIT_KEY_COUNT)
     for k in range(PERMIT_KEY_COUNT):
         if values[k] != NULL:
             if k == K_V:
