@@ -40,6 +40,7 @@ and stored (validated first) when it changed.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import os
@@ -64,6 +65,7 @@ from verifier.index.sync_status import SyncStatus, write_sync_status
 from verifier.index.writer import IndexWriter
 from verifier.lib.settings import Settings
 from verifier.sync.progress import Progress
+from verifier.upstream import wire
 from verifier.sync.upstream_client import (
     Backoff,
     CursorTooOld,
@@ -185,6 +187,8 @@ class SyncJob:
         self.counts = SyncCounts()
         self.fence: int | None = None
         self._renewer: _Renewer | None = None
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._prefetched: tuple[int, concurrent.futures.Future[wire.FeedPage]] | None = None
         self._trust_digest: bytes | None = None
         self._trust_at = -1e9
         self._status = SyncStatus(instance=self.owner, role="standby", state="starting",
@@ -288,6 +292,10 @@ class SyncJob:
 
     def _shutdown(self) -> None:
         self._stop_renewer()
+        self._prefetched = None
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
         if self.fence is not None:
             fence, self.fence = self.fence, None
             self._status = msgspec.structs.replace(self._status, role="stopped", state="stopped")
@@ -334,6 +342,18 @@ class SyncJob:
             if caught_up:
                 self._wait(self.poll_s)
 
+    def _next_page(self, after: int) -> wire.FeedPage:
+        """The page after ``after``: the one prefetched for it, or a fresh read."""
+        pending, self._prefetched = self._prefetched, None
+        if pending is not None and pending[0] == after:
+            return pending[1].result()
+        return self.upstream.feed(after, self.page_size)
+
+    def _prefetch(self, after: int) -> None:
+        if self._executor is None:
+            self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="sync-prefetch")
+        self._prefetched = (after, self._executor.submit(self.upstream.feed, after, self.page_size))
+
     def step(self) -> bool:
         """One round: resync if needed, else one page of the feed. True when caught up."""
         assert self.fence is not None
@@ -344,7 +364,7 @@ class SyncJob:
             self.resync(f"index not ready ({reason}; or Redis lost its data)")
             return False
         try:
-            page = self.upstream.feed(state.seq, self.page_size)
+            page = self._next_page(state.seq)
         except CursorTooOld as exc:
             self.resync(f"cursor {state.seq} too old for the feed (410; oldest kept {exc.first_seq})")
             return False
@@ -356,6 +376,8 @@ class SyncJob:
         lag_s = max(0.0, page.time - page.events[0].time) if page.events else 0.0
         cursor = state.seq
         generation = state.generation
+        if page.events and page.page_end < page.last_seq:
+            self._prefetch(page.page_end)  # read the next page while this one is applied
         if page.events:
             result = self.writer.apply_page(page.events, cursor_before=state.seq, fence=self.fence)
             self.counts.events_applied += result.applied
