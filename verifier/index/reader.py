@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from zlib import crc32
 from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
@@ -18,8 +19,9 @@ import msgspec
 import redis
 
 from .errors import IndexNotReady, IndexUnavailable
-from .keys import DEFAULT_NAMESPACE, KeyLayout, Pointer, bucket_of
+from .keys import DEFAULT_NAMESPACE, KeyLayout, Pointer
 from .records import PermitRecord, decode_record
+from .scripts import LOOKUP
 
 __all__ = ["Freshness", "LookupBy", "PermitIndex", "SyncPermitIndex", "choose_record"]
 
@@ -91,13 +93,38 @@ class _Plan:
         prefix = self.keys.record_prefix(pointer.generation)
         return [prefix + pn.encode() for pn in pns]
 
-    def buckets(self, pointer: Pointer, by: LookupBy, ids: Sequence[str]) -> dict[bytes, list[str]]:
-        prefix = self.keys.ssn_prefix(pointer.generation) if by == "ssn" else self.keys.cn_prefix(pointer.generation)
-        plan: dict[bytes, list[str]] = {}
+    def lookup_args(self, pointer: Pointer, by: LookupBy, ids: Sequence[str]) -> tuple[list[bytes], list[bytes]]:
+        """KEYS and ARGV of the LOOKUP script for ``ids``."""
+        generation = pointer.generation
+        prefix = self.keys.ssn_prefix(generation) if by == "ssn" else self.keys.cn_prefix(generation)
+        mask = pointer.buckets - 1
+        idents = [ident.encode() for ident in ids]
+        keys = [self.keys.current, *[prefix + b"%d" % (crc32(ident) & mask) for ident in idents]]
+        return keys, [pointer.raw, self.keys.record_prefix(generation), *idents]
+
+    def lookup_result(self, by: LookupBy, ids: Sequence[str], out: list[Any]) -> dict[str, PermitRecord] | None:
+        """Records by id from the LOOKUP script's answer; None when the generation switched."""
+        if out and out[0] == -1:
+            return None
+        decode = self.decode
+        found: dict[str, PermitRecord] = {}
+        at = 0
         for ident in ids:
-            key = prefix + b"%d" % bucket_of(ident.encode(), pointer.buckets)
-            plan.setdefault(key, []).append(ident)
-        return plan
+            count = out[at]
+            at += 1
+            if count == 0:
+                continue
+            if count == 1:
+                record = decode(out[at])
+                # A stale mapping (a record without that id) is ignored, as in choose_record.
+                if record.ssn == ident if by == "ssn" else record.card_status(ident) is not None:
+                    found[ident] = record
+            else:
+                chosen = choose_record(by, ident, [decode(raw) for raw in out[at:at + count]])
+                if chosen is not None:
+                    found[ident] = chosen
+            at += count
+        return found
 
     @staticmethod
     def decode(raw: bytes) -> PermitRecord:
@@ -140,6 +167,7 @@ class PermitIndex:
         self._plan = _Plan(namespace)
         self.keys = self._plan.keys
         self._pointer: Pointer | None = None
+        self._lookup = redis_client.register_script(LOOKUP)
 
     async def _io(self, awaitable: Any) -> Any:
         try:
@@ -177,28 +205,12 @@ class PermitIndex:
                     continue
                 decode = self._plan.decode
                 return {pn: decode(raw) for pn, raw in zip(wanted, values) if raw is not None}
-            buckets = self._plan.buckets(pointer, by, wanted)
-            pipe = self.redis.pipeline(transaction=False)
-            for key, idents in buckets.items():
-                pipe.hmget(key, idents)
-            answers = await self._io(pipe.execute()) if buckets else []
-            pns_of: dict[str, list[str]] = {}
-            for idents, values in zip(buckets.values(), answers):
-                for ident, value in zip(idents, values):
-                    if value is not None:
-                        pns_of[ident] = value.decode().split()
-            pns = list(dict.fromkeys(pn for group in pns_of.values() for pn in group))
-            values = await self._io(self.redis.mget([*self._plan.record_keys(pointer, pns), self.keys.current]))
-            if values[-1] != pointer.raw:
-                self._switched(values[-1])
+            keys, args = self._plan.lookup_args(pointer, by, wanted)
+            out = await self._io(self._lookup(keys=keys, args=args))
+            found = self._plan.lookup_result(by, wanted, out)
+            if found is None:
+                self._switched(out[1])
                 continue
-            decode = self._plan.decode
-            records = {pn: decode(raw) for pn, raw in zip(pns, values) if raw is not None}
-            found: dict[str, PermitRecord] = {}
-            for ident, group in pns_of.items():
-                chosen = choose_record(by, ident, (records[p] for p in group if p in records))
-                if chosen is not None:
-                    found[ident] = chosen
             return found
         raise IndexUnavailable("the index switched generations repeatedly during a read")
 
@@ -236,6 +248,7 @@ class SyncPermitIndex:
         self._plan = _Plan(namespace)
         self.keys = self._plan.keys
         self._pointer: Pointer | None = None
+        self._lookup = redis_client.register_script(LOOKUP)
 
     def _io(self, fn: Any, *args: Any) -> Any:
         try:
@@ -270,28 +283,12 @@ class SyncPermitIndex:
                     continue
                 decode = self._plan.decode
                 return {pn: decode(raw) for pn, raw in zip(wanted, values) if raw is not None}
-            buckets = self._plan.buckets(pointer, by, wanted)
-            pipe = self.redis.pipeline(transaction=False)
-            for key, idents in buckets.items():
-                pipe.hmget(key, idents)
-            answers = self._io(pipe.execute) if buckets else []
-            pns_of: dict[str, list[str]] = {}
-            for idents, values in zip(buckets.values(), answers):
-                for ident, value in zip(idents, values):
-                    if value is not None:
-                        pns_of[ident] = value.decode().split()
-            pns = list(dict.fromkeys(pn for group in pns_of.values() for pn in group))
-            values = self._io(self.redis.mget, [*self._plan.record_keys(pointer, pns), self.keys.current])
-            if values[-1] != pointer.raw:
-                self._switched(values[-1])
+            keys, args = self._plan.lookup_args(pointer, by, wanted)
+            out = self._io(lambda: self._lookup(keys=keys, args=args))
+            found = self._plan.lookup_result(by, wanted, out)
+            if found is None:
+                self._switched(out[1])
                 continue
-            decode = self._plan.decode
-            records = {pn: decode(raw) for pn, raw in zip(pns, values) if raw is not None}
-            found: dict[str, PermitRecord] = {}
-            for ident, group in pns_of.items():
-                chosen = choose_record(by, ident, (records[p] for p in group if p in records))
-                if chosen is not None:
-                    found[ident] = chosen
             return found
         raise IndexUnavailable("the index switched generations repeatedly during a read")
 

@@ -192,3 +192,38 @@ redis.call('HSET', KEYS[3], 'as_of', now, 'hb_seq', ARGV[3], 'upstream_time', AR
 return now
 """
 )
+
+# Secondary look-up of many ids, with their records, in one command (read-only, so
+# it may run on a replica). The record keys come from the mappings the script reads,
+# so they cannot be declared in advance; they share the hash tag of the declared keys
+# (one slot: Redis Cluster checks every key a script touches against it).
+# KEYS: 1 current, then the bucket of each id, in order.
+# ARGV: 1 pointer the caller read, 2 record key prefix, then the ids.
+# Returns {-1, current} when the live generation is another; else, for each id, the
+# number of records found followed by those records.
+LOOKUP = """#!lua flags=no-writes
+local live = redis.call('GET', KEYS[1])
+if live ~= ARGV[1] then return {-1, live} end
+local out = {}
+local n = 0
+local prefix = ARGV[2]
+for i = 2, #KEYS do
+  local value = redis.call('HGET', KEYS[i], ARGV[i + 1])
+  if not value then
+    n = n + 1; out[n] = 0
+  elseif not string.find(value, ' ', 1, true) then
+    local record = redis.call('GET', prefix .. value)
+    if record then n = n + 1; out[n] = 1; n = n + 1; out[n] = record
+    else n = n + 1; out[n] = 0 end
+  else
+    n = n + 1
+    local at, count = n, 0
+    for pn in string.gmatch(value, '%S+') do
+      local record = redis.call('GET', prefix .. pn)
+      if record then count = count + 1; n = n + 1; out[n] = record end
+    end
+    out[at] = count
+  end
+end
+return out
+"""
