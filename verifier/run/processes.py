@@ -10,7 +10,6 @@ process group (uvicorn's workers, multiprocessing helpers).
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import signal
 import subprocess
@@ -21,17 +20,13 @@ from pathlib import Path
 
 import httpx
 
+from verifier.lib.redis_server import _die_with_parent  # PR_SET_PDEATHSIG, the same as Redis's
+
 __all__ = ["Child", "ChildFailed", "wait_until"]
 
 
 class ChildFailed(RuntimeError):
     """A child exited when it should have kept running, or never became ready."""
-
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    with contextlib.suppress(Exception):
-        PR_SET_PDEATHSIG = 1
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class Child:

@@ -101,7 +101,8 @@ def serve(settings: Settings) -> int:
             host=settings.host,
             port=settings.port,
             workers=settings.workers,
-            log_level=settings.log_level if settings.log_level.upper() != "INFO" else "warning",
+            # uvicorn's own start-up chatter stays out of the logs unless debugging
+            log_level="debug" if settings.log_level.upper() == "DEBUG" else "warning",
         )
 
 
