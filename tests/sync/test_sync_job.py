@@ -222,3 +222,19 @@ def test_index_that_cannot_be_reached_is_reported_and_recovered(sim, own_redis_s
             assert job.counts.resyncs == 1  # the data survived the restart: no resync needed
     finally:
         probe.close()
+
+
+def test_a_trust_list_the_verifier_would_refuse_is_never_stored(sim, redis_url, redis_sync) -> None:
+    upstream, server, client = sim
+    with sync_thread(settings_for(redis_url, server.url), trust_list_interval_s=0.1):
+        wait_caught_up(upstream, redis_sync)
+        good = wait_for(lambda: redis_sync.get(TRUST_KEY), 10, "the trust list to be stored")
+        client.post("/admin/faults", json={"bad_trust_list": True}).raise_for_status()
+        client.post("/admin/keys/rotate").raise_for_status()  # a change the job must look at
+        status = wait_for(lambda: (s := read_sync_status_sync(redis_sync)) and s.last_error
+                          and "refused" in s.last_error and s, 10, "the refusal to be reported")
+        assert "trust list" in status.last_error
+        assert redis_sync.get(TRUST_KEY) == good  # WIRE-FORMAT 4: the previous list stays
+        client.post("/admin/faults", json={"bad_trust_list": False}).raise_for_status()
+        rotated = client.get("/trust-list").content
+        wait_for(lambda: redis_sync.get(TRUST_KEY) == rotated, 10, "the rotated list to be stored")

@@ -39,7 +39,6 @@ and stored (validated first) when it changed.
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import contextlib
 import logging
@@ -97,7 +96,8 @@ class SyncCounts(msgspec.Struct):
 
 
 class _AwaitableRedis:
-    """Lets the asyncio helpers of ``verifier.index.trust_store`` run on a sync client."""
+    """Lets the asyncio helpers of ``verifier.index.trust_store`` run on a sync client
+    (with :func:`_run_now`: no event loop needed, so it works from any thread)."""
 
     def __init__(self, client: Any) -> None:
         self._client = client
@@ -109,6 +109,16 @@ class _AwaitableRedis:
             return method(*args, **kwargs)
 
         return call
+
+
+def _run_now(coroutine: Any) -> Any:
+    """Run a coroutine whose awaits never suspend (they are sync calls in disguise)."""
+    try:
+        coroutine.send(None)
+    except StopIteration as done:
+        return done.value
+    coroutine.close()
+    raise RuntimeError("the coroutine suspended; it needs an event loop")
 
 
 def _describe(exc: BaseException) -> str:
@@ -191,6 +201,7 @@ class SyncJob:
         self._prefetched: tuple[int, concurrent.futures.Future[wire.FeedPage]] | None = None
         self._trust_digest: bytes | None = None
         self._trust_at = -1e9
+        self._trust_failed = False
         self._status = SyncStatus(instance=self.owner, role="standby", state="starting",
                                   started_at=time.time(), updated_at=time.time())
         self._status_at = 0.0
@@ -451,12 +462,16 @@ class SyncJob:
             data = self.upstream.trust_list()
         except UpstreamError as exc:
             self._failed(exc)
+            self._trust_failed = True
             return
+        if self._trust_failed:  # recovered: the feed's own errors clear in _lead
+            self._trust_failed = False
+            self._set_status(force=True, last_error=None)
         digest = hashlib.sha256(data).digest()
         if digest == self._trust_digest:
             return
         try:
-            changed = asyncio.run(save_trust_list(_AwaitableRedis(self.redis), data))
+            changed = _run_now(save_trust_list(_AwaitableRedis(self.redis), data))
         except fastpath.TrustListError as exc:
             # WIRE-FORMAT 4: a bad list is refused as a whole; the previous one stays.
             self._failed(UpstreamError(f"the upstream's trust list was refused: {exc}"))

@@ -50,8 +50,9 @@ The simulator's extras (not part of the interface)
   (issue, extend, change, cancel, card_issued, card_lost, card_replaced); answers
   the event with its ``seq``. ``POST /admin/events/random {count}``: that many random
   events at once. ``POST /admin/event-rate {rate}``: change ``--event-rate``.
-- ``POST /admin/faults {slow_ms, error_rate, truncate_rate, reset_feed,
-  silent_changes, retain}``: slow answers, 503s, answers cut short, a reset feed
+- ``POST /admin/faults {slow_ms, error_rate, truncate_rate, bad_trust_list, reset_feed,
+  silent_changes, retain}``: slow answers, 503s, answers cut short, a trust list
+  with a kid that does not match its key (invalid as a whole), a reset feed
   (new ``feed_id``, seq from 0; ``silent_changes`` permits changed with no event,
   as a restore would), a shorter retained window (old cursors get 410).
   ``GET /admin/state``: feed id, head, window, permits, faults.

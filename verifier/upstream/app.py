@@ -56,6 +56,8 @@ class FaultsRequest(msgspec.Struct, forbid_unknown_fields=True):
     slow_ms: Annotated[int, msgspec.Meta(ge=0, le=60_000)] | None = None
     error_rate: Annotated[float, msgspec.Meta(ge=0, le=1)] | None = None
     truncate_rate: Annotated[float, msgspec.Meta(ge=0, le=1)] | None = None
+    bad_trust_list: bool | None = None
+    """Serve a trust list that WIRE-FORMAT 4 makes invalid as a whole."""
     reset_feed: bool = False
     """Start the feed again at seq 0 under a new feed id."""
     silent_changes: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] = 0
@@ -283,6 +285,7 @@ async def admin_faults(request: Request[Any, Any, Any], data: JSONBody[FaultsReq
         slow_ms=faults.slow_ms if data.slow_ms is None else data.slow_ms,
         error_rate=faults.error_rate if data.error_rate is None else data.error_rate,
         truncate_rate=faults.truncate_rate if data.truncate_rate is None else data.truncate_rate,
+        bad_trust_list=faults.bad_trust_list if data.bad_trust_list is None else data.bad_trust_list,
     )
     if data.retain is not None:
         u.set_retain(data.retain)

@@ -58,6 +58,8 @@ class Faults(msgspec.Struct, kw_only=True):
     """Share of answers replaced by a 503."""
     truncate_rate: float = 0.0
     """Share of answers cut short: a feed page loses its second half, a snapshot stops mid-stream."""
+    bad_trust_list: bool = False
+    """Serve a trust list whose first key's kid does not match its x (WIRE-FORMAT 4: invalid as a whole)."""
 
 
 @dataclass(slots=True)
@@ -440,7 +442,10 @@ class Upstream:
     def trust_list(self) -> dict[str, Any]:
         with self._lock:
             keys = self.keys
-            return {**keys.ring.trust_list(), "version": keys.version}
+            document = {**keys.ring.trust_list(), "version": keys.version}
+            if self.faults.bad_trust_list:
+                document["keys"][0] = {**document["keys"][0], "kid": "AAAAAAAAAAA"}
+            return document
 
     def rotate_key(self) -> dict[str, Any]:
         """A new active key; the previous active key is retired (still verifies)."""
