@@ -16,6 +16,7 @@ import datetime as dt
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 import orjson
@@ -195,3 +196,23 @@ def client(world: World) -> Iterator[TestClient[Any]]:
         yield client
     finally:
         client.__exit__(None, None, None)
+
+
+@pytest.fixture
+def servers(world: World, tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    """``start(workers, **settings)``: `verifier serve` on the world's Redis, ready; all stopped after the test."""
+    from tests.api.servers import Server
+
+    started: list[Server] = []
+
+    def start(workers: int, **settings: Any) -> Server:
+        server = Server(world, workers, tmp_path / f"server-{len(started)}.log", **settings)
+        started.append(server)
+        server.wait_ready()
+        return server
+
+    try:
+        yield start
+    finally:
+        for server in started:
+            server.stop()

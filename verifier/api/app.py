@@ -14,6 +14,7 @@ from verifier.api.admin.controller import AdminController
 from verifier.api.cards.controller import CardController
 from verifier.api.health.controller import HealthController
 from verifier.api.middleware import metrics_middleware
+from verifier.api.body import request_components
 from verifier.api.openapi import COMPONENTS
 from verifier.api.permits.controller import PermitController
 from verifier.api.qr.controller import QrController
@@ -43,7 +44,7 @@ def create_app(settings: Settings, *, redis: Any = None) -> Litestar:
         finally:
             await runtime.stop()
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             QrController, CardController, PermitController, TrustController, ReceiptController,
             AdminController, HealthController,
@@ -67,6 +68,10 @@ def create_app(settings: Settings, *, redis: Any = None) -> Litestar:
         logging_config=None,
         debug=False,
     )
+    # The bodies are decoded by the handlers (verifier/api/body.py), so Litestar does
+    # not know their models: add their schemas to the generated document.
+    app.openapi_schema.components.schemas.update(request_components())  # type: ignore[union-attr]
+    return app
 
 
 def _version() -> str:

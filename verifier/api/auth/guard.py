@@ -38,6 +38,11 @@ def _token(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
 
 
 async def require_key(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+    roles = handler.opt.get("roles")
+    if roles is None:
+        if connection.scope.get("method") == "OPTIONS":
+            return  # Litestar's automatic OPTIONS answer (Allow header) reveals nothing
+        raise Problem(403, "This endpoint admits no role.")  # a handler that forgot its roles fails closed
     runtime = connection.app.state.runtime
     token = _token(connection)
     if not token:
@@ -50,7 +55,7 @@ async def require_key(connection: ASGIConnection[Any, Any, Any, Any], handler: B
         raise Problem(503, "The key store cannot be reached; retry shortly.", headers={"Retry-After": "1"}) from None
     if caller is None:
         raise Problem(401, "The API key is unknown, revoked or malformed.", headers=_CHALLENGE_HEADERS)
-    if caller.role not in handler.opt["roles"]:
+    if caller.role not in roles:
         raise Problem(403, f"The role {caller.role.value!r} may not use this endpoint.")
     wait = await runtime.limiter.acquire(caller.key_id)
     if wait is not None:

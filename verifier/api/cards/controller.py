@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from base64 import b64decode
 from typing import Any
 
-from litestar.params import JSONBody
 from litestar import Controller, Request, post
 from verifier.api.redis_failures import REDIS_DOWN
 
+from verifier.api.body import json_body, read_json
 from verifier.api.auth.guard import caller_of, require_key
 from verifier.api.auth.roles import VERIFIERS
 from verifier.api.cards.schemas import CardRequest, ChallengeOut
@@ -34,10 +35,15 @@ class CardController(Controller):
             raise Problem(503, "Challenges cannot be issued now; retry shortly.", headers={"Retry-After": "1"}) from None
         return ChallengeOut(challenge=challenge, expires_at=rfc3339(expires_at))
 
-    @post("/verify/card", status_code=200, responses=problems(*PROTECTED), summary="Verify a physical card read")
-    async def verify_card(self, request: Request[Any, Any, Any], data: JSONBody[CardRequest]) -> VerdictOut:
+    @post("/verify/card", status_code=200, responses=problems(*PROTECTED), operation_class=json_body(CardRequest),
+          summary="Verify a physical card read")
+    async def verify_card(self, request: Request[Any, Any, Any]) -> VerdictOut:
         """Certificate, challenge (consumed), the card's signature, then the status in the index."""
+        data = await read_json(request, CardRequest)
         verifications = request.app.state.runtime.verifications
+        # the schema's pattern admits only what decodes
+        certificate, challenge, signature = (b64decode(data.certificate), b64decode(data.challenge),
+                                             b64decode(data.signature))
         return await verifications.card(  # type: ignore[no-any-return]
-            data.certificate, data.challenge, data.signature, caller_of(request), data.terminal, data.receipt
+            certificate, challenge, signature, caller_of(request), data.terminal, data.receipt
         )

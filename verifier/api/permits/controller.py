@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from litestar.params import JSONBody
 from litestar import Controller, Request, get, post
 from litestar.params import Parameter
 
+from verifier.api.body import json_body, read_json
 from verifier.api.auth.guard import caller_of, require_key
 from verifier.api.auth.roles import BULK_LOOKUP, PERMIT_READERS, VERIFIERS
 from verifier.api.openapi import API_KEY_SECURITY, PROTECTED, problems
@@ -45,17 +45,21 @@ class PermitController(Controller):
         return out  # type: ignore[no-any-return]
 
     @post("/permits/lookup", status_code=200, opt={"roles": BULK_LOOKUP}, responses=problems(*PROTECTED),
-          request_max_body_size=LOOKUP_MAX_BODY, summary="Look up to 10,000 permits by pn, ssn or cn")
-    async def lookup_permits(self, request: Request[Any, Any, Any], data: JSONBody[LookupRequest]) -> LookupOut:
+          request_max_body_size=LOOKUP_MAX_BODY, operation_class=json_body(LookupRequest),
+          summary="Look up to 10,000 permits by pn, ssn or cn")
+    async def lookup_permits(self, request: Request[Any, Any, Any]) -> LookupOut:
         """Found and missing; a partner key sees only its employers' permits (others are missing)."""
+        data = await read_json(request, LookupRequest)
         try:
             return await request.app.state.runtime.lookups.many(data.by, data.ids, caller_of(request))  # type: ignore[no-any-return]
         except IndexUnavailableError as exc:
             raise _unavailable(exc) from None
 
     @post("/verify/manual", status_code=200, opt={"roles": VERIFIERS}, responses=problems(*PROTECTED),
-          tags=["verification"], summary="Verify by permit number and date of birth")
-    async def verify_manual(self, request: Request[Any, Any, Any], data: JSONBody[ManualRequest]) -> VerdictOut:
+          operation_class=json_body(ManualRequest), tags=["verification"],
+          summary="Verify by permit number and date of birth")
+    async def verify_manual(self, request: Request[Any, Any, Any]) -> VerdictOut:
         """When nothing can be scanned: a verdict from the index alone (profile MANUAL)."""
+        data = await read_json(request, ManualRequest)
         verifications = request.app.state.runtime.verifications
         return await verifications.manual(data.pn, data.dob, caller_of(request), data.terminal, data.receipt)  # type: ignore[no-any-return]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar.params import JSONBody
 from litestar import Controller, Request, post
 
+from verifier.api.body import json_body, read_json
 from verifier.api.auth.guard import caller_of, require_key
 from verifier.api.auth.roles import VERIFIERS
 from verifier.api.openapi import API_KEY_SECURITY, PROTECTED, problems
@@ -24,16 +24,19 @@ class QrController(Controller):
     opt = {"roles": VERIFIERS}
     security = API_KEY_SECURITY
 
-    @post("/qr", status_code=200, responses=problems(*PROTECTED), summary="Verify a scanned QR code")
-    async def verify_qr(self, request: Request[Any, Any, Any], data: JSONBody[QrRequest]) -> VerdictOut:
+    @post("/qr", status_code=200, responses=problems(*PROTECTED), operation_class=json_body(QrRequest),
+          summary="Verify a scanned QR code")
+    async def verify_qr(self, request: Request[Any, Any, Any]) -> VerdictOut:
         """A verdict for a WP1 or ES1 code: WIRE-FORMAT 1-4, then the status in the index (5)."""
+        data = await read_json(request, QrRequest)
         verifications = request.app.state.runtime.verifications
         return await verifications.qr(data.qr, caller_of(request), data.terminal, data.receipt)  # type: ignore[no-any-return]
 
     @post("/qr/batch", status_code=200, responses=problems(*PROTECTED), request_max_body_size=BATCH_MAX_BODY,
-          summary="Verify up to 1,000 QR codes")
-    async def verify_qr_batch(self, request: Request[Any, Any, Any], data: JSONBody[QrBatchRequest]) -> QrBatchResponse:
+          operation_class=json_body(QrBatchRequest), summary="Verify up to 1,000 QR codes")
+    async def verify_qr_batch(self, request: Request[Any, Any, Any]) -> QrBatchResponse:
         """One verdict per code, in order."""
+        data = await read_json(request, QrBatchRequest)
         verifications = request.app.state.runtime.verifications
         verdicts = await verifications.qr_batch(data.codes, caller_of(request), data.terminal, data.receipt)
         return QrBatchResponse(verdicts=verdicts)
