@@ -55,7 +55,7 @@ from benchmarks.api_support.loadgen import LoadResult, run_load, wrk_available
 from verifier.index.keys import KeyLayout, Pointer
 from verifier.lib.redis_server import free_port
 from verifier.run.demo import DemoOptions, DemoStack, create_demo_keys
-from verifier.run.processes import Child, http_ok, wait_until
+from verifier.run.processes import Child, wait_until
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "api.json"

@@ -32,6 +32,7 @@ import msgspec
 
 from verifier.lib.redis_server import free_port
 from verifier.lib.settings import Settings
+from verifier.run.private_redis import private_redis_child, wait_for_url
 from verifier.run.processes import Child, ChildFailed, http_ok, wait_until
 
 __all__ = ["DemoOptions", "DemoStack", "run_demo"]
@@ -93,16 +94,9 @@ class DemoStack:
         options = self.options
         self.log_dir.mkdir(parents=True, exist_ok=True)
         if not self.redis_url:
-            url_file = self.state_dir / "redis.url"
-            url_file.unlink(missing_ok=True)
-            self._start(Child(
-                "redis",
-                [sys.executable, "-m", "verifier.run.private_redis",
-                 "--state-dir", str(self.state_dir / "redis"), "--url-file", str(url_file)],
-                self.log_dir / "redis.log",
-            ))
-            wait_until(url_file.exists, timeout_s=30, what="the private Redis server", abort=self._abort_if_needed)
-            self.redis_url = url_file.read_text().strip()
+            redis, url_file = private_redis_child(self.state_dir, self.log_dir / "redis.log")
+            self._start(redis)
+            self.redis_url = wait_for_url(url_file, self._abort_if_needed)
 
         self.upstream_port = free_port()
         self.upstream_url = f"http://127.0.0.1:{self.upstream_port}"
@@ -114,13 +108,13 @@ class DemoStack:
         wait_until(lambda: http_ok(f"{self.upstream_url}/admin/state"), timeout_s=120,
                    what="the upstream simulator", abort=self._abort_if_needed)
 
+        self.api_port = options.port or free_port()
         settings = Settings.from_env(
             redis_url=self.redis_url, upstream_url=self.upstream_url, state_dir=self.state_dir,
-            host=options.host, workers=options.workers, rate_limit_per_s=options.rate_limit_per_s,
+            host=options.host, port=self.api_port, workers=options.workers,
+            rate_limit_per_s=options.rate_limit_per_s,
             rate_limit_burst=int(options.rate_limit_per_s * 2) if options.rate_limit_per_s else None,
         )
-        self.api_port = options.port or free_port()
-        settings = settings.with_(port=self.api_port)
         env = {**os.environ, **settings.to_env()}
         self._start(Child.verifier("sync", ["sync", "--redis", self.redis_url, "--upstream", self.upstream_url],
                                    self.log_dir, env))

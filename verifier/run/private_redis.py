@@ -17,9 +17,26 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from verifier.lib.redis_server import EmbeddedRedis
+from verifier.run.processes import Child, wait_until
+
+
+def private_redis_child(state_dir: Path, log_path: Path) -> tuple[Child, Path]:
+    """The server as a (not yet started) child keeping its data in ``state_dir/redis``, and its URL file."""
+    url_file = state_dir / "redis.url"
+    url_file.unlink(missing_ok=True)
+    argv = [sys.executable, "-m", "verifier.run.private_redis",
+            "--state-dir", str(state_dir / "redis"), "--url-file", str(url_file)]
+    return Child("redis", argv, log_path), url_file
+
+
+def wait_for_url(url_file: Path, abort: Callable[[], None]) -> str:
+    """The started server's URL, once it answers (``abort`` may raise: the child died, Ctrl-C)."""
+    wait_until(url_file.exists, timeout_s=30, what="the private Redis server", abort=abort)
+    return url_file.read_text().strip()
 
 
 def main(argv: list[str] | None = None) -> int:

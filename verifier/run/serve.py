@@ -71,20 +71,13 @@ def private_redis_if_unset(settings: Settings) -> Iterator[Settings]:
     if settings.redis_url:
         yield settings
         return
-    from verifier.run.processes import Child, wait_until
+    from verifier.run.private_redis import private_redis_child, wait_for_url
 
     state_dir = settings.state_dir.resolve()
-    url_file = state_dir / "redis.url"
-    url_file.unlink(missing_ok=True)
-    child = Child(
-        "redis",
-        [sys.executable, "-m", "verifier.run.private_redis", "--state-dir", str(state_dir / "redis"),
-         "--url-file", str(url_file)],
-        state_dir / "logs" / "redis.log",
-    ).start()
+    child, url_file = private_redis_child(state_dir, state_dir / "logs" / "redis.log")
+    child.start()
     try:
-        wait_until(url_file.exists, timeout_s=30, what="the private Redis server", abort=child.check_running)
-        url = url_file.read_text().strip()
+        url = wait_for_url(url_file, child.check_running)
         log.warning("no REDIS_URL: started a private server at %s (data in %s); the index stays "
                     "unready until a sync job fills it", url, state_dir / "redis")
         yield settings.with_(redis_url=url)
