@@ -9,7 +9,8 @@ and card certificates through the simulator's issuing endpoints, and writes, und
 
 - ``meta.json``    API URL, upstream URL, seed, when, counts
 - ``keys.json``    API keys by role, ``--keys-per-role`` of each (many terminals and
-                   agencies share one service; spread over keys, as in real life)
+                   agencies share one service; spread over keys, as in real life);
+                   partner keys: one per bulk look-up, bound to that look-up's employer
 - ``wp1_hot.ndjson``   a few WP1 codes scanned over and over (verdict-cache hits)
 - ``wp1_cold.ndjson``  many distinct WP1 codes (each text new to the service)
 - ``cards.ndjson`` card certificates with the software card's key (the chip), for
