@@ -130,3 +130,42 @@ def test_async_and_sync_readers_agree(leader: Leader, reader: SyncPermitIndex, r
     sync_fresh = reader.freshness()
     assert (fresh.ready, fresh.generation, fresh.seq, fresh.as_of, fresh.count) == (
         sync_fresh.ready, sync_fresh.generation, 2, sync_fresh.as_of, 20)
+
+
+def test_secondary_lookup_after_a_switch_with_a_cached_pointer(leader: Leader, redis_sync: Any,
+                                                             redis_url: str) -> None:
+    leader.load([make_record(i) for i in range(10)], seq=1)
+    reader = SyncPermitIndex(redis_sync)
+    assert reader.get_many("ssn", [make_record(1).ssn or ""])  # caches the pointer
+    leader.load([make_record(i, v=2, n="AFTER") for i in range(10)], seq=2)  # old one dropped
+
+    async def async_read(index: PermitIndex) -> Any:
+        return await index.get_many("cn", [make_record(2).cn or ""])
+
+    async def scenario() -> Any:
+        client = async_client(redis_url)
+        try:
+            index = PermitIndex(client)
+            await index.get(pn_of(1))
+            leader.load([make_record(i, v=3, n="AGAIN") for i in range(10)], seq=3)
+            return await async_read(index)
+        finally:
+            await client.aclose()
+
+    assert reader.get_many("ssn", [make_record(1).ssn or ""])[make_record(1).ssn or ""].n == "AFTER"
+    assert run(scenario())[make_record(2).cn or ""].n == "AGAIN"
+
+
+def test_a_stale_mapping_is_ignored(leader: Leader, reader: SyncPermitIndex, redis_sync: Any) -> None:
+    leader.load([make_record(1)], seq=1)
+    state = leader.writer.state()
+    assert state.generation is not None and state.buckets is not None
+    # Corrupt the look-up: "S-GHOST" -> permit 1, whose record does not carry it.
+    from verifier.index.keys import KeyLayout, bucket_of
+
+    keys = KeyLayout()
+    bucket = keys.ssn_prefix(state.generation) + b"%d" % bucket_of(b"S-GHOST", state.buckets)
+    redis_sync.hset(bucket, "S-GHOST", pn_of(1))
+    assert reader.get_many("ssn", ["S-GHOST"]) == {}
+    redis_sync.hset(bucket, "S-GHOST", f"{pn_of(1)} {pn_of(9)}")
+    assert reader.get_many("ssn", ["S-GHOST"]) == {}

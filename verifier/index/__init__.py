@@ -52,9 +52,9 @@ one script (a kill -9 anywhere leaves all or nothing); a snapshot commit flips t
 pointer in the same script that checks the fence; readers check the pointer in the
 same MGET that reads the records. A partitioned layout would need per-slot steps
 with the cursor written last and readers that tolerate half-applied pages. The cost
-is size: one node must hold the index, about 300 MB per million permits
-(benchmarks/test_bench_index.py), and a snapshot load briefly holds two
-generations. That is far inside one node for the registry this serves; partitioning
+is size: one node must hold the index, ~350 MB of ``used_memory`` per million permits
+(benchmarks/test_bench_index.py; 348 MB for the upstream simulator's population),
+and a snapshot load briefly holds two generations. That is far inside one node for the registry this serves; partitioning
 by permit-number range under ``{pv:<part>}`` tags with per-part cursors is the way
 out if it ever is not.
 
