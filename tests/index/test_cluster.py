@@ -119,6 +119,9 @@ def test_primary_killed_reader_unavailable_then_recovers(
                 await asyncio.sleep(0.01)
             fresh = await index.freshness()
             assert fresh.ready and fresh.seq == 11
+            # The look-up script is loaded again on the promoted replica (NOSCRIPT).
+            by_ssn = await index.get_many("ssn", [make_record(7).ssn or ""])
+            assert by_ssn[make_record(7).ssn or ""].v == 7
         finally:
             await aclient.aclose()
         return unavailable, answered

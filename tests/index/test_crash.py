@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from verifier.index import ChangeEvent, SyncPermitIndex, decode_change
+from verifier.index import SyncPermitIndex, decode_change
 from verifier.index.keys import KeyLayout
 
 from . import feed_worker
@@ -87,4 +87,3 @@ def test_kill_9_at_random_points_loses_nothing_and_applies_nothing_twice(
                 seqs.append(change.seq)
     pubsub.close()
     assert seqs and seqs == sorted(set(seqs))
-    _ = ChangeEvent
