@@ -18,7 +18,6 @@ from verifier.sync.upstream_client import (
 )
 from verifier.upstream import wire
 
-from .support import simulator
 
 MSGPACK = {"Accept": "application/msgpack"}
 

@@ -54,7 +54,6 @@ import msgspec
 from verifier.index.errors import (
     CursorMismatch,
     IndexNotReady,
-    IndexUnavailable,
     PermitIndexError,
     SnapshotAborted,
     StaleFence,
@@ -267,7 +266,7 @@ class SyncJob:
             while not self.stop.is_set():
                 try:
                     fence = self.writer.acquire_leadership(self.owner, self.ttl_s)
-                except IndexUnavailable as exc:
+                except PermitIndexError as exc:  # Redis down or refusing: back off, try again
                     failures += 1
                     self._failed(exc)
                     self._wait(self.backoff.delay(failures))
