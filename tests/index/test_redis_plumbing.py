@@ -103,6 +103,9 @@ def test_url_schemes(redis_server: EmbeddedRedis, redis_url: str, tmp_path: Path
     retry = kwargs["retry"]
     assert retry.get_retries() == SYNC_OPTIONS.retries
     assert isinstance(retry._backoff, ExponentialWithJitterBackoff)
+    connection = client.connection_pool.get_connection()
+    assert type(connection._parser).__name__ == "_HiredisParser"  # hiredis, not the Python parser
+    client.connection_pool.release(connection)
     client.close()
 
     socket_path = tmp_path / "r.sock"
