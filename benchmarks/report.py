@@ -1,16 +1,18 @@
 """Ratios of the fastpath benchmarks against their anchors and the DESIGN targets.
 
     python3 -m pytest benchmarks/test_bench_fastpath.py \\
-        --benchmark-json=benchmarks/results/fastpath-raw.json
-    python3 benchmarks/report.py [benchmarks/results/fastpath-raw.json]
+        --benchmark-json=.benchmarks/fastpath-raw.json
+    python3 benchmarks/report.py [.benchmarks/fastpath-raw.json]
 
 Reads pytest-benchmark's JSON, prints each subject's time and the ratios with
 their targets, and writes them to ``benchmarks/results/fastpath.json``.
 
 Method: every ratio compares two subjects of the same run on the same code.
-Both the median and the minimum are given: on a shared, noisy machine the
+Both the median and the minimum are given, and each target is judged on both:
+on a shared, noisy machine (other processes competing for the 2 cores) the
 minimum is the closer estimate of the undisturbed cost, the median of what a
-caller sees; a target is judged on the median.
+caller sees under that load. Thread scaling in particular can only show when
+the second core is free.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-RAW = HERE / "results" / "fastpath-raw.json"
+RAW = HERE.parent / ".benchmarks" / "fastpath-raw.json"  # git-ignored: 17 MB of rounds
 OUT = HERE / "results" / "fastpath.json"
 
 # (name, numerator subject, denominator subject, "<=" or ">=", target, what it says)
@@ -79,9 +81,12 @@ def report(path: Path = RAW) -> dict[str, Any]:
     for name, top, bottom, op, target, what in TARGETS:
         median = _ratio(stats, top, bottom, "median")
         minimum = _ratio(stats, top, bottom, "min")
-        met = None if median is None else (median <= target if op == "<=" else median >= target)
+        def judge(ratio: float | None) -> bool | None:
+            return None if ratio is None else (ratio <= target if op == "<=" else ratio >= target)
+
         targets.append({"name": name, "ratio_median": median, "ratio_min": minimum,
-                        "target": f"{op} {target}", "met": met, "what": what})
+                        "target": f"{op} {target}", "met_median": judge(median),
+                        "met_min": judge(minimum), "what": what})
     record = [{"name": name, "ratio_median": _ratio(stats, top, bottom, "median"),
                "ratio_min": _ratio(stats, top, bottom, "min")} for name, top, bottom in RECORD]
     times = {subject: {"median_us": s["median"] * 1e6, "min_us": s["min"] * 1e6, "rounds": s["rounds"]}
@@ -103,9 +108,9 @@ def main(argv: list[str]) -> int:
     print(f"{'subject':34} {'median':>12} {'min':>12}")
     for subject, t in result["times"].items():
         print(f"{subject:34} {t['median_us']:10.1f}us {t['min_us']:10.1f}us")
-    print(f"\n{'target':46} {'median':>7} {'min':>7}  target   met")
+    print(f"\n{'target':46} {'median':>7} {'min':>7}  target   met (median, min)")
     for t in result["targets"]:
-        met = {True: "yes", False: "NO", None: "?"}[t["met"]]
+        met = "/".join({True: "yes", False: "NO", None: "?"}[t[k]] for k in ("met_median", "met_min"))
         print(f"{t['name']:46} {_fmt(t['ratio_median'])}x {_fmt(t['ratio_min'])}x  {t['target']:7}  {met}")
     print("\nfor the record")
     for r in result["for_the_record"]:
