@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
+import zlib
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -399,6 +400,11 @@ class _Retry(Exception):
     """Internal: the state read before a script changed; read again."""
 
 
+# Kinds of secondary look-up in a mapping change.
+_SSN = b"s"
+_CN = b"c"
+
+
 def _mapping_changes(old: PermitRecord | None, new: PermitRecord) -> list[tuple[bytes, bytes, str]]:
     """(op, key prefix marker, id) for the secondary look-ups of one changed permit.
 
@@ -421,9 +427,6 @@ def _mapping_changes(old: PermitRecord | None, new: PermitRecord) -> list[tuple[
         ops.append((b"+", _CN, cn))
     return ops
 
-
-_SSN = b"s"
-_CN = b"c"
 
 
 class SnapshotLoad:
@@ -458,12 +461,10 @@ class SnapshotLoad:
         """Write a batch of records (any size; pipelined). Returns how many."""
         if self._done:
             raise SnapshotAborted("this snapshot load is finished")
-        import zlib
-
         prefix = self._record_prefix
         mask = self._mask
         ssn_buf, cn_buf = self._ssn, self._cn
-        crc32 = zlib.crc32
+        crc32 = zlib.crc32  # keys.bucket_of, inlined: this loop runs a million times
         pipe = self.writer._pipeline()
         pipe.exists(self._meta)
         chunk: list[bytes] = []
@@ -473,15 +474,17 @@ class SnapshotLoad:
             chunk += (prefix + pn, encode_record(record))
             if record.ssn:
                 ident = record.ssn.encode()
-                buf = ssn_buf.get(crc32(ident) & mask)
+                bucket = crc32(ident) & mask
+                buf = ssn_buf.get(bucket)
                 if buf is None:
-                    buf = ssn_buf[crc32(ident) & mask] = bytearray()
+                    buf = ssn_buf[bucket] = bytearray()
                 buf += ident + b"\0" + pn + b"\0"
             for card in record.cards:
                 ident = card.cn.encode()
-                buf = cn_buf.get(crc32(ident) & mask)
+                bucket = crc32(ident) & mask
+                buf = cn_buf.get(bucket)
                 if buf is None:
-                    buf = cn_buf[crc32(ident) & mask] = bytearray()
+                    buf = cn_buf[bucket] = bytearray()
                 buf += ident + b"\0" + pn + b"\0"
             added += 1
             if len(chunk) >= 2 * _MSET_CHUNK:
