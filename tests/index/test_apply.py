@@ -14,6 +14,7 @@ from verifier.index import (
     SyncPermitIndex,
 )
 from verifier.index.keys import KeyLayout
+from verifier.index.records import Card
 
 from .conftest import Leader, event, make_record, pn_of
 
@@ -161,3 +162,20 @@ def test_heartbeat_marks_fresh_and_refuses_a_cursor_it_does_not_have(
     with pytest.raises(CursorMismatch) as caught:
         leader.writer.heartbeat(8, None, leader.fence)
     assert caught.value.stored == 7
+
+
+@pytest.mark.parametrize("bad", [
+    {"pn": "WP 1"},  # white space would split the look-up's list of permit numbers
+    {"pn": ""},
+    {"ssn": "S\x001"},
+    {"ssn": ""},
+    {"cards": (Card("", "active"),)},
+])
+def test_unusable_identifiers_are_refused(leader: Leader, reader: SyncPermitIndex, bad: dict[str, Any]) -> None:
+    leader.load([make_record(1)], seq=1)
+    with pytest.raises(ValueError):
+        leader.apply([event(2, make_record(1, v=2, **bad))])
+    with pytest.raises(ValueError):
+        leader.writer.begin_snapshot(leader.fence).add([make_record(2, **bad)])
+    assert leader.writer.state().seq == 1
+    assert reader.get(pn_of(1)) == make_record(1)

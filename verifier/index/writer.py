@@ -6,6 +6,7 @@ See the package docstring for the key layout and the guarantees.
 from __future__ import annotations
 
 import logging
+import re
 import time
 import zlib
 from collections.abc import Iterable, Sequence
@@ -275,6 +276,8 @@ class IndexWriter:
         current = dict(old)
         duplicates = unchanged = applied = 0
         cursor = stored
+        for event in events:
+            check_identifiers(event.permit)
         for event in sorted(events, key=lambda e: e.seq):
             if event.seq <= stored:
                 duplicates += 1  # WIRE/DESIGN "Sync": a replayed event is a no-op
@@ -400,6 +403,24 @@ class _Retry(Exception):
     """Internal: the state read before a script changed; read again."""
 
 
+_UNUSABLE_IN_PN = re.compile(r"[\s\x00]")
+
+
+def check_identifiers(record: PermitRecord) -> None:
+    """Refuse identifiers the index cannot store unambiguously: a permit number with
+    white space (look-up values are space-separated lists of permit numbers), or any
+    id with a NUL or empty. Raised as ValueError naming the permit: a corrupt upstream
+    record stops the sync rather than being indexed wrongly."""
+    pn = record.pn
+    if not pn or _UNUSABLE_IN_PN.search(pn):
+        raise ValueError(f"unusable permit number {pn!r}")
+    if record.ssn is not None and (not record.ssn or "\0" in record.ssn):
+        raise ValueError(f"unusable ssn on permit {pn!r}")
+    for card in record.cards:
+        if not card.cn or "\0" in card.cn:
+            raise ValueError(f"unusable card number on permit {pn!r}")
+
+
 # Kinds of secondary look-up in a mapping change.
 _SSN = b"s"
 _CN = b"c"
@@ -470,6 +491,7 @@ class SnapshotLoad:
         chunk: list[bytes] = []
         added = 0
         for record in records:
+            check_identifiers(record)
             pn = record.pn.encode()
             chunk += (prefix + pn, encode_record(record))
             if record.ssn:
