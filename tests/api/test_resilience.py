@@ -69,7 +69,8 @@ def test_redis_stopped_then_back(own_world: tuple[World, EmbeddedRedis]) -> None
         redis = sync_client(server.url)
         try:
             results = wait_until(
-                lambda: [f[b"result"] for _i, f in redis.xrange(AUDIT_STREAM)].count(b"STATUS_UNAVAILABLE") >= 4,
+                lambda: [r["result"] for _i, f in redis.xrange(AUDIT_STREAM)
+                         for r in orjson.loads(f[b"r"])].count("STATUS_UNAVAILABLE") >= 4,
                 timeout_s=5, what="the outage's audit records")
             assert results
         finally:

@@ -8,9 +8,9 @@ back. Background tasks:
 - the subscriber: the sync job's change channel drops near-cache entries, the
   trust channel reloads the trust list. While it is not subscribed the near-cache
   is not trusted (pub/sub is at-most-once: a message may have been missed);
-- the maintenance loop, every 0.25 s: polls the index freshness, flushes the audit
-  buffer and the metrics deltas, and every few seconds re-reads the trust list and
-  (until it has it) the receipt key.
+- the maintenance loop, every 0.25 s: polls the index freshness and flushes the
+  audit buffer; every second the metrics deltas; every few seconds it re-reads the
+  trust list and (until it has it) the receipt key.
 
 On shutdown the audit buffer and metrics are flushed one last time.
 """
@@ -52,6 +52,8 @@ log = logging.getLogger("verifier.api")
 
 TRUST_RECHECK_S = 5.0
 """The safety net behind the trust channel: how often the stored list is re-read."""
+METRICS_FLUSH_S = 1.0
+"""How often a worker adds its counts to the shared totals (a scrape flushes its own worker first)."""
 
 
 class Runtime:
@@ -66,6 +68,7 @@ class Runtime:
         self._tasks: list[asyncio.Task[None]] = []
         self.subscribed = asyncio.Event()
         self._last_trust_check = 0.0
+        self._last_metrics_flush = 0.0
         self._stopping = False
 
     # --- lifecycle ---------------------------------------------------------
@@ -139,7 +142,9 @@ class Runtime:
         written = await self.audit.flush()
         if written:
             self.metrics.inc("pv_audit_records", (), written)
-        await self._flush_metrics()
+        if now - self._last_metrics_flush >= METRICS_FLUSH_S:
+            self._last_metrics_flush = now
+            await self._flush_metrics()
 
     async def _flush_metrics(self) -> None:
         if not self.metrics.pending():

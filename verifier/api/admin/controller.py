@@ -16,7 +16,7 @@ from verifier.api.openapi import API_KEY_SECURITY, PROTECTED, problems
 class AdminController(Controller):
     path = "/v1/admin"
     tags = ["admin"]
-    guards = [require_key]
+    before_request = require_key
     opt = {"roles": ADMINS}
     security = API_KEY_SECURITY
 

@@ -11,7 +11,11 @@ from verifier.api.audit.log import AUDIT_STREAM
 
 __all__ = ["export_audit", "parse_since"]
 
-_CHUNK = 1000
+_CHUNK = 200
+# A batch is written after its records were made (by up to a flush, or an outage,
+# later) and stamped by the Redis server's clock: read from a little before `since`
+# and select by each record's own time.
+_CLOCK_MARGIN_MS = 60_000
 
 
 def parse_since(text: str) -> float:
@@ -26,38 +30,42 @@ def parse_since(text: str) -> float:
     return when.timestamp()
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+def _line(record: dict[str, Any]) -> bytes:
+    millis = int(record.pop("t", 0))
+    out = {
+        "time": dt.datetime.fromtimestamp(millis / 1000, dt.timezone.utc).isoformat(timespec="milliseconds"),
+        "key_id": record.pop("key", ""),
+        "role": record.pop("role", ""),
+        "terminal": record.pop("terminal", ""),
+        "kind": record.pop("kind", ""),
+        "profile": record.pop("profile", ""),
+        "permit_number": record.pop("pn", ""),
+        "result": record.pop("result", ""),
+        **record,
+    }
+    return orjson.dumps(out) + b"\n"
 
 
 async def export_audit(redis: Any, out: TextIO, since: float = 0.0, until: float | None = None) -> int:
-    """Write every audit record from ``since`` (epoch s) up to ``until`` as one JSON object a line; returns the count."""
-    start = f"{int(since * 1000)}-0"
-    end = f"{int(until * 1000)}" if until is not None else "+"
+    """Write every audit record made from ``since`` (epoch s) up to ``until`` as one JSON object a line,
+    oldest batch first; returns the count."""
+    since_ms = int(since * 1000)
+    until_ms = int(until * 1000) if until is not None else None
+    start = f"{max(0, since_ms - _CLOCK_MARGIN_MS)}-0"
     count = 0
     while True:
-        entries = await redis.xrange(AUDIT_STREAM, min=start, max=end, count=_CHUNK)
-        if not entries:
-            break
-        for raw_id, raw_fields in entries:
-            entry_id = _text(raw_id)
-            fields = {_text(k): _text(v) for k, v in raw_fields.items()}
-            millis = int(fields.pop("t", entry_id.split("-")[0]))
-            record = {
-                "id": entry_id,
-                "time": dt.datetime.fromtimestamp(millis / 1000, dt.timezone.utc).isoformat(timespec="milliseconds"),
-                "key_id": fields.pop("key", ""),
-                "role": fields.pop("role", ""),
-                "terminal": fields.pop("terminal", ""),
-                "kind": fields.pop("kind", ""),
-                "profile": fields.pop("profile", ""),
-                "permit_number": fields.pop("pn", ""),
-                "result": fields.pop("result", ""),
-                **fields,
-            }
-            out.write(orjson.dumps(record).decode() + "\n")
-            count += 1
+        entries = await redis.xrange(AUDIT_STREAM, min=start, max="+", count=_CHUNK)
+        for _entry_id, fields in entries:
+            batch = fields.get(b"r") or fields.get("r")
+            if batch is None:
+                continue
+            for record in orjson.loads(batch):
+                t = int(record.get("t", 0))
+                if t >= since_ms and (until_ms is None or t < until_ms):
+                    out.write(_line(record).decode())
+                    count += 1
         if len(entries) < _CHUNK:
             break
-        start = "(" + _text(entries[-1][0])
+        last = entries[-1][0]
+        start = "(" + (last.decode() if isinstance(last, bytes) else last)
     return count

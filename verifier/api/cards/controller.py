@@ -21,7 +21,7 @@ from verifier.lib.problems import Problem
 class CardController(Controller):
     path = "/v1"
     tags = ["verification"]
-    guards = [require_key]
+    before_request = require_key
     opt = {"roles": VERIFIERS}
     security = API_KEY_SECURITY
 

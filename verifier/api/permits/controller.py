@@ -28,7 +28,7 @@ def _unavailable(exc: IndexUnavailableError) -> Problem:
 class PermitController(Controller):
     path = "/v1"
     tags = ["permits"]
-    guards = [require_key]
+    before_request = require_key
     security = API_KEY_SECURITY
 
     @get("/permits/{pn:str}", opt={"roles": PERMIT_READERS}, responses=problems(*PROTECTED, 404),

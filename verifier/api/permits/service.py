@@ -7,10 +7,10 @@ from collections.abc import Sequence
 
 from verifier.api.audit.log import AuditLog
 from verifier.api.auth.keys import Caller
-from verifier.api.auth.roles import Role, permit_fields
+from verifier.api.auth.roles import Role
 from verifier.api.permits.schemas import Found, LookupOut, PermitOut
 from verifier.api.verdicts.index_view import IndexView
-from verifier.api.verdicts.service import record_values, permit_view
+from verifier.api.verdicts.views import view_spec
 from verifier.index.records import PermitRecord
 
 
@@ -36,25 +36,26 @@ class PermitLookups:
         if not visible:
             return None
         assert record is not None and state.confirmed_at is not None
-        view = permit_view(permit_fields(caller.role, caller.full_fields), record_values(record))
+        view = view_spec(caller.role, caller.full_fields).of_record(record)
         return PermitOut(permit=view, index_as_of=state.as_of, lag_s=round(now - state.confirmed_at, 3))
 
     async def many(self, by: str, ids: Sequence[str], caller: Caller) -> LookupOut:
         """Raises IndexUnavailableError."""
         now = time.time()
         records, state = await self.index.lookup(by, ids, now)
-        fields = permit_fields(caller.role, caller.full_fields)
+        spec = view_spec(caller.role, caller.full_fields)
+        by_card = by == "cn"
+        employers = caller.employers if caller.role == Role.PARTNER else None
         found: list[Found] = []
         missing: list[str] = []
-        for identifier in ids:
-            record = records.get(identifier)
-            if _visible(caller, record):
-                assert record is not None
-                # by card number: show that card and its status (lost, replaced), not the active one
-                values = record_values(record, identifier if by == "cn" else None)
-                found.append(Found(id=identifier, permit=permit_view(fields, values)))
+        get = records.get
+        for identifier in ids:  # up to 10,000: kept lean
+            record = get(identifier)
+            if record is None or (employers is not None and record.emp not in employers):
+                missing.append(identifier)  # another employer's permit looks exactly like an unknown one
             else:
-                missing.append(identifier)
+                # by card number: show that card and its status (lost, replaced), not the active one
+                found.append(Found(identifier, spec.of_record(record, identifier if by_card else None)))
         # One audit record per look-up, naming the permits it showed.
         self.audit.record(key_id=caller.key_id, role=caller.role, kind="lookup", result=f"found={len(found)}",
                           permit_number=",".join(f.permit.pn for f in found), by=by,

@@ -20,7 +20,7 @@ BATCH_MAX_BODY = 8 * 1024 * 1024
 class QrController(Controller):
     path = "/v1/verify"
     tags = ["verification"]
-    guards = [require_key]
+    before_request = require_key
     opt = {"roles": VERIFIERS}
     security = API_KEY_SECURITY
 
