@@ -110,16 +110,20 @@ cdef Reason zlib_inflate_bounded(const unsigned char* data, Py_ssize_t n,
     rc = inflate(stream, Z_FINISH)
     produced = INFLATE_BUFFER - stream.avail_out
     if rc == Z_STREAM_END:
+        # The order of the Python twin (zlib's own wrapper): a bad Adler-32 is a
+        # data error even when the output reached the cap, then the cap, then a
+        # missing trailer, then bytes after it.
+        rest = stream.avail_in
+        if rest >= 4:
+            trailer = stream.next_in
+            expected = ((<unsigned long>trailer[0] << 24) | (<unsigned long>trailer[1] << 16)
+                        | (<unsigned long>trailer[2] << 8) | trailer[3])
+            if adler32(adler32(0, NULL, 0), out, <unsigned int>produced) != expected:
+                return Reason.ZLIB_DATA
         if produced > INFLATE_MAX:
             return Reason.ZLIB_TOO_LARGE
-        rest = stream.avail_in
         if rest < 4:
             return Reason.ZLIB_TRUNCATED
-        trailer = stream.next_in
-        expected = ((<unsigned long>trailer[0] << 24) | (<unsigned long>trailer[1] << 16)
-                    | (<unsigned long>trailer[2] << 8) | trailer[3])
-        if adler32(adler32(0, NULL, 0), out, <unsigned int>produced) != expected:
-            return Reason.ZLIB_DATA
         if rest > 4:
             return Reason.ZLIB_TRAILING
         out_len[0] = produced

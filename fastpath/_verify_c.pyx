@@ -879,7 +879,7 @@ cdef object _copy(object verdict, bint cached):
 
 
 cdef void _cache_put(object trust, dict cache, object text, object entry) except *:
-    cdef Py_ssize_t limit = trust.cache_limit
+    limit = trust.cache_limit
     if limit <= 0:
         return
     cache[text] = entry

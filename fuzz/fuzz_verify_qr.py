@@ -78,7 +78,11 @@ def make_text(fdp: atheris.FuzzedDataProvider) -> str:
     if mode == 2:  # the zlib layer: base45 of arbitrary bytes, or of an edited stream
         if fdp.ConsumeBool():
             return prefix + common.base45_encode(fdp.ConsumeBytes(fdp.ConsumeIntInRange(0, 500)))
-        stream = zlib.compress(TEMPLATES[prefix[:3]], fdp.ConsumeIntInRange(0, 9))
+        if fdp.ConsumeBool():  # around the 4096-byte cap, where the checks meet
+            inflated = bytes([fdp.ConsumeInt(1) & 0xFF]) * fdp.ConsumeIntInRange(4090, 4102)
+        else:
+            inflated = TEMPLATES[prefix[:3]]
+        stream = zlib.compress(inflated, fdp.ConsumeIntInRange(0, 9))
         return prefix + common.base45_encode(_edit(stream, fdp))
     if mode == 3:  # the CBOR/COSE layer: arbitrary message bytes
         return common.qr(fdp.ConsumeBytes(fdp.ConsumeIntInRange(0, 600)), prefix)

@@ -104,6 +104,29 @@ def test_inflate_stops_a_bomb_at_the_cap(trust: fastpath.TrustList) -> None:
     assert both("WP1:" + craft.base45_encode(small_bomb), trust).reasons == (codes.R_ZLIB_TOO_LARGE,)
 
 
+@pytest.mark.parametrize("size", [4096, 4097])
+@pytest.mark.parametrize("trailer", ["right", "wrong", "cut", "extra"])
+def test_streams_at_the_cap(size: int, trailer: str, trust: fastpath.TrustList) -> None:
+    # The stream ends exactly at or one past the cap: the Adler-32 (zlib's own
+    # wrapper checks it before Python sees the length) decides before the cap.
+    stream = bytearray(zlib.compress(b"\x00" * size, 9))
+    if trailer == "wrong":
+        stream[-1] ^= 1
+    elif trailer == "cut":
+        del stream[-2:]
+    elif trailer == "extra":
+        stream += b"\x00"
+    verdict = both("WP1:" + craft.base45_encode(bytes(stream)), trust)
+    expected = {"wrong": codes.R_ZLIB_DATA, "cut": codes.R_ZLIB_TRUNCATED,
+                "extra": codes.R_ZLIB_TRAILING, "right": None}[trailer]
+    if size == 4097 and trailer != "wrong":
+        expected = codes.R_ZLIB_TOO_LARGE
+    if expected is None:
+        assert verdict.reasons[0].startswith(("cbor.", "cose.")), verdict  # inflated: zeros are no COSE
+    else:
+        assert verdict.reasons == (expected,)
+
+
 def test_longest_text_and_one_more(trust: fastpath.TrustList) -> None:
     assert both("WP1:" + "0" * 6200, trust).reasons != (codes.R_QR_TOO_LONG,)
     assert both("WP1:" + "0" * 6201, trust).reasons == (codes.R_QR_TOO_LONG,)
