@@ -10,3 +10,6 @@ def check_card_signature(card_public_key: bytes, challenge: bytes, signature: by
 def verify_card(
     certificate: bytes, challenge: bytes, signature: bytes, trust: TrustList, now: int | None = None
 ) -> Verdict: ...
+
+# For tests of the layers: the reason text of a Reason number (fastpath/_reasons_c.pxd).
+def _reason_text(number: int) -> str: ...
