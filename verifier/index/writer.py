@@ -529,14 +529,16 @@ class SnapshotLoad:
             queued = 0
             for bucket, buf in buffers.items():
                 parts = bytes(buf).split(b"\0")
-                mapping: dict[bytes, bytes] = {}
-                for i in range(0, len(parts) - 1, 2):
-                    ident, pn = parts[i], parts[i + 1]
-                    held = mapping.get(ident)
-                    if held is None:
-                        mapping[ident] = pn
-                    elif pn not in held.split(b" "):
-                        mapping[ident] = held + b" " + pn  # one id, several permits
+                idents, pns = parts[0:-1:2], parts[1::2]
+                mapping: dict[bytes, bytes] = dict(zip(idents, pns))
+                if len(mapping) != len(idents):  # rare: one id on several permits
+                    mapping = {}
+                    for ident, pn in zip(idents, pns):
+                        held = mapping.get(ident)
+                        if held is None:
+                            mapping[ident] = pn
+                        elif pn not in held.split(b" "):
+                            mapping[ident] = held + b" " + pn
                 pipe.hset(prefix + b"%d" % bucket, mapping=mapping)
                 queued += 1
                 if queued >= _PIPELINE_COMMANDS:
@@ -551,8 +553,10 @@ class SnapshotLoad:
                drop_old: bool = True) -> Pointer | None:
         """Switch this generation in, atomically, with cursor ``seq`` of feed ``feed_id``.
 
-        The previous generation is then deleted in batches (``drop_old``; else call
-        :meth:`IndexWriter.drop_orphans` later). Returns the previous pointer.
+        The previous generation is then deleted in batches (``drop_old``: SCAN + UNLINK,
+        ~7 s for a million permits on the 2-core machine; pass ``drop_old=False`` and call
+        :meth:`IndexWriter.drop_orphans` when idle to follow the feed at once instead).
+        Returns the previous pointer.
         :class:`StaleFence` if leadership was lost; :class:`SnapshotAborted` if the
         generation was dropped meanwhile.
         """
