@@ -196,6 +196,8 @@ class SyncJob:
         self.counts = SyncCounts()
         self.fence: int | None = None
         self._renewer: _Renewer | None = None
+        self.prefetch = True
+        """Read the next feed page while applying one (when behind)."""
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._prefetched: tuple[int, concurrent.futures.Future[wire.FeedPage]] | None = None
         self._trust_digest: bytes | None = None
@@ -386,7 +388,7 @@ class SyncJob:
         lag_s = max(0.0, page.time - page.events[0].time) if page.events else 0.0
         cursor = state.seq
         generation = state.generation
-        if page.events and page.page_end < page.last_seq:
+        if self.prefetch and page.events and page.page_end < page.last_seq:
             self._prefetch(page.page_end)  # read the next page while this one is applied
         if page.events:
             result = self.writer.apply_page(page.events, cursor_before=state.seq, fence=self.fence)
