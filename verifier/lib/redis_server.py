@@ -131,6 +131,11 @@ class EmbeddedRedis:
     ``persist=True`` keeps the data in ``state_dir`` (append-only file, fsync every
     second: a crash of the machine loses at most about a second of writes, and the
     sync job replays them from its cursor). ``persist=False`` keeps nothing on disk.
+
+    ``die_with_parent`` (Linux): the server gets SIGTERM when the *thread* that started
+    it ends (PR_SET_PDEATHSIG), so a killed test run or demo leaves no server behind.
+    Start it from a thread that lives as long as the server should (the main thread),
+    or pass ``die_with_parent=False``.
     """
 
     def __init__(
