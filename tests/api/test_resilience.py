@@ -91,7 +91,7 @@ def test_a_cancellation_reaches_every_worker_through_pubsub(world: World) -> Non
         world.index.change(msgspec.structs.replace(permit, status="cancelled", v=permit.v + 1), "cancel")
         for client in workers:
             cache = client.app.state.runtime.near_cache
-            # Entries live 10 s: a drop well before that is the pub/sub message's doing.
+            # Entries live NearCache.TTL_S (60 s): a drop well before that is the pub/sub message's doing.
             wait_until(lambda: cache.get(permit.pn) is NearCache.MISS, timeout_s=3, what="the cancellation message")
             assert scan(client, world, world.es1(permit))["result"] == "PERMIT_CANCELLED"
         assert time.monotonic() - cancelled_at < NearCache.TTL_S / 2

@@ -108,11 +108,11 @@ class Runtime:
             log.error("shutdown: background tasks did not stop: %s", sorted(t.get_name() for t in pending))
         self._tasks = []
         # Clean shutdown: nothing buffered is lost while Redis is there to take it.
-        pending = len(self.audit)
+        buffered = len(self.audit)
         await self.audit.flush()
         if len(self.audit):
             log.error("shutdown: %d of %d audit records could not be written (Redis unreachable)",
-                      len(self.audit), pending)
+                      len(self.audit), buffered)
         await self._flush_metrics()
         if self._owns_redis:
             with contextlib.suppress(Exception):

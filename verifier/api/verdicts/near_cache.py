@@ -25,8 +25,11 @@ _MISS = object()
 
 
 class NearCache:
-    TTL_S = 10.0
-    """A safety net only: invalidation comes from pub/sub."""
+    TTL_S = 60.0
+    """A safety net only. Correctness rests on the invalidations: every change is
+    published by the same Lua script that applies it, a resync's switch clears all,
+    a lost subscription clears all and turns the cache off, and the index's freshness
+    is checked on every request before the cache is consulted."""
     LIMIT = 100_000
 
     __slots__ = ("_entries", "epoch", "trusted", "hits", "misses")

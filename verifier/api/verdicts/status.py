@@ -56,13 +56,12 @@ def check_permit(
     *,
     token_version: int | None = None,
     card_number: str | None = None,
-    require_card: bool = False,
 ) -> tuple[str, tuple[str, ...]] | None:
     """The first failing check of WIRE-FORMAT 5 after availability, or None when all pass (replay aside).
 
     ``token_version``: the token's ``v`` (QR codes); ``card_number``: the card the
-    token or the card read names; ``require_card``: a card read, whose card must be
-    the permit's active card.
+    token or the card read names, which the index must know as this permit's
+    active card.
     """
     if record is None:
         return codes.PERMIT_NOT_FOUND, (R_NOT_FOUND,)
@@ -86,6 +85,4 @@ def check_permit(
             return codes.CARD_INVALID, (R_CARD_REPLACED,)
         if card_status is None:
             return codes.CARD_INVALID, (R_CARD_UNKNOWN,)
-    elif require_card:
-        return codes.CARD_INVALID, (R_CARD_UNKNOWN,)
     return None

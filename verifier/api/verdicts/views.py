@@ -1,14 +1,19 @@
 """The permit as a role may see it, built fast: one precomputed spec per field set.
 
 A bulk look-up builds up to 10,000 views per request, so the per-record work is an
-``attrgetter`` (one C call for all plain fields) and a Struct built from keywords;
-absent values stay None and are left out of the JSON (``omit_defaults``).
+``attrgetter`` (one C call for all plain fields) and a Struct built positionally.
+Each field set gets its own Struct type with exactly its fields, in
+:class:`PermitView`'s order and with its types, so the JSON is a PermitView's (the
+schema's) holding only what the role may see; absent values are None and left out
+(``omit_defaults``).
 """
 
 from __future__ import annotations
 
 from operator import attrgetter
-from typing import Any
+from typing import Any, get_type_hints
+
+import msgspec
 
 from verifier.api.auth.roles import permit_fields
 from verifier.api.verdicts.schemas import PermitView
@@ -20,11 +25,22 @@ __all__ = ["ViewSpec", "view_spec"]
 _RECORD_ATTRIBUTES = frozenset({"pn", "status", "cat", "emp", "vf", "vt", "n", "nat", "dob", "v", "ssn"})
 
 
+def _view_type(fields: tuple[str, ...]) -> type[msgspec.Struct]:
+    hints = get_type_hints(PermitView)
+    shown = [name for name in PermitView.__struct_fields__ if name in fields]
+    return msgspec.defstruct("PermitView", [(name, hints[name], None) for name in shown],
+                             omit_defaults=True, module=__name__)
+
+
 class ViewSpec:
-    __slots__ = ("names", "_getter", "_cn", "_card_status")
+    __slots__ = ("names", "_type", "_getter", "_cn", "_card_status")
 
     def __init__(self, fields: tuple[str, ...]) -> None:
-        self.names = tuple(f for f in fields if f in _RECORD_ATTRIBUTES)
+        self._type = _view_type(fields)
+        order = self._type.__struct_fields__
+        self.names = tuple(f for f in order if f in _RECORD_ATTRIBUTES)
+        # the plain fields come first in PermitView's order, cn and card_status last
+        assert order[:len(self.names)] == self.names, order
         getter = attrgetter(*self.names)
         # attrgetter of one name returns the value itself, not a 1-tuple
         self._getter = getter if len(self.names) > 1 else (lambda record: (getter(record),))
@@ -34,14 +50,16 @@ class ViewSpec:
     def of_record(self, record: PermitRecord, card_number: str | None = None) -> PermitView:
         """From the index: ``card_number`` names the card shown (a card read, a look-up by
         card number), else the permit's active card."""
-        kwargs: dict[str, Any] = dict(zip(self.names, self._getter(record)))
-        if self._cn or self._card_status:
-            cn = card_number if card_number is not None else record.cn
+        values = self._getter(record)
+        if not (self._cn or self._card_status):
+            return self._type(*values)  # type: ignore[return-value]
+        cn = card_number if card_number is not None else record.cn
+        if self._card_status:
+            status = record.card_status(cn) if cn is not None else None
             if self._cn:
-                kwargs["cn"] = cn
-            if self._card_status and cn is not None:
-                kwargs["card_status"] = record.card_status(cn)
-        return PermitView(**kwargs)
+                return self._type(*values, cn, status)  # type: ignore[return-value]
+            return self._type(*values, status)  # type: ignore[return-value]
+        return self._type(*values, cn)  # type: ignore[return-value]
 
     def of_token(self, permit: dict[str, Any], record: PermitRecord | None) -> PermitView:
         """What the token says (its signature held), with the index's status of permit and card."""
@@ -54,7 +72,7 @@ class ViewSpec:
                 kwargs["status"] = record.status
             if self._card_status and cn is not None:
                 kwargs["card_status"] = record.card_status(cn)
-        return PermitView(**kwargs)
+        return self._type(**kwargs)  # type: ignore[return-value]
 
 
 _SPECS: dict[tuple[str, bool], ViewSpec] = {}
