@@ -48,7 +48,6 @@ cdef extern from "Python.h":
     void* PyUnicode_DATA(object text)
     Py_ssize_t PyUnicode_GET_LENGTH(object text)
     Py_UCS4 PyUnicode_READ(int kind, void* data, Py_ssize_t index) nogil
-    object PyUnicode_DecodeUTF8(const char* s, Py_ssize_t size, const char* errors)
     enum:
         PyUnicode_1BYTE_KIND
         PyUnicode_2BYTE_KIND
