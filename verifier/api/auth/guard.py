@@ -30,14 +30,15 @@ _CHALLENGE_HEADERS = {"WWW-Authenticate": 'Bearer realm="permit-verifier"'}
 
 
 def _token(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
-    headers = connection.headers
-    authorization = headers.get("authorization")
-    if authorization is not None:
-        scheme, _, credentials = authorization.partition(" ")
-        if scheme.lower() == "bearer" and credentials:
-            return credentials.strip()
-        return None
-    return headers.get("x-api-key")
+    # The raw header list: cheaper than building Litestar's Headers for two look-ups.
+    api_key = None
+    for name, value in connection.scope["headers"]:
+        if name == b"authorization":
+            scheme, _, credentials = value.decode("latin-1").partition(" ")
+            return credentials.strip() if scheme.lower() == "bearer" and credentials else None
+        if name == b"x-api-key":
+            api_key = value.decode("latin-1")
+    return api_key
 
 
 async def require_key(connection: Request[Any, Any, Any]) -> None:
