@@ -169,3 +169,18 @@ def test_a_stale_mapping_is_ignored(leader: Leader, reader: SyncPermitIndex, red
     assert reader.get_many("ssn", ["S-GHOST"]) == {}
     redis_sync.hset(bucket, "S-GHOST", f"{pn_of(1)} {pn_of(9)}")
     assert reader.get_many("ssn", ["S-GHOST"]) == {}
+
+
+def test_a_corrupt_record_is_an_outage_not_a_crash(leader: Leader, reader: SyncPermitIndex,
+                                                   redis_sync: Any) -> None:
+    leader.load([make_record(1), make_record(2)], seq=1)
+    from verifier.index import IndexUnavailable
+    from verifier.index.keys import KeyLayout
+
+    generation = leader.writer.state().generation or 0
+    redis_sync.set(KeyLayout().record_prefix(generation) + pn_of(1).encode(), b"\xc1garbage")
+    with pytest.raises(IndexUnavailable):
+        reader.get(pn_of(1))
+    with pytest.raises(IndexUnavailable):
+        reader.get_many("ssn", [make_record(1).ssn or ""])
+    assert reader.get(pn_of(2)) == make_record(2)

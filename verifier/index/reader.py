@@ -27,6 +27,8 @@ __all__ = ["Freshness", "LookupBy", "PermitIndex", "SyncPermitIndex", "choose_re
 
 log = logging.getLogger(__name__)
 
+_decoder = msgspec.msgpack.Decoder(PermitRecord)
+
 LookupBy = Literal["pn", "ssn", "cn"]
 
 # Errors that mean "Redis cannot answer now". AttributeError is on the list on
@@ -127,6 +129,14 @@ class _Plan:
         return found
 
     @staticmethod
+    def decode_many(pns: Sequence[str], values: Sequence[bytes | None]) -> dict[str, PermitRecord]:
+        decode = _decoder.decode  # no wrapper per record: this is the bulk look-up's hot loop
+        try:
+            return {pn: decode(raw) for pn, raw in zip(pns, values) if raw is not None}
+        except msgspec.DecodeError as exc:  # a corrupt record is an outage, not "not found"
+            raise IndexUnavailable(f"undecodable permit record in the index: {exc}") from exc
+
+    @staticmethod
     def decode(raw: bytes) -> PermitRecord:
         try:
             return decode_record(raw)
@@ -203,8 +213,7 @@ class PermitIndex:
                 if values[-1] != pointer.raw:
                     self._switched(values[-1])
                     continue
-                decode = self._plan.decode
-                return {pn: decode(raw) for pn, raw in zip(wanted, values) if raw is not None}
+                return self._plan.decode_many(wanted, values)
             keys, args = self._plan.lookup_args(pointer, by, wanted)
             out = await self._io(self._lookup(keys=keys, args=args))
             found = self._plan.lookup_result(by, wanted, out)
@@ -281,8 +290,7 @@ class SyncPermitIndex:
                 if values[-1] != pointer.raw:
                     self._switched(values[-1])
                     continue
-                decode = self._plan.decode
-                return {pn: decode(raw) for pn, raw in zip(wanted, values) if raw is not None}
+                return self._plan.decode_many(wanted, values)
             keys, args = self._plan.lookup_args(pointer, by, wanted)
             out = self._io(lambda: self._lookup(keys=keys, args=args))
             found = self._plan.lookup_result(by, wanted, out)
