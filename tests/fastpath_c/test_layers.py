@@ -136,3 +136,19 @@ def test_non_ascii_texts(trust: fastpath.TrustList) -> None:
     # Strings stored with 1, 2 and 4 bytes per character reach the decoder alike.
     for text in ("WP1:ÀBC", "WP1:ĀBC", "WP1:\U0001F600BC", "WP1:ABC\udc80", "ES1:" + "0" * 10 + "é"):
         assert both(text, trust).reasons == (codes.R_BASE45_ALPHABET,)
+
+
+def test_a_full_cache_evicts_the_oldest_in_batches() -> None:
+    # Above 64 entries the compiled twin evicts a 64th of the cache at once
+    # (cheap in a plain dict); the bound holds and the newest codes stay.
+    limit = 128
+    trust = fastpath.TrustList.from_jwks(craft.trust_list_json(), cache_limit=limit)
+    texts = [craft.wp1(ACTIVE, permit={**craft.PERMIT, "v": v}) for v in range(300)]
+    for text in texts:
+        assert C.verify_qr(text, trust, NOW).ok
+        assert len(trust._cache) <= limit
+    assert limit - limit // 64 <= len(trust._cache)
+    assert list(trust._cache)[-1] == texts[-1]
+    assert set(trust._cache) == set(texts[-len(trust._cache):])  # exactly the newest
+    assert C.verify_qr(texts[-1], trust, NOW).cached
+    assert not C.verify_qr(texts[0], trust, NOW).cached
