@@ -155,3 +155,15 @@ def test_no_personal_data_in_the_logs(client: Any, world: World, caplog: pytest.
     logged = "\n".join(r.getMessage() for r in caplog.records)
     for secret in (text[4:40], permit.pn, permit.n, permit.ssn, permit.dob, world.token["exit_entry"]):
         assert secret not in logged
+
+
+def test_the_receipt_key_survives_a_flushed_redis(client: Any, world: World) -> None:
+    before = client.get("/v1/receipt-keys").json()
+    world.redis_sync.delete("pv:receipt-key")  # what a FLUSHALL does to it
+    wait_until(lambda: world.redis_sync.exists("pv:receipt-key"), timeout_s=10, what="the key put back")
+    assert client.get("/v1/receipt-keys").json() == before
+    other = open_client(world.settings())  # a worker starting now adopts the same key
+    try:
+        assert other.get("/v1/receipt-keys").json() == before
+    finally:
+        other.__exit__(None, None, None)

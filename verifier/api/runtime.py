@@ -10,7 +10,8 @@ back. Background tasks:
   is not trusted (pub/sub is at-most-once: a message may have been missed);
 - the maintenance loop, every 0.25 s: polls the index freshness and flushes the
   audit buffer; every second the metrics deltas; every few seconds it re-reads the
-  trust list and (until it has it) the receipt key.
+  trust list and checks that Redis still holds the receipt key (putting it back
+  after a flush).
 
 On shutdown the audit buffer and metrics are flushed one last time.
 """
@@ -136,7 +137,9 @@ class Runtime:
             self._last_trust_check = now
             with contextlib.suppress(*REDIS_DOWN):
                 await self.trust.reload(self.redis)
-        if self.receipts.signer is None:
+            with contextlib.suppress(*REDIS_DOWN):
+                self.receipts.signer = await ReceiptSigner.load_or_create(self.redis, self.receipts.signer)
+        elif self.receipts.signer is None:
             with contextlib.suppress(*REDIS_DOWN):
                 self.receipts.signer = await ReceiptSigner.load_or_create(self.redis)
         written = await self.audit.flush()

@@ -65,13 +65,21 @@ class ReceiptSigner:
         self.kid = _b64url(hashlib.sha256(self.public_key).digest()[:8])
 
     @classmethod
-    async def load_or_create(cls, redis: Any) -> "ReceiptSigner":
-        """The service's receipt key, made by whichever worker starts first."""
-        await redis.set(RECEIPT_KEY, nacl.signing.SigningKey.generate().encode(), nx=True)
-        seed = await redis.get(RECEIPT_KEY)
-        if not isinstance(seed, bytes) or len(seed) != 32:
+    async def load_or_create(cls, redis: Any, current: "ReceiptSigner | None" = None) -> "ReceiptSigner":
+        """The service's receipt key, made by whichever worker starts first.
+
+        With ``current`` (the key this worker signs with) a Redis that lost the key
+        (FLUSHALL, a new server) gets it back, so that every worker keeps signing with
+        the one key published at /v1/receipt-keys.
+        """
+        seed = current._key.encode() if current is not None else nacl.signing.SigningKey.generate().encode()
+        await redis.set(RECEIPT_KEY, seed, nx=True)
+        stored = await redis.get(RECEIPT_KEY)
+        if not isinstance(stored, bytes) or len(stored) != 32:
             raise RuntimeError(f"{RECEIPT_KEY} in Redis does not hold a 32-byte Ed25519 seed")
-        return cls(seed)
+        if current is not None and stored == seed:
+            return current
+        return cls(stored)
 
     def sign(self, verdict: Mapping[str, Any]) -> Receipt:
         digest = hashlib.sha256(canonical_verdict(verdict)).digest()
