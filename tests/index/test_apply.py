@@ -179,3 +179,35 @@ def test_unusable_identifiers_are_refused(leader: Leader, reader: SyncPermitInde
         leader.writer.begin_snapshot(leader.fence).add([make_record(2, **bad)])
     assert leader.writer.state().seq == 1
     assert reader.get(pn_of(1)) == make_record(1)
+
+
+def test_the_script_itself_guards_versions(leader: Leader, reader: SyncPermitIndex) -> None:
+    """The Lua step refuses, before any write, a plan made on a record that changed
+    or one that would not raise the version (belt and braces under the cursor check)."""
+    from verifier.index import PermitIndexError
+    from verifier.index.records import encode_record
+    from verifier.index.writer import _V_INDEX
+
+    leader.load([make_record(1, v=3)], seq=1)
+    writer = leader.writer
+    pointer = writer.pointer()
+    assert pointer is not None
+    keys = writer.keys
+
+    def call(expected_old_v: int, new: Any) -> None:
+        writer._call(
+            writer._apply,
+            [keys.current, keys.leader, keys.meta(pointer.generation),
+             keys.record_prefix(pointer.generation) + new.pn.encode()],
+            [pointer.raw, leader.fence, b"1", 2, 1, 0, keys.channel, b"", _V_INDEX, 0,
+             expected_old_v, new.v, encode_record(new)],
+        )
+
+    with pytest.raises(PermitIndexError, match="RECORD_MOVED"):
+        call(2, make_record(1, v=4, n="X"))  # planned on v2, the index holds v3
+    with pytest.raises(PermitIndexError, match="VERSION_NOT_HIGHER"):
+        call(3, make_record(1, v=3, n="X"))
+    assert reader.get(pn_of(1)) == make_record(1, v=3)
+    assert writer.state().seq == 1
+    call(3, make_record(1, v=4, n="X"))
+    assert reader.get(pn_of(1)).n == "X" and writer.state().seq == 2

@@ -112,7 +112,7 @@ return previous
 # ARGV: 1 pointer, 2 fence, 3 expected cursor (as stored), 4 new cursor, 5 n, 6 m,
 #       7 channel, 8 message ('' = publish nothing), 9 index of `v` in a record array,
 #       10 permits added (count delta),
-#       then n pairs (expected old v or -1, new record bytes),
+#       then n triples (expected old v or -1, new v, new record bytes),
 #       then m triples (op '+' or '-', id, permit number).
 APPLY = (
     _CHECK_FENCE
@@ -129,23 +129,24 @@ local m = tonumber(ARGV[6])
 local vidx = tonumber(ARGV[9])
 local base = 10
 -- Version guard, all checked before the first write.
+-- The stored v is read from the stored bytes; the new v is the caller's (it encoded
+-- the record from the same struct).
 for i = 1, n do
-  local expected = tonumber(ARGV[base + 2 * i - 1])
+  local expected = tonumber(ARGV[base + 3 * i - 2])
   local old = redis.call('GET', KEYS[3 + i])
   local old_v = -1
   if old then old_v = cmsgpack.unpack(old)[vidx] end
   if old_v ~= expected then
     return redis.error_reply('RECORD_MOVED ' .. KEYS[3 + i])
   end
-  local new_v = cmsgpack.unpack(ARGV[base + 2 * i])[vidx]
-  if not (new_v > old_v) then
+  if not (tonumber(ARGV[base + 3 * i - 1]) > old_v) then
     return redis.error_reply('VERSION_NOT_HIGHER ' .. KEYS[3 + i])
   end
 end
 for i = 1, n do
-  redis.call('SET', KEYS[3 + i], ARGV[base + 2 * i])
+  redis.call('SET', KEYS[3 + i], ARGV[base + 3 * i])
 end
-local obase = base + 2 * n
+local obase = base + 3 * n
 for j = 1, m do
   local key = KEYS[3 + n + j]
   local op = ARGV[obase + 3 * j - 2]

@@ -302,7 +302,7 @@ class IndexWriter:
             before, after = old[pn], current[pn]
             assert after is not None
             keys.append(record_prefix + pn.encode())
-            args += [before.v if before is not None else -1, encode_record(after)]
+            args += [before.v if before is not None else -1, after.v, encode_record(after)]
             added += before is None
         ops = 0
         ssn_prefix, cn_prefix = self.keys.ssn_prefix(generation), self.keys.cn_prefix(generation)
@@ -427,11 +427,11 @@ _CN = b"c"
 
 
 def _mapping_changes(old: PermitRecord | None, new: PermitRecord) -> list[tuple[bytes, bytes, str]]:
-    """(op, key prefix marker, id) for the secondary look-ups of one changed permit.
-
-    Every id the new record has is (re)added (idempotent, and it repairs a lost
-    mapping); ids the old record had and the new one has not are removed. Cards stay in
-    a record when lost or replaced, so an old card number keeps resolving to the
+    """(op, look-up kind, id) for the secondary look-ups of one changed permit: ids the
+    new record gained are added, ids it lost are removed; most events (an extension,
+    a new employer, a cancellation) touch neither. The diff is exact because the page
+    is planned on the records read under the cursor the script then checks. Cards stay
+    in a record when lost or replaced, so an old card number keeps resolving to the
     permit (with its card status).
     """
     ops: list[tuple[bytes, bytes, str]] = []
@@ -442,12 +442,11 @@ def _mapping_changes(old: PermitRecord | None, new: PermitRecord) -> list[tuple[
         ops.append((b"-", _SSN, old_ssn))
     for cn in sorted(old_cns - new_cns):
         ops.append((b"-", _CN, cn))
-    if new.ssn:
+    if new.ssn and new.ssn != old_ssn:
         ops.append((b"+", _SSN, new.ssn))
-    for cn in sorted(new_cns):
+    for cn in sorted(new_cns - old_cns):
         ops.append((b"+", _CN, cn))
     return ops
-
 
 
 class SnapshotLoad:
