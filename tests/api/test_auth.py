@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import pytest
-
 from typing import Any
+
+import pytest
 
 from verifier.api.auth.keys import ApiKeyError, add_api_key, list_api_keys, revoke_api_key
 from tests.api.conftest import EMPLOYER_A, PERMITS, World, open_client, run_async

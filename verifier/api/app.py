@@ -11,10 +11,10 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 
 from verifier.api.admin.controller import AdminController
+from verifier.api.body import request_components
 from verifier.api.cards.controller import CardController
 from verifier.api.health.controller import HealthController
 from verifier.api.middleware import metrics_middleware
-from verifier.api.body import request_components
 from verifier.api.openapi import COMPONENTS
 from verifier.api.permits.controller import PermitController
 from verifier.api.qr.controller import QrController

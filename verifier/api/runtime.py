@@ -26,7 +26,6 @@ import time
 from typing import Any
 
 import msgspec
-from verifier.api.redis_failures import REDIS_DOWN
 
 from verifier.api.audit.log import AuditLog
 from verifier.api.auth.keys import KeyVerifier
@@ -34,6 +33,7 @@ from verifier.api.cards.challenges import ChallengeStore
 from verifier.api.permits.service import PermitLookups
 from verifier.api.ratelimit.limiter import RateLimiter
 from verifier.api.receipts.signer import ReceiptSigner
+from verifier.api.redis_failures import REDIS_DOWN
 from verifier.api.trust.service import TrustHolder
 from verifier.api.verdicts.index_view import REFRESH_S, IndexView
 from verifier.api.verdicts.near_cache import NearCache

@@ -17,10 +17,10 @@ from typing import Any
 
 from litestar import Request
 from litestar.connection import ASGIConnection
-from verifier.api.redis_failures import REDIS_DOWN
 
 from verifier.api.auth.keys import Caller
 from verifier.api.ratelimit.limiter import retry_after
+from verifier.api.redis_failures import REDIS_DOWN
 from verifier.lib.problems import Problem
 
 __all__ = ["CALLER_SCOPE_KEY", "caller_of", "require_key"]

@@ -26,9 +26,9 @@ from collections.abc import Iterable
 from typing import Any
 
 import msgspec
-from verifier.api.redis_failures import REDIS_DOWN
 
 from verifier.api.auth.roles import Role
+from verifier.api.redis_failures import REDIS_DOWN
 
 __all__ = [
     "ApiKeyError",

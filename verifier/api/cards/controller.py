@@ -6,13 +6,13 @@ from base64 import b64decode
 from typing import Any
 
 from litestar import Controller, Request, post
-from verifier.api.redis_failures import REDIS_DOWN
 
-from verifier.api.body import json_body, read_json
 from verifier.api.auth.guard import caller_of, require_key
 from verifier.api.auth.roles import VERIFIERS
+from verifier.api.body import json_body, read_json
 from verifier.api.cards.schemas import CardRequest, ChallengeOut
 from verifier.api.openapi import API_KEY_SECURITY, PROTECTED, problems
+from verifier.api.redis_failures import REDIS_DOWN
 from verifier.api.verdicts.schemas import VerdictOut
 from verifier.api.verdicts.status import rfc3339
 from verifier.lib.problems import Problem

@@ -7,9 +7,9 @@ from typing import Any
 
 from litestar import Controller, MediaType, Request, Response, get
 from litestar.openapi.datastructures import ResponseSpec
-from verifier.api.redis_failures import REDIS_DOWN
 
 from verifier.api.health.schemas import LiveOut, ReadyChecks, ReadyOut
+from verifier.api.redis_failures import REDIS_DOWN
 from verifier.api.verdicts.index_view import IndexUnavailableError
 
 

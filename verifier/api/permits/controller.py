@@ -7,9 +7,9 @@ from typing import Annotated, Any
 from litestar import Controller, Request, get, post
 from litestar.params import Parameter
 
-from verifier.api.body import json_body, read_json
 from verifier.api.auth.guard import caller_of, require_key
 from verifier.api.auth.roles import BULK_LOOKUP, PERMIT_READERS, VERIFIERS
+from verifier.api.body import json_body, read_json
 from verifier.api.openapi import API_KEY_SECURITY, PROTECTED, problems
 from verifier.api.permits.schemas import LookupOut, LookupRequest, ManualRequest, PermitOut
 from verifier.api.verdicts.index_view import IndexUnavailableError

@@ -6,9 +6,9 @@ from typing import Any
 
 from litestar import Controller, Request, post
 
-from verifier.api.body import json_body, read_json
 from verifier.api.auth.guard import caller_of, require_key
 from verifier.api.auth.roles import VERIFIERS
+from verifier.api.body import json_body, read_json
 from verifier.api.openapi import API_KEY_SECURITY, PROTECTED, problems
 from verifier.api.qr.schemas import QrBatchRequest, QrBatchResponse, QrRequest
 from verifier.api.verdicts.schemas import VerdictOut

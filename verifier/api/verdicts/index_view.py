@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from verifier.api.redis_failures import REDIS_DOWN
-
 from verifier.api.verdicts.near_cache import NearCache
 from verifier.api.verdicts.schemas import IndexAsOf
 from verifier.api.verdicts.status import R_INDEX_NOT_READY, R_INDEX_STALE, R_UNAVAILABLE, rfc3339
