@@ -89,4 +89,5 @@ def test_demo_samples_answer_as_announced(stack: DemoStack) -> None:
     assert ready["ready"] is True
     admin = _http.get(f"{stack.api_url}/v1/admin/sync", headers={"X-API-Key": keys["admin"]["token"]}).json()
     assert admin["ready"] is True and admin["count"] == PERMITS
+    assert (admin["last_error"], admin["lag_events"]) == (None, 0)
     assert admin["sync"]["role"] == "leader"

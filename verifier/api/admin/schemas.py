@@ -21,5 +21,9 @@ class SyncOut(msgspec.Struct):
     """Seconds since the sync job last confirmed the index."""
     count: int | None
     """Permits in the index."""
+    last_error: str | None
+    """The sync job's last failure (None after it recovered, or when it has not reported)."""
+    lag_events: int | None
+    """Feed events the index lacked at the sync job's last poll."""
     sync: dict[str, Any] | None
     """What the sync job reports about itself (lag in events, last error, leader), when it has reported."""

@@ -22,6 +22,8 @@ async def sync_overview(runtime: Any) -> SyncOut:
         raise Problem(503, "The index cannot be reached.", headers={"Retry-After": "1"}) from None
     report = await _sync_report(runtime.redis)
     return SyncOut(
+        last_error=report.get("last_error") if report else None,
+        lag_events=report.get("lag_events") if report else None,
         ready=freshness.ready,
         generation=freshness.generation,
         cursor=freshness.seq,
