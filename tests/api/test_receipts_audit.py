@@ -157,6 +157,7 @@ def test_no_personal_data_in_the_logs(client: Any, world: World, caplog: pytest.
         assert secret not in logged
 
 
+@pytest.mark.slow  # waits for the worker's 5 s check
 def test_the_receipt_key_survives_a_flushed_redis(client: Any, world: World) -> None:
     before = client.get("/v1/receipt-keys").json()
     world.redis_sync.delete("pv:receipt-key")  # what a FLUSHALL does to it
