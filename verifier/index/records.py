@@ -18,7 +18,7 @@ EventType = Literal[
 ]
 
 
-class Card(msgspec.Struct, array_like=True, frozen=True, forbid_unknown_fields=True):
+class Card(msgspec.Struct, array_like=True, frozen=True, forbid_unknown_fields=True, gc=False):
     """A social security card that carries (or carried) the permit."""
 
     cn: str
@@ -27,7 +27,7 @@ class Card(msgspec.Struct, array_like=True, frozen=True, forbid_unknown_fields=T
     """active, lost (reported lost) or replaced (a new card was issued in its place)."""
 
 
-class PermitRecord(msgspec.Struct, array_like=True, frozen=True, forbid_unknown_fields=True):
+class PermitRecord(msgspec.Struct, array_like=True, frozen=True, forbid_unknown_fields=True, gc=False):
     """The authoritative state of one work permit, as mirrored from the upstream."""
 
     pn: str
