@@ -42,6 +42,8 @@ RECORD = [
     ("cwt / py cold verify", "cwt", "py_cold"),
     ("py cold verify / py cache hit", "py_cold", "py_cache_hit"),
     ("py batch rate, 2 threads / 1 thread", "batch[py-1]", "batch[py-2]"),
+    ("c batch into a full cache / cache off", "full_cache[c]", "batch[c-1]"),
+    ("py batch into a full cache / cache off", "full_cache[py]", "batch[py-1]"),
     ("c cold verify / direct libsodium verify (no cffi)", "c_cold", "libsodium_verify_direct"),
     ("pycose / cold verify", "pycose", "c_cold"),
     ("py cold verify / c cold verify", "py_cold", "c_cold"),
@@ -54,6 +56,8 @@ def _subject(benchmark: dict[str, Any]) -> str:
         return name[len("test_verify_one_code["):-1]
     if name.startswith("test_batch["):
         return "batch[" + name[len("test_batch["):]
+    if name.startswith("test_batch_into_a_full_cache["):
+        return "full_cache[" + name[len("test_batch_into_a_full_cache["):]
     return name
 
 

@@ -21,6 +21,9 @@ Subjects, all on the same ~400-character WP1 code (minted for this run):
 - ``c_cache_hit`` / ``py_cache_hit``: ``verify_qr`` of a code already in the
   verdict cache (only the time checks run).
 - batch: BATCH_SIZE different codes verified cold on 1 thread, or split over 2.
+- full cache: the same codes verified with the cache on, into a verdict cache
+  that has been at its default bound (65,536) for a while: each verify also
+  inserts and evicts.
 
 Every subject checks once that it accepts the code before it is timed.
 Benchmarks are not part of the test suite (``testpaths = ["tests"]``).
@@ -31,6 +34,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from itertools import islice
 from typing import Any
 
 import cbor2
@@ -172,3 +176,33 @@ def test_batch(benchmark: Any, issuing: Any, batch_texts: list[str], twin_name: 
         rounds = 30 if twin_name == "c" else 6
         valid = benchmark.pedantic(run, rounds=rounds, warmup_rounds=1, iterations=1)
     assert valid == len(batch_texts)
+
+
+@pytest.mark.parametrize("twin_name", ["c", "py"])
+def test_batch_into_a_full_cache(benchmark: Any, issuing: Any, batch_texts: list[str], twin_name: str) -> None:
+    twin = TWINS[twin_name]
+    now = issuing.now
+
+    def full_trust() -> tuple[tuple[fastpath.TrustList], dict[str, Any]]:
+        trust = issuing.trust()
+        # Fillers that no code matches, inserted first: they are the oldest. Then
+        # the state of a cache that has been full for a while: 60,000 entries
+        # already evicted from its front (deleted slots a dict keeps until it resizes).
+        churn = 60000
+        cache = trust._cache
+        cache.update((f"WP1:filler-{i}", None) for i in range(trust.cache_limit + churn))
+        for key in list(islice(cache, churn)):
+            del cache[key]
+        return (trust,), {}
+
+    def run(trust: fastpath.TrustList) -> int:
+        valid = 0
+        for text in batch_texts:
+            valid += twin.verify_qr(text, trust, now).ok
+        assert len(trust._cache) <= trust.cache_limit
+        return valid
+
+    benchmark.group = f"batch of {len(batch_texts)} codes"
+    benchmark.extra_info.update(threads=1, codes=len(batch_texts), cache="full")
+    rounds = 10 if twin_name == "c" else 3
+    assert benchmark.pedantic(run, setup=full_trust, rounds=rounds, iterations=1) == len(batch_texts)
