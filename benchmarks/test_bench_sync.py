@@ -59,7 +59,7 @@ PERMITS = int(os.environ.get("BENCH_SYNC_PERMITS", "1000000"))
 BACKLOG = 50_000
 LATENCY_EVENTS = 300
 
-RESULTS: dict[str, Any] = {}
+RESULTS: dict[str, Any] = {"load_average_at_start": os.getloadavg()}
 
 
 @pytest.fixture(scope="module")
@@ -311,6 +311,8 @@ def test_write_results() -> None:
             "machine": platform.machine(),
             "cores": os.cpu_count(),
             "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "load_average_at_end": os.getloadavg(),
+            "note": "other sessions share this machine: compare runs by their load averages",
             "method": __doc__.split("Method", 1)[1].strip() if __doc__ else "",
         },
         "targets": targets,
