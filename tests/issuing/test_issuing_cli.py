@@ -101,7 +101,7 @@ def test_rotate_then_revoke(key_dir: Path) -> None:
     statuses = {k["kid"]: k["status"] for k in orjson.loads((key_dir / "trust-list.json").read_bytes())["keys"]}
     assert statuses == {first.kid_text: "retired", said["kid"]: "active"}
 
-    revoked = verifier("issuer", "revoke", "--dir", str(key_dir), "--kid", first.kid_text)
+    revoked = verifier("issuer", "revoke", "--dir", str(key_dir), f"--kid={first.kid_text}")
     assert revoked.returncode == 0, revoked.stderr
     assert output(revoked)["status"] == "revoked"
     trust = fastpath.TrustList.from_jwks((key_dir / "trust-list.json").read_bytes())
@@ -111,14 +111,14 @@ def test_rotate_then_revoke(key_dir: Path) -> None:
 
 def test_revoking_the_last_active_key_warns(key_dir: Path) -> None:
     kid = KeyRing.load(key_dir).active.kid_text
-    result = verifier("issuer", "revoke", "--dir", str(key_dir), "--kid", kid)
+    result = verifier("issuer", "revoke", "--dir", str(key_dir), f"--kid={kid}")
     assert result.returncode == 0
     assert b"no active key remains" in result.stderr
 
 
 @pytest.mark.parametrize("kid", ["AAAAAAAAAAA", "not a kid!"])
 def test_revoke_of_an_unknown_kid_is_a_usage_error(key_dir: Path, kid: str) -> None:
-    result = verifier("issuer", "revoke", "--dir", str(key_dir), "--kid", kid)
+    result = verifier("issuer", "revoke", "--dir", str(key_dir), f"--kid={kid}")
     assert result.returncode == 2
     assert b"no key with kid" in result.stderr
 

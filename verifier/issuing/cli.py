@@ -154,7 +154,7 @@ def _register_issuer(subparsers: Any) -> None:
 
     revoke = commands.add_parser("revoke", help="mark a key revoked: all it signed becomes KEY_REVOKED")
     revoke.add_argument("--dir", required=True, metavar="DIR", help="the key directory")
-    revoke.add_argument("--kid", required=True, help="the key's kid (unpadded base64url, as in the trust list)")
+    revoke.add_argument("--kid", required=True, help="the key's kid (unpadded base64url, as in the trust list; write --kid=KID when it starts with -)")
     revoke.set_defaults(func=_run(_cmd_revoke))
 
 
