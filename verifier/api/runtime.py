@@ -108,6 +108,7 @@ class Runtime:
         if pending:
             log.error("shutdown: background tasks did not stop: %s", sorted(t.get_name() for t in pending))
         self._tasks = []
+        await self.limiter.aclose()
         # Clean shutdown: nothing buffered is lost while Redis is there to take it.
         buffered = len(self.audit)
         await self.audit.flush()
