@@ -16,7 +16,6 @@ compare them).
 """
 
 import time as _time
-from itertools import islice
 
 from libc.stdint cimport uint8_t, uint64_t, int64_t
 from libc.string cimport memcpy, memcmp
@@ -38,8 +37,8 @@ from fastpath._sodium_c cimport ed25519_verify
 from fastpath import codes
 from fastpath._trust import TrustList
 from fastpath._verdict import Verdict
-# The verdict cache lives in the TrustList, shared by both twins: one entry type.
-from fastpath._verify_py import _CacheEntry
+# The verdict cache lives in the TrustList, shared by both twins: one entry type, one eviction.
+from fastpath._cache import CacheEntry, cache_put
 
 __all__ = ["verify_qr", "verify_card_certificate", "check_card_signature", "verify_card"]
 
@@ -878,30 +877,6 @@ cdef object _copy(object verdict, bint cached):
                    verdict.card_public_key, verdict.kid, cached)
 
 
-cdef void _cache_put(object trust, dict cache, object text, object entry) except *:
-    """Insert, then evict the oldest insertions down to the bound.
-
-    Above 64 entries a 64th of the cache goes at once: in a plain dict, finding
-    the oldest entry scans past every slot deleted before it, so evicting one
-    entry per insert at the default bound of 65,536 cost ~50 us an insert
-    (more than a signature check); in batches it is a fraction of a microsecond.
-    """
-    limit = trust.cache_limit
-    if limit <= 0:
-        return
-    cache[text] = entry
-    slack = limit // 64
-    # As in the Python twin, whichever thread inserted last trims after it,
-    # so the bound holds once threads are done.
-    while len(cache) > limit:
-        try:
-            victims = list(islice(cache, len(cache) - limit + slack))
-        except RuntimeError:  # another thread changed it meanwhile: look again
-            continue
-        for victim in victims:
-            cache.pop(victim, None)
-
-
 cdef object _from_cache(object entry, Profile profile, object now, bint now_is_c, int128 now_c):
     cdef Reason reason
     failure = entry.failure
@@ -993,7 +968,7 @@ def verify_qr(text, trust, now=None, *, bint cache=True):
     if result.failure is not None:
         verdict = Verdict(_MALFORMED, result.failure, profile_name, None, None, None, checked.kid)
         if use_cache:  # failed after a good signature: worth keeping
-            _cache_put(trust, cache_dict, text, _CacheEntry(_copy(verdict, False), None, None, None))
+            cache_put(cache_dict, trust.cache_limit, text, CacheEntry(_copy(verdict, False), None, None, None))
         return verdict
     claims = result.claims
     permit = result.permit
@@ -1002,10 +977,10 @@ def verify_qr(text, trust, now=None, *, bint cache=True):
         verdict = Verdict(_RESULT[<int>Reason.KEY_ISSUER], _REASONS[<int>Reason.KEY_ISSUER],
                           profile_name, claims, permit, None, checked.kid)
         if use_cache:
-            _cache_put(trust, cache_dict, text, _CacheEntry(_copy(verdict, False), None, None, None))
+            cache_put(cache_dict, trust.cache_limit, text, CacheEntry(_copy(verdict, False), None, None, None))
         return verdict
     if use_cache:
-        _cache_put(trust, cache_dict, text, _CacheEntry(None, dict(claims), dict(permit), checked.kid))
+        cache_put(cache_dict, trust.cache_limit, text, CacheEntry(None, dict(claims), dict(permit), checked.kid))
     if now_is_c:
         reason = _check_times_c(result.exp, result.iat, result.has_nbf, result.nbf, profile, now_c)
     else:

@@ -25,6 +25,7 @@ from nacl.bindings import crypto_sign_open
 from nacl.exceptions import BadSignatureError
 
 from . import codes
+from ._cache import CacheEntry, cache_put
 from ._trust import TrustList
 from ._verdict import Verdict
 
@@ -488,40 +489,6 @@ def check_times(claims: dict[str, Any], profile: str, now: int) -> None:
 
 
 # --- the verdict cache (DESIGN "Hot path cost") -------------------------------
-class _CacheEntry:
-    """What a WP1 text gave up to (not including) the time checks.
-
-    Only outcomes reached after a verified signature are stored: the ones that
-    saved a signature check. ``failure`` is the verdict of a failed claims or
-    issuer check; otherwise ``claims``/``permit``/``kid`` of a good one.
-    """
-
-    __slots__ = ("failure", "claims", "permit", "kid")
-
-    def __init__(self, failure: Verdict | None, claims: dict[str, Any] | None,
-                 permit: dict[str, Any] | None, kid: bytes | None) -> None:
-        self.failure = failure
-        self.claims = claims
-        self.permit = permit
-        self.kid = kid
-
-
-def _cache_put(trust: TrustList, text: str, entry: _CacheEntry) -> None:
-    cache = trust._cache
-    limit = trust.cache_limit
-    if limit <= 0:
-        return
-    cache[text] = entry
-    # Evict the oldest insertions (dicts keep insertion order). Insert first, then
-    # trim: whichever thread inserted last trims after it, so the bound holds
-    # once threads are done, even though these steps are not atomic together.
-    while len(cache) > limit:
-        try:
-            cache.pop(next(iter(cache)), None)
-        except (StopIteration, RuntimeError):      # another thread changed it meanwhile: look again
-            continue
-
-
 def _copy(verdict: Verdict, cached: bool) -> Verdict:
     """A verdict whose dicts are the caller's own: the cache keeps its copy intact."""
     return Verdict(verdict.result, verdict.reasons, verdict.profile,
@@ -530,7 +497,7 @@ def _copy(verdict: Verdict, cached: bool) -> Verdict:
                    verdict.card_public_key, verdict.kid, cached)
 
 
-def _from_cache(entry: _CacheEntry, profile: str, now: int) -> Verdict:
+def _from_cache(entry: CacheEntry, profile: str, now: int) -> Verdict:
     if entry.failure is not None:
         return _copy(entry.failure, True)
     assert entry.claims is not None and entry.permit is not None
@@ -580,11 +547,11 @@ def verify_qr(text: str, trust: TrustList, now: int | None = None, *, cache: boo
     except _Reject as reject:
         verdict = Verdict(reject.result, (reject.reason,), profile, claims, permit, None, state.get("kid"))
         if use_cache and signed is not None:       # failed after a good signature: worth keeping
-            _cache_put(trust, text, _CacheEntry(_copy(verdict, False), None, None, None))
+            cache_put(trust._cache, trust.cache_limit, text, CacheEntry(_copy(verdict, False), None, None, None))
         return verdict
     assert claims is not None and permit is not None and signed is not None
     if use_cache:
-        _cache_put(trust, text, _CacheEntry(None, dict(claims), dict(permit), signed.kid))
+        cache_put(trust._cache, trust.cache_limit, text, CacheEntry(None, dict(claims), dict(permit), signed.kid))
     try:
         check_times(claims, profile, now)
     except _Reject as reject:

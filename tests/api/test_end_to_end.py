@@ -87,7 +87,14 @@ def test_demo_samples_answer_as_announced(stack: DemoStack) -> None:
     keys: dict[str, Any] = create_demo_keys(stack.redis_url, ["91110000100000000A"])
     ready = _http.get(f"{stack.api_url}/health/ready").json()
     assert ready["ready"] is True
-    admin = _http.get(f"{stack.api_url}/v1/admin/sync", headers={"X-API-Key": keys["admin"]["token"]}).json()
+    def sync_state() -> dict[str, Any]:
+        answer = _http.get(f"{stack.api_url}/v1/admin/sync", headers={"X-API-Key": keys["admin"]["token"]})
+        return answer.json()  # type: ignore[no-any-return]
+
+    # The sync job writes its status after its first feed page, which may follow the
+    # full load by a poll interval: wait for it rather than race it.
+    wait_until(lambda: sync_state()["lag_events"] is not None, timeout_s=10, what="the sync job's first status")
+    admin = sync_state()
     assert admin["ready"] is True and admin["count"] == PERMITS
     assert (admin["last_error"], admin["lag_events"]) == (None, 0)
     assert admin["sync"]["role"] == "leader"
