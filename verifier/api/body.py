@@ -7,10 +7,17 @@ from the bytes (also cheaper than Litestar's decode-then-convert), every violati
 a 400 problem document naming the field. :func:`json_body` puts the model into the
 operation's OpenAPI ``requestBody``; :func:`request_components` its schema into
 the components.
+
+The bytes are read straight from the ASGI ``receive`` with the route's
+``request_max_body_size`` enforced as Litestar does (an announced Content-Length
+over it, or more bytes than it, is 413), without Litestar's header container and
+chunk generator (~5 µs a request); a client that disconnects mid-body gets a 400
+rather than Litestar's 500.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -21,7 +28,7 @@ from litestar.openapi.spec import OpenAPIMediaType, Operation, Reference, Reques
 
 from verifier.lib.problems import FieldError, Problem
 
-__all__ = ["json_body", "read_json", "request_components"]
+__all__ = ["json_body", "read_body", "read_json", "request_components"]
 
 T = TypeVar("T")
 
@@ -65,9 +72,42 @@ def _field_error(message: str) -> FieldError:
     return FieldError(message=text, key=key, source="body")
 
 
+async def read_body(request: Request[Any, Any, Any]) -> bytes:
+    """The request body, at most the route's ``request_max_body_size`` (else a 413 problem)."""
+    scope = request.scope
+    limit = scope["route_handler"].resolve_request_max_body_size() or math.inf
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            try:
+                announced = int(value)
+            except ValueError:
+                raise Problem(400, "The Content-Length header is not a number.") from None
+            if announced > limit:
+                raise Problem(413, "The request body is larger than this endpoint takes.")
+            break
+    receive = request.receive
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        kind = message["type"]
+        if kind == "http.request":
+            chunk = message.get("body", b"")
+            if chunk:
+                size += len(chunk)
+                if size > limit:
+                    raise Problem(413, "The request body is larger than this endpoint takes.")
+                chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        elif kind == "http.disconnect":
+            raise Problem(400, "The client went away before the request body was complete.")
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
 async def read_json(request: Request[Any, Any, Any], model: type[T]) -> T:
-    """The body as ``model``, strictly; a 400 problem otherwise (413 comes from the size limit)."""
-    raw = await request.body()
+    """The body as ``model``, strictly; a 400 problem otherwise (413 over the route's size limit)."""
+    raw = await read_body(request)
     decoder = _decoders.get(model)
     if decoder is None:
         decoder = _decoders[model] = msgspec.json.Decoder(model)

@@ -13,6 +13,13 @@ backoff on connection errors and timeouts, a health check of idle connections.
 The API's client fails fast (short timeouts, one retry) because a verification that
 cannot reach the index answers ``STATUS_UNAVAILABLE`` at once rather than hanging; the
 sync job's client waits longer (it writes large pipelines and can afford to retry).
+
+Commands are packed by hiredis on both kinds of client. redis-py does so for its
+sync connections only; its asyncio connections pack in Python (~0.35 µs an
+argument: 370 µs for the API's MGET of 1,000 permits, against 25 µs in hiredis), so
+the asyncio standalone client gets a connection class that packs as the sync one
+does (same bytes; hiredis formats str, bytes, int and float as redis-py's encoder).
+The asyncio cluster client fixes its own connection class and keeps redis-py's.
 """
 
 from __future__ import annotations
@@ -24,12 +31,19 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import redis
 import redis.asyncio
 import redis.asyncio.cluster
+import redis.asyncio.connection
 import redis.asyncio.retry
 import redis.cluster
 import redis.retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import DataError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
+try:
+    import hiredis
+except ImportError:  # redis-py works without it; packing then stays in Python
+    hiredis = None
 
 __all__ = [
     "AsyncRedisClient",
@@ -174,6 +188,38 @@ def async_client(url: str, options: ClientOptions = ASYNC_OPTIONS, **overrides: 
             max_connections=options.max_connections,
             **kwargs,
         )
-    return redis.asyncio.Redis.from_url(
+    client = redis.asyncio.Redis.from_url(
         url, retry=retry, max_connections=options.max_connections, **kwargs
     )
+    pool = client.connection_pool
+    pool.connection_class = _hiredis_packing(pool.connection_class)
+    return client
+
+
+class _HiredisPacking:
+    """Mixin for an asyncio connection class: ``pack_command`` as redis-py's sync
+    ``HiredisRespSerializer`` does it."""
+
+    def pack_command(self, *args: Any) -> list[bytes]:
+        if isinstance(args[0], str):
+            args = (*args[0].encode().split(), *args[1:])
+        elif b" " in args[0]:
+            args = (*args[0].split(), *args[1:])
+        try:
+            return [hiredis.pack_command(args)]
+        except TypeError as exc:
+            raise DataError(str(exc)) from exc
+
+
+_PACKING_CLASSES: dict[type, type] = {}
+
+
+def _hiredis_packing(connection_class: type) -> type:
+    if hiredis is None or issubclass(connection_class, _HiredisPacking):
+        return connection_class
+    packing = _PACKING_CLASSES.get(connection_class)
+    if packing is None:
+        packing = _PACKING_CLASSES[connection_class] = type(
+            connection_class.__name__, (_HiredisPacking, connection_class), {"__module__": __name__}
+        )
+    return packing
