@@ -121,6 +121,22 @@ def test_admin_events_reach_the_feed_and_the_permit(sim) -> None:
     assert changed["permit"][5] != other.emp
 
 
+def test_held_permits_get_no_random_events_but_explicit_ones(sim) -> None:
+    upstream, _, client = sim
+    records = list(upstream.records())
+    held = [r.pn for r in records[:1000]]  # half the population: random events would hit some
+    assert client.post("/admin/hold", json={"pns": held}).json() == {"held": 1000}
+    before = {pn: upstream.permit(pn).v for pn in held}
+    upstream.random_events(3000)
+    assert {pn: upstream.permit(pn).v for pn in held} == before
+    others = [r for r in records[1000:] if upstream.permit(r.pn).v != r.v]
+    assert others, "random events went somewhere"
+    cancel = client.post("/admin/events", json={"type": "cancel", "pn": held[0]})
+    assert cancel.status_code in (201, 409)  # explicit events still apply (409: it was already cancelled)
+    assert client.post("/admin/hold", json={"pns": ["WP0000002020999999"]}).status_code == 404
+    assert client.post("/admin/hold", json={"pns": []}).status_code == 400
+
+
 def test_snapshot_is_consistent_with_its_sequence_number(sim) -> None:
     """Snapshot at S, plus the feed's events after S, is the upstream's state now."""
     upstream, server, client = sim

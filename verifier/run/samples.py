@@ -91,11 +91,17 @@ def pick_permits(upstream_url: str, *, timeout_s: float = 60.0, sample_size: int
         raise LookupError("the simulator holds too few active permits with a card: start it with more permits")
     valid, spare = rng.sample(usable, 2)
     if cancelled:
-        return Picked(valid=valid, cancelled=rng.choice(cancelled))
-    # No cancelled permit among the seeded ones: cancel one now, through the change feed.
-    reply = httpx.post(f"{upstream_url}/admin/events", json={"type": "cancel", "pn": spare.pn}, timeout=10.0)
-    reply.raise_for_status()
-    return Picked(valid=valid, cancelled=msgspec.convert(reply.json()["permit"], PermitRecord))
+        picked = Picked(valid=valid, cancelled=rng.choice(cancelled))
+    else:
+        # No cancelled permit among the seeded ones: cancel one now, through the change feed.
+        reply = httpx.post(f"{upstream_url}/admin/events", json={"type": "cancel", "pn": spare.pn}, timeout=10.0)
+        reply.raise_for_status()
+        picked = Picked(valid=valid, cancelled=msgspec.convert(reply.json()["permit"], PermitRecord))
+    # The demo's lifecycle events must not turn the printed samples into other answers
+    # (a "valid" sample that a random event cancelled a minute later).
+    held = httpx.post(f"{upstream_url}/admin/hold", json={"pns": [picked.valid.pn, picked.cancelled.pn]}, timeout=10.0)
+    held.raise_for_status()
+    return picked
 
 
 def _mint(client: httpx.Client, upstream_url: str, kind: str, body: dict[str, Any]) -> str:

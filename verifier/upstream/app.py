@@ -48,6 +48,10 @@ class RandomEventsRequest(msgspec.Struct, forbid_unknown_fields=True):
     count: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)]
 
 
+class HoldRequest(msgspec.Struct, forbid_unknown_fields=True):
+    pns: Annotated[list[str], msgspec.Meta(min_length=1, max_length=1000)]
+
+
 class EventRateRequest(msgspec.Struct, forbid_unknown_fields=True):
     rate: Annotated[float, msgspec.Meta(ge=0, le=100_000)]
 
@@ -271,6 +275,15 @@ async def admin_random_events(request: Request[Any, Any, Any], data: JSONBody[Ra
     return {"first_seq": first, "last_seq": last}
 
 
+@post("/admin/hold", status_code=200)
+async def admin_hold(request: Request[Any, Any, Any], data: JSONBody[HoldRequest]) -> dict[str, int]:
+    """Keep random events away from these permits (the demo's samples); explicit events still apply."""
+    try:
+        return {"held": _upstream(request).hold(data.pns)}
+    except UnknownPermit:
+        raise Problem(404, "no such permit") from None
+
+
 @post("/admin/event-rate", status_code=200)
 async def admin_event_rate(request: Request[Any, Any, Any], data: JSONBody[EventRateRequest]) -> dict[str, float]:
     _upstream(request).event_rate = data.rate
@@ -387,7 +400,7 @@ def create_upstream_app(upstream: Upstream) -> Litestar:
     app = Litestar(
         route_handlers=[
             feed, snapshot, trust_list, get_permit,
-            admin_state, admin_event, admin_random_events, admin_event_rate, admin_faults,
+            admin_state, admin_event, admin_random_events, admin_hold, admin_event_rate, admin_faults,
             admin_rotate, admin_revoke,
             issue_wp1, issue_es1, issue_card, card_sign,
         ],

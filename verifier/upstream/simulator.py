@@ -95,6 +95,8 @@ class Upstream:
     count: int = 0
     head_time: float = 0.0
     resets: int = 0
+    held: set[str] = field(default_factory=set)
+    """Permit numbers that random events leave alone (the demo's printed samples stay true)."""
     _changed: dict[int, PermitRecord] = field(default_factory=dict)
     _event_cards: dict[str, int] = field(default_factory=dict)
     _events: list[bytes] = field(default_factory=list)
@@ -287,6 +289,8 @@ class Upstream:
                 i = None if kind == "issue" or self.count == 0 else self._rng.randrange(self.count)
                 if i is None and kind != "issue":
                     kind = "issue"
+                if i is not None and self.held and self.record_at(i).pn in self.held:
+                    continue
                 try:
                     i, record = self._mutate(kind, i)
                 except EventNotApplicable:
@@ -295,6 +299,14 @@ class Upstream:
                 self._append(kind, record)
                 made += 1
             return first, self.seq
+
+    def hold(self, permit_numbers: list[str]) -> int:
+        """Exclude these permits from random events (explicit admin events still apply)."""
+        with self._lock:
+            for pn in permit_numbers:
+                self.permit(pn)  # raises UnknownPermit
+            self.held.update(permit_numbers)
+            return len(self.held)
 
     def silent_changes(self, count: int) -> list[str]:
         """Change permits without a feed event (as a restore from backup would): only a
