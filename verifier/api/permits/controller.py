@@ -12,6 +12,7 @@ from verifier.api.auth.roles import BULK_LOOKUP, PERMIT_READERS, VERIFIERS
 from verifier.api.body import json_body, read_json
 from verifier.api.openapi import API_KEY_SECURITY, PROTECTED, problems
 from verifier.api.permits.schemas import LookupOut, LookupRequest, ManualRequest, PermitOut
+from verifier.api.responses import JsonAnswer
 from verifier.api.verdicts.index_view import IndexUnavailableError
 from verifier.api.verdicts.schemas import VerdictOut
 from verifier.lib.problems import Problem
@@ -47,19 +48,19 @@ class PermitController(Controller):
     @post("/permits/lookup", status_code=200, opt={"roles": BULK_LOOKUP}, responses=problems(*PROTECTED),
           request_max_body_size=LOOKUP_MAX_BODY, operation_class=json_body(LookupRequest),
           summary="Look up to 10,000 permits by pn, ssn or cn")
-    async def lookup_permits(self, request: Request[Any, Any, Any]) -> LookupOut:
+    async def lookup_permits(self, request: Request[Any, Any, Any]) -> JsonAnswer[LookupOut]:
         """Found and missing; a partner key sees only its employers' permits (others are missing)."""
         data = await read_json(request, LookupRequest)
         try:
-            return await request.app.state.runtime.lookups.many(data.by, data.ids, caller_of(request))  # type: ignore[no-any-return]
+            return JsonAnswer(await request.app.state.runtime.lookups.many(data.by, data.ids, caller_of(request)))
         except IndexUnavailableError as exc:
             raise _unavailable(exc) from None
 
     @post("/verify/manual", status_code=200, opt={"roles": VERIFIERS}, responses=problems(*PROTECTED),
           operation_class=json_body(ManualRequest), tags=["verification"],
           summary="Verify by permit number and date of birth")
-    async def verify_manual(self, request: Request[Any, Any, Any]) -> VerdictOut:
+    async def verify_manual(self, request: Request[Any, Any, Any]) -> JsonAnswer[VerdictOut]:
         """When nothing can be scanned: a verdict from the index alone (profile MANUAL)."""
         data = await read_json(request, ManualRequest)
         verifications = request.app.state.runtime.verifications
-        return await verifications.manual(data.pn, data.dob, caller_of(request), data.terminal, data.receipt)  # type: ignore[no-any-return]
+        return JsonAnswer(await verifications.manual(data.pn, data.dob, caller_of(request), data.terminal, data.receipt))

@@ -26,7 +26,7 @@ class LookupRequest(msgspec.Struct, forbid_unknown_fields=True):
     ids: Annotated[list[Identifier], Meta(min_length=1, max_length=MAX_LOOKUP)]
 
 
-class Found(msgspec.Struct):
+class Found(msgspec.Struct, gc=False):  # gc=False: strings and a view, never in a cycle
     id: str
     """The identifier as asked."""
     permit: PermitView

@@ -44,22 +44,24 @@ class PermitLookups:
         now = time.time()
         records, state = await self.index.lookup(by, ids, now)
         spec = view_spec(caller.role, caller.full_fields)
-        by_card = by == "cn"
         employers = caller.employers if caller.role == Role.PARTNER else None
-        found: list[Found] = []
-        missing: list[str] = []
-        get = records.get
-        for identifier in ids:  # up to 10,000: kept lean
-            record = get(identifier)
-            if record is None or (employers is not None and record.emp not in employers):
-                missing.append(identifier)  # another employer's permit looks exactly like an unknown one
-            else:
-                # by card number: show that card and its status (lost, replaced), not the active one
-                found.append(Found(identifier, spec.of_record(record, identifier if by_card else None)))
+        found: list[Found]
+        if by == "cn":
+            # by card number: show that card and its status (lost, replaced), not the active one
+            found, missing, shown = [], [], []
+            for identifier in ids:
+                record = records.get(identifier)
+                if record is None or (employers is not None and record.emp not in employers):
+                    missing.append(identifier)  # another employer's permit looks exactly like an unknown one
+                else:
+                    found.append(Found(identifier, spec.of_record(record, identifier)))
+                    shown.append(record.pn)
+        else:
+            # up to 10,000 ids: one generated loop (views.py), under the same rules as above
+            found, missing, shown = spec.found(ids, records.get, employers, Found)
         # One audit record per look-up, naming the permits it showed.
         self.audit.record(key_id=caller.key_id, role=caller.role, kind="lookup", result=f"found={len(found)}",
-                          permit_number=",".join(f.permit.pn for f in found), by=by,
-                          asked=str(len(ids)), missing=str(len(missing)))
+                          permit_number=",".join(shown), by=by, asked=str(len(ids)), missing=str(len(missing)))
         assert state.confirmed_at is not None
         return LookupOut(found=found, missing=missing, index_as_of=state.as_of,
                          lag_s=round(now - state.confirmed_at, 3))

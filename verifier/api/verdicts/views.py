@@ -1,17 +1,23 @@
 """The permit as a role may see it, built fast: one precomputed spec per field set.
 
-A bulk look-up builds up to 10,000 views per request, so the per-record work is an
-``attrgetter`` (one C call for all plain fields) and a Struct built positionally.
 Each field set gets its own Struct type with exactly its fields, in
 :class:`PermitView`'s order and with its types, so the JSON is a PermitView's (the
 schema's) holding only what the role may see; absent values are None and left out
 (``omit_defaults``).
+
+A bulk look-up builds up to 10,000 views per request. :meth:`ViewSpec.found` does it
+in one loop whose body is generated for the field set when the spec is made (as
+``dataclasses`` generates ``__init__``): plain attribute loads into a positional
+constructor, no call per record but the constructors (~0.15 µs a permit, against
+~0.4 µs through ``of_record``). :meth:`ViewSpec.of_record` is the readable reference
+it is tested against.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Container, Sequence
 from operator import attrgetter
-from typing import Any, get_type_hints
+from typing import Any, TypeVar, get_type_hints
 
 import msgspec
 
@@ -21,6 +27,8 @@ from verifier.index.records import PermitRecord
 
 __all__ = ["ViewSpec", "view_spec"]
 
+T = TypeVar("T")
+
 # PermitView fields that are plain attributes of a PermitRecord (cn and card_status are derived).
 _RECORD_ATTRIBUTES = frozenset({"pn", "status", "cat", "emp", "vf", "vt", "n", "nat", "dob", "v", "ssn"})
 
@@ -28,12 +36,40 @@ _RECORD_ATTRIBUTES = frozenset({"pn", "status", "cat", "emp", "vf", "vt", "n", "
 def _view_type(fields: tuple[str, ...]) -> type[msgspec.Struct]:
     hints = get_type_hints(PermitView)
     shown = [name for name in PermitView.__struct_fields__ if name in fields]
+    # gc=False: a view holds strings and ints only, so it can be in no cycle; 10,000 of
+    # them in a look-up are then no work for the cyclic garbage collector
     return msgspec.defstruct("PermitView", [(name, hints[name], None) for name in shown],
-                             omit_defaults=True, module=__name__)
+                             omit_defaults=True, gc=False, module=__name__)
+
+
+# The loop of ViewSpec.found, specialised per field set. {values}: the view's
+# constructor arguments. Only the names below and the fields of PermitView occur in it.
+_FOUND_LOOP = """
+def found(ids, get, employers, view, item):
+    found = []
+    missing = []
+    shown = []
+    for identifier in ids:
+        record = get(identifier)
+        if record is None or (employers is not None and record.emp not in employers):
+            missing.append(identifier)
+            continue
+        cn = status = None
+        cards = record.cards
+        for card in cards:
+            if card.status == "active":
+                cn = card.cn
+                # the first card with this number decides, as in record.card_status(cn)
+                status = "active" if len(cards) == 1 else record.card_status(cn)
+                break
+        found.append(item(identifier, view({values})))
+        shown.append(record.pn)
+    return found, missing, shown
+"""
 
 
 class ViewSpec:
-    __slots__ = ("names", "_type", "_getter", "_cn", "_card_status")
+    __slots__ = ("names", "_type", "_getter", "_cn", "_card_status", "_found")
 
     def __init__(self, fields: tuple[str, ...]) -> None:
         self._type = _view_type(fields)
@@ -46,6 +82,21 @@ class ViewSpec:
         self._getter = getter if len(self.names) > 1 else (lambda record: (getter(record),))
         self._cn = "cn" in fields
         self._card_status = "card_status" in fields
+        values = [f"record.{name}" for name in self.names]
+        values += ["cn"] if self._cn else []
+        values += ["status"] if self._card_status else []
+        namespace: dict[str, Any] = {}
+        exec(_FOUND_LOOP.format(values=", ".join(values)), namespace)  # names from PermitView only
+        self._found = namespace["found"]
+
+    def found(
+        self, ids: Sequence[str], get: Callable[[str], PermitRecord | None], employers: Container[str] | None,
+        item: Callable[[str, PermitView], T],
+    ) -> tuple[list[T], list[str], list[str]]:
+        """A bulk look-up's answer for ``ids`` in order: ``item(id, view)`` for each id that
+        ``get`` finds (each permit with its active card) and, when ``employers`` is given,
+        whose employer is one of them; the ids not found; the permit numbers shown."""
+        return self._found(ids, get, employers, self._type, item)  # type: ignore[no-any-return]
 
     def of_record(self, record: PermitRecord, card_number: str | None = None) -> PermitView:
         """From the index: ``card_number`` names the card shown (a card read, a look-up by
