@@ -42,6 +42,16 @@ def extensions():
         )
         for path in sorted(glob.glob("fastpath/*.pyx"))
     ]
+    # The service's own compiled twins (each beside its Python twin, same switch).
+    modules += [
+        Extension(
+            os.path.splitext(path)[0].replace(os.sep, "."),
+            [path],
+            extra_compile_args=cflags,
+            extra_link_args=ldflags,
+        )
+        for path in sorted(glob.glob("verifier/**/_*_c.pyx", recursive=True))
+    ]
     _say("building the compiled twin: " + ", ".join(m.name for m in modules)
          + (" (debug)" if DEBUG else ""))
     return cythonize(

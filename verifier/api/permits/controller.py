@@ -52,7 +52,7 @@ class PermitController(Controller):
         """Found and missing; a partner key sees only its employers' permits (others are missing)."""
         data = await read_json(request, LookupRequest)
         try:
-            return JsonAnswer(await request.app.state.runtime.lookups.many(data.by, data.ids, caller_of(request)))
+            return JsonAnswer.raw(await request.app.state.runtime.lookups.many(data.by, data.ids, caller_of(request)))
         except IndexUnavailableError as exc:
             raise _unavailable(exc) from None
 

@@ -8,10 +8,15 @@ from collections.abc import Sequence
 from verifier.api.audit.log import AuditLog
 from verifier.api.auth.keys import Caller
 from verifier.api.auth.roles import Role
+from verifier.api.permits.render import RecordError, render_found
 from verifier.api.permits.schemas import Found, LookupOut, PermitOut
-from verifier.api.verdicts.index_view import IndexView
+from verifier.api.responses import encode
+from verifier.api.verdicts.index_view import IndexUnavailableError, IndexView
+from verifier.api.verdicts.status import R_UNAVAILABLE
 from verifier.api.verdicts.views import view_spec
 from verifier.index.records import PermitRecord
+
+_EMPTY_FOUND = b'{"found":[]'
 
 
 def _visible(caller: Caller, record: PermitRecord | None) -> bool:
@@ -39,29 +44,44 @@ class PermitLookups:
         view = view_spec(caller.role, caller.full_fields).of_record(record)
         return PermitOut(permit=view, index_as_of=state.as_of, lag_s=round(now - state.confirmed_at, 3))
 
-    async def many(self, by: str, ids: Sequence[str], caller: Caller) -> LookupOut:
-        """Raises IndexUnavailableError."""
+    async def many(self, by: str, ids: list[str], caller: Caller) -> bytes:
+        """The JSON of a ``LookupOut``. Raises IndexUnavailableError."""
         now = time.time()
-        records, state = await self.index.lookup(by, ids, now)
         spec = view_spec(caller.role, caller.full_fields)
         employers = caller.employers if caller.role == Role.PARTNER else None
-        found: list[Found]
-        if by == "cn":
-            # by card number: show that card and its status (lost, replaced), not the active one
-            found, missing, shown = [], [], []
-            for identifier in ids:
-                record = records.get(identifier)
-                if record is None or (employers is not None and record.emp not in employers):
-                    missing.append(identifier)  # another employer's permit looks exactly like an unknown one
-                else:
-                    found.append(Found(identifier, spec.of_record(record, identifier)))
-                    shown.append(record.pn)
+        if by == "pn":
+            # Up to 10,000 permits: the stored msgpack rendered straight to JSON (render.py),
+            # no Python object per permit; the same rules as the loop below.
+            values, state = await self.index.lookup_stored(ids, now)
+            try:
+                items, missing, shown = render_found(ids, values, spec.fields, employers)
+            except RecordError as exc:  # a corrupt record is an outage, not "not found"
+                raise IndexUnavailableError(R_UNAVAILABLE, state) from exc
+            found: list[Found] = []
         else:
-            # up to 10,000 ids: one generated loop (views.py), under the same rules as above
-            found, missing, shown = spec.found(ids, records.get, employers, Found)
+            records, state = await self.index.lookup(by, ids, now)
+            items = b""
+            if by == "cn":
+                # by card number: show that card and its status (lost, replaced), not the active one
+                found, missing, shown = [], [], []
+                for identifier in ids:
+                    record = records.get(identifier)
+                    if record is None or (employers is not None and record.emp not in employers):
+                        missing.append(identifier)  # another employer's permit looks exactly like an unknown one
+                    else:
+                        found.append(Found(identifier, spec.of_record(record, identifier)))
+                        shown.append(record.pn)
+            else:
+                found, missing, shown = spec.found(ids, records.get, employers, Found)
         # One audit record per look-up, naming the permits it showed.
-        self.audit.record(key_id=caller.key_id, role=caller.role, kind="lookup", result=f"found={len(found)}",
-                          permit_number=",".join(shown), by=by, asked=str(len(ids)), missing=str(len(missing)))
+        self.audit.record(key_id=caller.key_id, role=caller.role, kind="lookup",
+                          result=f"found={len(shown)}", permit_number=",".join(shown), by=by,
+                          asked=str(len(ids)), missing=str(len(missing)))
         assert state.confirmed_at is not None
-        return LookupOut(found=found, missing=missing, index_as_of=state.as_of,
-                         lag_s=round(now - state.confirmed_at, 3))
+        body = encode(LookupOut(found=found, missing=missing, index_as_of=state.as_of,
+                                lag_s=round(now - state.confirmed_at, 3)))
+        if not items:
+            return body
+        # the rendered items go into the empty "found" array msgspec wrote first
+        assert body.startswith(_EMPTY_FOUND), body[:20]
+        return b"".join((_EMPTY_FOUND[:-1], items, body[len(_EMPTY_FOUND) - 1:]))

@@ -209,6 +209,16 @@ class IndexView:
         state = self.usable_state(now)
         return await self._get_many(by, ids, state), state
 
+    async def lookup_stored(self, permit_numbers: Sequence[str], now: float) -> tuple[list[bytes | None], IndexState]:
+        """Bulk look-up by pn, the records as stored (msgpack; None: no such permit), in order."""
+        state = self.usable_state(now)
+        try:
+            return await self.index.get_many_stored(permit_numbers), state
+        except IndexNotReady:
+            raise IndexUnavailableError(R_INDEX_NOT_READY, state) from None
+        except (IndexUnavailable, *REDIS_DOWN):
+            raise IndexUnavailableError(R_UNAVAILABLE, state) from None
+
     async def _get_many(self, by: Any, ids: Sequence[str], state: IndexState) -> dict[str, PermitRecord]:
         try:
             return await self.index.get_many(by, ids)

@@ -69,11 +69,13 @@ def found(ids, get, employers, view, item):
 
 
 class ViewSpec:
-    __slots__ = ("names", "_type", "_getter", "_cn", "_card_status", "_found")
+    __slots__ = ("names", "fields", "_type", "_getter", "_cn", "_card_status", "_found")
 
     def __init__(self, fields: tuple[str, ...]) -> None:
         self._type = _view_type(fields)
         order = self._type.__struct_fields__
+        self.fields: tuple[str, ...] = order
+        """The fields shown, in PermitView's order."""
         self.names = tuple(f for f in order if f in _RECORD_ATTRIBUTES)
         # the plain fields come first in PermitView's order, cn and card_status last
         assert order[:len(self.names)] == self.names, order

@@ -1,0 +1,260 @@
+"""The look-up renderer's two twins (verifier/api/permits/render.py).
+
+The Python twin (msgspec decode -> views -> msgspec encode) is the reference; the
+compiled twin must give the same bytes for every record msgspec accepts, and
+refuse (RecordError) every record msgspec refuses. Run against both twins
+(ids ``c`` and ``py``), with a test that fails when the compiled twin did not load.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+from typing import Any
+
+import msgspec
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import fastpath
+from verifier.api.auth.roles import Role
+from verifier.api.permits import render
+from verifier.api.permits._render_errors import RecordError
+from verifier.api.verdicts.views import view_spec
+from verifier.index.records import Card, PermitRecord, encode_record
+from verifier.upstream.simulator import Upstream
+
+TWINS = ("c", "py")
+FIELD_SETS = sorted({view_spec(role.value, full).fields for role in Role for full in (False, True)})
+ALL_FIELDS = render.FIELD_ORDER
+SETTINGS = settings(max_examples=400, deadline=None, derandomize=True,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+
+def load_twin(name: str) -> ModuleType:
+    # a missing build fails the c tests, it never skips them
+    try:
+        return importlib.import_module(f"verifier.api.permits._render_{name}")
+    except ImportError as exc:
+        pytest.fail(f"the {name} twin did not import: {exc}")
+
+
+@pytest.fixture(params=TWINS, ids=TWINS)
+def twin(request: pytest.FixtureRequest) -> ModuleType:
+    return load_twin(request.param)
+
+
+PY = load_twin("py")
+
+
+def test_c_twin_loaded() -> None:
+    # a broken build must not quietly test the Python twin twice
+    if fastpath.NO_EXTENSIONS:
+        assert render.IMPLEMENTATION == "py"
+        return
+    assert render.IMPLEMENTATION == "c", "the compiled renderer did not load: build it (pip install -e .)"
+    assert render.render_found is load_twin("c").render_found
+
+
+def both(ids: list[str], values: list[bytes | None], fields: tuple[str, ...] = ALL_FIELDS,
+         employers: frozenset[str] | None = None) -> Any:
+    """The reference's answer (or RecordError), after checking that the compiled twin agrees."""
+    c_twin = load_twin("c")
+    outcomes = []
+    for module in (c_twin, PY):
+        try:
+            outcomes.append(module.render_found(ids, values, fields, employers))
+        except RecordError:
+            outcomes.append(RecordError)
+    assert outcomes[0] == outcomes[1], (values, outcomes)
+    return outcomes[1]
+
+
+# --- the records of the simulator, every field set -------------------------------------
+
+
+def _simulator() -> tuple[list[str], list[bytes | None], list[PermitRecord]]:
+    twin = Upstream.create(permits=1200, seed=11)
+    records = [twin.record_at(i) for i in range(twin.count)]
+    return [r.pn for r in records], [encode_record(r) for r in records], records
+
+
+IDS, VALUES, RECORDS = _simulator()
+
+
+@pytest.mark.parametrize("fields", FIELD_SETS, ids=lambda f: str(len(f)))
+def test_every_field_set_renders_as_msgspec_would(twin: ModuleType, fields: tuple[str, ...]) -> None:
+    ids = [*IDS, "WP-UNKNOWN", IDS[3]]  # an unknown id and one asked twice
+    values = [*VALUES, None, VALUES[3]]
+    items, missing, shown = twin.render_found(ids, values, fields, None)
+    spec = view_spec("admin")  # any spec: the expected views are built field by field below
+    assert spec.fields == ALL_FIELDS
+    expected_views = []
+    for record in [*RECORDS, RECORDS[3]]:
+        full = msgspec.to_builtins(view_spec("admin").of_record(record))
+        expected_views.append({k: v for k, v in full.items() if k in fields})
+    found = msgspec.json.decode(b"[" + items + b"]")
+    assert [f["id"] for f in found] == [*IDS, IDS[3]]
+    assert [f["permit"] for f in found] == expected_views
+    assert missing == ["WP-UNKNOWN"]
+    assert shown == [*IDS, IDS[3]]
+
+
+def test_a_partners_employers_only(twin: ModuleType) -> None:
+    employers = frozenset({RECORDS[0].emp, RECORDS[1].emp})
+    items, missing, shown = twin.render_found(IDS, VALUES, FIELD_SETS[0], employers)
+    kept = [r.pn for r in RECORDS if r.emp in employers]
+    assert shown == kept
+    assert missing == [r.pn for r in RECORDS if r.emp not in employers]
+    assert [f["id"] for f in msgspec.json.decode(b"[" + items + b"]")] == kept
+
+
+def test_nothing_found(twin: ModuleType) -> None:
+    assert twin.render_found(["A", "B"], [None, None], ALL_FIELDS, None) == (b"", ["A", "B"], [])
+
+
+def test_twins_agree_on_the_simulators_records() -> None:
+    for fields in FIELD_SETS:
+        both(IDS, VALUES, fields)
+        both(IDS, VALUES, fields, frozenset({RECORDS[5].emp}))
+
+
+def test_a_field_that_permit_views_do_not_have_is_refused(twin: ModuleType) -> None:
+    with pytest.raises(ValueError, match="not a field"):
+        twin.render_found(["A"], [None], ("pn", "password"), None)
+
+
+# --- strings and numbers: JSON escapes, UTF-8, every msgpack form msgspec takes -----------
+
+TEXT = st.text(alphabet=st.characters(codec="utf-8"), max_size=40)
+
+
+@st.composite
+def records(draw: st.DrawFn) -> PermitRecord:
+    cards = draw(st.lists(st.builds(Card, cn=TEXT, status=st.sampled_from(["active", "lost", "replaced"])),
+                          max_size=4))
+    return PermitRecord(
+        pn=draw(TEXT), n=draw(TEXT), nat=draw(TEXT), dob=draw(TEXT), cat=draw(st.sampled_from("ABC")),
+        emp=draw(TEXT), vf=draw(TEXT), vt=draw(TEXT),
+        v=draw(st.integers(min_value=-(2**63), max_value=2**64 - 1)),
+        status=draw(st.sampled_from(["active", "cancelled"])), ssn=draw(st.none() | TEXT), cards=tuple(cards),
+    )
+
+
+@SETTINGS
+@given(record=records(), asked=TEXT, fields=st.sampled_from(FIELD_SETS))
+def test_any_record_renders_the_same(record: PermitRecord, asked: str, fields: tuple[str, ...]) -> None:
+    items, _missing, shown = both([asked], [encode_record(record)], fields)
+    found = msgspec.json.decode(b"[" + items + b"]")
+    assert found[0]["id"] == asked
+    assert found[0]["permit"]["pn"] == record.pn
+    assert shown == [record.pn]
+
+
+@SETTINGS
+@given(record=records(), cut=st.integers(min_value=0, max_value=400), junk=st.binary(max_size=8),
+       flips=st.lists(st.tuples(st.integers(min_value=0, max_value=400), st.integers(1, 255)), max_size=3))
+def test_a_damaged_record_is_refused_by_both_or_rendered_alike(
+    record: PermitRecord, cut: int, junk: bytes, flips: list[tuple[int, int]]
+) -> None:
+    data = bytearray(encode_record(record))
+    for at, mask in flips:
+        if data:
+            data[at % len(data)] ^= mask
+    damaged = bytes(data[: cut % (len(data) + 1)]) + junk
+    both(["X"], [damaged])
+
+
+def _fixstr(text: bytes) -> bytes:
+    return bytes([0xA0 | len(text)]) + text
+
+
+def _record(*fields: bytes, count: int | None = None) -> bytes:
+    n = len(fields) if count is None else count
+    return bytes([0x90 | n]) + b"".join(fields)
+
+
+BASE = [_fixstr(t) for t in (b"WP1", b"SMITH", b"GBR", b"1985-04-12", b"B", b"91110000100000000A",
+                             b"2025-01-01", b"2027-01-01")]
+ONE = b"\x01"
+CARDS = b"\x91\x92" + _fixstr(b"C1") + _fixstr(b"active")
+
+
+@pytest.mark.parametrize("data", [
+    _record(*BASE, ONE),                                            # 9 fields: status, ssn and cards default
+    _record(*BASE, ONE, _fixstr(b"cancelled")),                     # 10
+    _record(*BASE, ONE, _fixstr(b"active"), b"\xc0"),               # 11, ssn nil
+    _record(*BASE, ONE, _fixstr(b"active"), _fixstr(b"S1"), CARDS),  # 12
+    b"\xdc\x00\x09" + b"".join(BASE) + ONE,                         # array 16 header
+    b"\xdd\x00\x00\x00\x09" + b"".join(BASE) + ONE,                 # array 32 header
+    _record(b"\xd9\x03WP1", *BASE[1:], ONE),                        # str 8 for a short string
+    _record(b"\xda\x00\x03WP1", *BASE[1:], ONE),                    # str 16
+    _record(b"\xdb\x00\x00\x00\x03WP1", *BASE[1:], ONE),            # str 32
+    _record(*BASE, b"\xcc\xff"), _record(*BASE, b"\xcd\xff\xff"),   # uint 8, uint 16
+    _record(*BASE, b"\xce\xff\xff\xff\xff"),                        # uint 32
+    _record(*BASE, b"\xcf\xff\xff\xff\xff\xff\xff\xff\xff"),        # uint 64, the largest
+    _record(*BASE, b"\xd0\x80"), _record(*BASE, b"\xd1\x80\x00"),   # int 8, int 16: most negative
+    _record(*BASE, b"\xd2\x80\x00\x00\x00"),                        # int 32
+    _record(*BASE, b"\xd3\x80\x00\x00\x00\x00\x00\x00\x00"),        # int 64, the most negative
+    _record(*BASE, b"\xff"),                                        # negative fixint -1
+    _record(*BASE, b"\xd0\x05"),                                    # int 8, positive
+    _record(_fixstr('é"\\\x00\x1f\x7f'.encode()), *BASE[1:], ONE),  # escapes and a 2-byte character
+    _record(_fixstr("\U0001F600\u2028".encode()), *BASE[1:], ONE),  # 4- and 3-byte characters
+    _record(*BASE, ONE, _fixstr(b"active"), b"\xc0",                # cards: one replaced, then active twice
+            b"\x93" + b"\x92" + _fixstr(b"C1") + _fixstr(b"replaced") + b"\x92" + _fixstr(b"C1")
+            + _fixstr(b"active") + b"\x92" + _fixstr(b"C2") + _fixstr(b"active")),
+    _record(*BASE, ONE, _fixstr(b"active"), b"\xc0", b"\x91\x92" + _fixstr(b"C1") + _fixstr(b"lost")),
+])
+def test_every_encoding_msgspec_takes_renders_alike(data: bytes) -> None:
+    assert msgspec.msgpack.decode(data, type=PermitRecord)  # the reference takes it
+    assert both(["WP1"], [data]) is not RecordError
+
+
+@pytest.mark.parametrize("data", [
+    b"",                                                            # nothing at all
+    b"\xc1garbage",                                                 # a reserved byte
+    _record(*BASE),                                                 # 8 fields: v missing
+    _record(*BASE, ONE, _fixstr(b"active"), b"\xc0", b"\x90", ONE),  # 13 fields
+    _record(*BASE, ONE)[:-1],                                       # truncated
+    _record(*BASE, ONE) + b"\x00",                                  # trailing bytes
+    b"\x80",                                                        # a map, not an array
+    _record(*BASE[:4], _fixstr(b"D"), *BASE[5:], ONE),              # category outside A, B, C
+    _record(*BASE, ONE, _fixstr(b"revoked")),                       # status outside its Literal
+    _record(*BASE, ONE, _fixstr(b"active"), b"\xc0", b"\x91\x92" + _fixstr(b"C1") + _fixstr(b"stolen")),
+    _record(*BASE, ONE, _fixstr(b"active"), b"\xc0", b"\x91\x91" + _fixstr(b"C1")),  # a card of one field
+    _record(*BASE, ONE, _fixstr(b"active"), b"\xc0",                # a card of three fields
+            b"\x91\x93" + _fixstr(b"C1") + _fixstr(b"active") + ONE),
+    _record(*BASE, ONE, _fixstr(b"active"), b"\xc0", b"\xc0"),      # cards nil
+    _record(*BASE, b"\xca\x3f\x80\x00\x00"),                        # v a float 32
+    _record(*BASE, b"\xc3"),                                        # v a bool
+    _record(*BASE, _fixstr(b"1")),                                  # v a string
+    _record(b"\xc0", *BASE[1:], ONE),                               # pn nil
+    _record(b"\xc4\x03WP1", *BASE[1:], ONE),                        # pn as bin, not str
+    _record(*BASE, ONE, _fixstr(b"active"), b"\x01"),               # ssn an int
+    _record(_fixstr(b"\xed\xa0\x80"), *BASE[1:], ONE),              # a UTF-16 surrogate in UTF-8
+    _record(_fixstr(b"\xc0\x80"), *BASE[1:], ONE),                  # an overlong NUL
+    _record(_fixstr(b"\xf4\x90\x80\x80"), *BASE[1:], ONE),          # past U+10FFFF
+    _record(_fixstr(b"\xe2\x82"), *BASE[1:], ONE),                  # a 3-byte character cut short
+    _record(_fixstr(b"\x80"), *BASE[1:], ONE),                      # a lone continuation byte
+    _record(b"\xdb\xff\xff\xff\xff", *BASE[1:], ONE),               # a string longer than the record
+    b"\xdd\xff\xff\xff\xff" + b"".join(BASE) + ONE,                 # an array longer than the record
+])
+def test_what_msgspec_refuses_both_refuse(data: bytes) -> None:
+    with pytest.raises((msgspec.DecodeError, UnicodeDecodeError)):
+        msgspec.msgpack.decode(data, type=PermitRecord)
+    assert both(["WP1"], [data]) is RecordError
+
+
+def test_values_that_are_not_bytes_are_a_type_error(twin: ModuleType) -> None:
+    with pytest.raises(TypeError):
+        twin.render_found(["A"], ["not bytes"], ALL_FIELDS, None)
+    with pytest.raises(ValueError):
+        twin.render_found(["A", "B"], [None], ALL_FIELDS, None)
+
+
+def test_long_strings_use_the_wider_headers() -> None:
+    record = msgspec.structs.replace(RECORDS[0], n="N" * 300, emp="E" * 70_000)
+    data = encode_record(record)
+    assert b"\xda\x01\x2c" in data and b"\xdb\x00\x01\x11\x70" in data  # str 16 and str 32 headers
+    assert both([record.pn], [data]) is not RecordError
