@@ -30,11 +30,13 @@ __all__ = ["create_app"]
 DEFAULT_MAX_BODY = 64 * 1024
 
 
-def create_app(settings: Settings, *, redis: Any = None) -> Litestar:
-    """The one factory. ``redis``: an asyncio client to use (tests); else one is made from ``settings.redis_url``."""
+def create_app(settings: Settings, *, redis: Any = None, tune_gc: bool = False) -> Litestar:
+    """The one factory. ``redis``: an asyncio client to use (tests); else one is made from ``settings.redis_url``.
+    ``tune_gc``: a serving worker's garbage-collection policy once started (``runtime.tune_gc``;
+    it affects the whole process, so only the worker's own factory asks for it)."""
     if redis is None and not settings.redis_url:
         raise ValueError("create_app needs settings.redis_url (or a client): the API never runs without Redis")
-    runtime = Runtime(settings, redis)
+    runtime = Runtime(settings, redis, tune_gc=tune_gc)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import random
 import time
@@ -47,7 +48,7 @@ from verifier.lib.metrics import METRICS_KEY, Metrics
 from verifier.lib.redis_client import async_client
 from verifier.lib.settings import Settings
 
-__all__ = ["Runtime"]
+__all__ = ["Runtime", "tune_gc"]
 
 log = logging.getLogger("verifier.api")
 
@@ -57,10 +58,29 @@ METRICS_FLUSH_S = 1.0
 """How often a worker adds its counts to the shared totals (a scrape flushes its own worker first)."""
 
 
+GC_THRESHOLDS = (20_000, 20, 20)
+"""Young-generation collections every 20,000 net allocations instead of 700 (see tune_gc)."""
+
+
+def tune_gc() -> None:
+    """Garbage collection for a serving worker, once its start-up is done.
+
+    The start-up heap (modules, the app, its routes and schemas: ~10^5 objects) is
+    moved out of the collector's sight (``gc.freeze``), so the collections that
+    follow traverse only what requests and caches made since; and young collections
+    run less often (a request's objects die by reference counting, so a rarer
+    collection finds about as few survivors). Fewer and shorter pauses: p99.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 class Runtime:
-    def __init__(self, settings: Settings, redis: Any = None) -> None:
+    def __init__(self, settings: Settings, redis: Any = None, *, tune_gc: bool = False) -> None:
         self.settings = settings
         self.redis: Any = redis
+        self._tune_gc = tune_gc
         self._owns_redis = redis is None
         self.metrics = Metrics()
         self.near_cache = NearCache()
@@ -93,6 +113,8 @@ class Runtime:
             asyncio.create_task(self._subscriber_loop(), name="pv-subscriber"),
             asyncio.create_task(self._maintenance_loop(), name="pv-maintenance"),
         ]
+        if self._tune_gc:
+            tune_gc()
 
     async def stop(self) -> None:
         # The loops also watch this flag: redis-py's reads under a timeout can swallow a

@@ -212,11 +212,12 @@ class PermitIndex:
         for _ in range(_MAX_SWITCH_RETRIES):
             pointer = await self._live_pointer()
             if by == "pn":
-                values = await self._io(self.redis.mget([*self._plan.record_keys(pointer, wanted), self.keys.current]))
-                if values[-1] != pointer.raw:
-                    self._switched(values[-1])
+                # the pointer first: the keys then make one uniform run for the client to pack
+                values = await self._io(self.redis.mget([self.keys.current, *self._plan.record_keys(pointer, wanted)]))
+                if values[0] != pointer.raw:
+                    self._switched(values[0])
                     continue
-                return self._plan.decode_many(wanted, values)
+                return self._plan.decode_many(wanted, values[1:])
             keys, args = self._plan.lookup_args(pointer, by, wanted)
             out = await self._io(self._lookup(keys=keys, args=args))
             found = self._plan.lookup_result(by, wanted, out)
@@ -233,11 +234,12 @@ class PermitIndex:
         number asked twice is read twice (cheaper than looking for repeats)."""
         for _ in range(_MAX_SWITCH_RETRIES):
             pointer = await self._live_pointer()
-            values = await self._io(self.redis.mget([*self._plan.record_keys(pointer, pns), self.keys.current]))
-            seen = values.pop()
-            if seen != pointer.raw:
-                self._switched(seen)
+            # the pointer first: the keys then make one uniform run for the client to pack
+            values = await self._io(self.redis.mget([self.keys.current, *self._plan.record_keys(pointer, pns)]))
+            if values[0] != pointer.raw:
+                self._switched(values[0])
                 continue
+            del values[0]
             return values  # type: ignore[no-any-return]
         raise IndexUnavailable("the index switched generations repeatedly during a read")
 

@@ -205,10 +205,44 @@ class _HiredisPacking:
             args = (*args[0].encode().split(), *args[1:])
         elif b" " in args[0]:
             args = (*args[0].split(), *args[1:])
+        if len(args) > _UNIFORM_RUN:
+            packed = _pack_uniform_tail(args)
+            if packed is not None:
+                return [packed]
         try:
             return [hiredis.pack_command(args)]
         except TypeError as exc:
             raise DataError(str(exc)) from exc
+
+
+_UNIFORM_RUN = 64
+
+
+def _pack_uniform_tail(args: tuple[Any, ...]) -> bytes | None:
+    """RESP for a command whose arguments after the first one or two are ASCII str of
+    one length (a bulk MGET of permit keys): one join for the run, instead of
+    hiredis' ~60 ns per argument (60 µs for 1,000 keys, against 6). None otherwise."""
+    for start in (1, 2):
+        run = args[start:]
+        try:
+            joined = "".join(run)
+        except TypeError:
+            continue
+        size = len(run[0])
+        # n lengths, none above size, summing to n * size: all equal to size
+        if len(joined) != size * len(run) or max(map(len, run)) != size or not joined.isascii():
+            continue
+        try:
+            head = hiredis.pack_command(args[:start])
+        except TypeError as exc:
+            raise DataError(str(exc)) from exc
+        bulk = "$%d\r\n" % size
+        return b"".join((
+            b"*%d\r\n" % len(args),  # the count of all the arguments, not of the head's
+            head[head.index(b"\r\n") + 2:],
+            (bulk + ("\r\n" + bulk).join(run) + "\r\n").encode("ascii"),
+        ))
+    return None
 
 
 _PACKING_CLASSES: dict[type, type] = {}

@@ -16,4 +16,4 @@ APP_FACTORY = "verifier.run.asgi:create_app_from_env"
 def create_app_from_env() -> Litestar:
     from verifier.api.app import create_app
 
-    return create_app(Settings.from_env())
+    return create_app(Settings.from_env(), tune_gc=True)  # a serving worker: see verifier.api.runtime.tune_gc

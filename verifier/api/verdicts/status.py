@@ -8,6 +8,7 @@ never VALID) -> PERMIT_NOT_FOUND -> PERMIT_CANCELLED -> PERMIT_EXPIRED -> SUPERS
 from __future__ import annotations
 
 import datetime as dt
+import math
 import time
 from typing import Any
 
@@ -35,9 +36,30 @@ _CST = dt.timezone(dt.timedelta(hours=8))
 _today_cache: list[Any] = [0, ""]
 
 
+_second_cache: list[Any] = [None, ""]
+
+
 def rfc3339(epoch: float) -> str:
-    """An instant as RFC 3339 in UTC, to the millisecond: ``2026-01-01T00:00:00.000Z``."""
-    return dt.datetime.fromtimestamp(epoch, dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """An instant as RFC 3339 in UTC, to the millisecond: ``2026-01-01T00:00:00.000Z``.
+
+    What ``datetime.fromtimestamp(epoch, utc).isoformat(timespec="milliseconds")``
+    gives (the fraction rounded half-even to the microsecond, then cut to the
+    millisecond), with the date and time of day formatted once a second: every
+    verdict carries one (~0.5 µs instead of ~1.3 µs).
+    """
+    fraction, whole = math.modf(epoch)
+    second = int(whole)
+    microseconds = round(fraction * 1e6)
+    if microseconds >= 1_000_000:
+        second += 1
+        microseconds -= 1_000_000
+    elif microseconds < 0:  # before 1970
+        second -= 1
+        microseconds += 1_000_000
+    if _second_cache[0] != second:
+        _second_cache[1] = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second))
+        _second_cache[0] = second
+    return "%s%03dZ" % (_second_cache[1], microseconds // 1000)
 
 
 def cst_today(now: float | None = None) -> str:

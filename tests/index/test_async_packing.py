@@ -1,0 +1,63 @@
+"""The asyncio client packs commands as redis-py's sync client does (hiredis), and a long
+run of same-length ASCII keys with one join: the same bytes either way, and a real
+server answers them."""
+
+from __future__ import annotations
+
+import asyncio
+
+import hiredis
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from redis.asyncio.connection import Connection
+from redis.exceptions import DataError
+
+from verifier.lib.redis_client import _hiredis_packing, async_client
+
+PACKING = _hiredis_packing(Connection)()
+
+KEY = st.text(alphabet=st.characters(codec="utf-8"), min_size=0, max_size=12)
+
+
+def _python_packed(*args: object) -> bytes:
+    return b"".join(Connection().pack_command(*args))
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(head=st.lists(st.one_of(KEY, st.binary(max_size=8), st.integers(), st.floats(allow_nan=False)), max_size=2),
+       size=st.integers(min_value=0, max_value=30), count=st.integers(min_value=0, max_value=150),
+       odd=st.one_of(st.none(), KEY), ascii_only=st.booleans())
+def test_same_bytes_as_redis_py_packs(head: list[object], size: int, count: int, odd: str | None,
+                                      ascii_only: bool) -> None:
+    run = [("k" if ascii_only else "é") * size for _ in range(count)]
+    if odd is not None and run:
+        run[len(run) // 2] = odd  # a key of another length or alphabet in the run
+    args = ("MGET", *head, *run)
+    assert b"".join(PACKING.pack_command(*args)) == _python_packed(*args)
+
+
+def test_a_bulk_mget_is_one_join() -> None:
+    keys = [f"{{pv}}:g7:p:WP{i:016d}" for i in range(1000)]
+    packed = PACKING.pack_command("MGET", b"{pv}:current", *keys)
+    assert packed == [hiredis.pack_command((b"MGET", b"{pv}:current", *keys))]
+
+
+def test_what_cannot_be_packed_is_a_data_error() -> None:
+    with pytest.raises(DataError):
+        PACKING.pack_command("SET", "k", None)
+    with pytest.raises(DataError):
+        PACKING.pack_command("MGET", None, *(["k" * 5] * 100))
+
+
+def test_the_server_answers_a_uniform_run(redis_url: str) -> None:
+    async def main() -> list[bytes | None]:
+        client = async_client(redis_url)
+        try:
+            await client.mset({f"key:{i:04d}": f"v{i}" for i in range(200)})
+            return await client.mget([b"other", *[f"key:{i:04d}" for i in range(200)]])  # type: ignore[no-any-return]
+        finally:
+            await client.aclose()
+
+    values = asyncio.run(main())
+    assert values == [None, *[f"v{i}".encode() for i in range(200)]]
