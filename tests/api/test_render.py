@@ -258,3 +258,16 @@ def test_long_strings_use_the_wider_headers() -> None:
     data = encode_record(record)
     assert b"\xda\x01\x2c" in data and b"\xdb\x00\x01\x11\x70" in data  # str 16 and str 32 headers
     assert both([record.pn], [data]) is not RecordError
+
+
+@pytest.mark.parametrize("special", ['"', "\\", "\x00", "\x1f", "\n", "\x7f", "é", "中", "\U0001F600"])
+def test_a_character_to_escape_or_decode_at_every_position(special: str) -> None:
+    # the word-at-a-time scans (8 bytes, the last word partly past the string) must see
+    # it wherever it is: in a whole word, in the tail, in a field at the record's end
+    for length in range(1, 20):
+        for at in range(length):
+            text = "a" * at + special + "b" * (length - at - 1)
+            record = msgspec.structs.replace(RECORDS[0], n=text, cards=(Card(text, "active"),))
+            items, _missing, _shown = both([text], [encode_record(record)])
+            found = msgspec.json.decode(b"[" + items + b"]")[0]
+            assert found["id"] == text and found["permit"]["n"] == text and found["permit"]["cn"] == text

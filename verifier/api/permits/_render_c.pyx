@@ -66,6 +66,57 @@ for _i in range(256):
 cdef struct Span:
     const unsigned char* p
     Py_ssize_t n
+    const unsigned char* limit  # reading up to here is safe (the record goes on past the string)
+
+
+# Word-at-a-time scans (8 bytes; the byte order decides which bytes a mask keeps).
+cdef uint64_t _ONE = 1
+cdef bint _LITTLE_ENDIAN = (<unsigned char*>&_ONE)[0] == 1
+cdef uint64_t _LOW_ONES = 0x0101010101010101ULL
+cdef uint64_t _HIGH_BITS = 0x8080808080808080ULL
+
+
+cdef inline uint64_t _load(const unsigned char* p) noexcept:
+    cdef uint64_t word
+    memcpy(&word, p, 8)
+    return word
+
+
+cdef inline bint _tail_word(const unsigned char* p, Py_ssize_t rem, const unsigned char* limit,
+                            uint64_t filler, uint64_t* word) noexcept:
+    # The last rem (1..7) bytes as one word, the bytes past them replaced by filler's; only
+    # where 8 bytes can be read (a string inside its record), else False: go byte by byte.
+    cdef uint64_t keep
+    if not _LITTLE_ENDIAN or p + 8 > limit:
+        return False
+    keep = (_ONE << (8 * rem)) - 1
+    word[0] = (_load(p) & keep) | (filler & ~keep)
+    return True
+
+
+cdef inline bint _ascii(const unsigned char* p, Py_ssize_t n, const unsigned char* limit) noexcept:
+    cdef Py_ssize_t i = 0
+    cdef uint64_t acc = 0, word
+    cdef unsigned char tail = 0
+    while i + 8 <= n:
+        acc |= _load(p + i)
+        i += 8
+    if i < n:
+        if _tail_word(p + i, n - i, limit, 0, &word):
+            acc |= word
+        else:
+            while i < n:
+                tail |= p[i]
+                i += 1
+    return (acc & _HIGH_BITS) == 0 and tail < 0x80
+
+
+cdef inline bint _plain_word(uint64_t x) noexcept:
+    # No byte below 0x20, no '"', no '\\' (SWAR: a byte test's result is exact for "any byte").
+    cdef uint64_t quote = x ^ 0x2222222222222222ULL
+    cdef uint64_t backslash = x ^ 0x5C5C5C5C5C5C5C5CULL
+    return ((((x - 0x2020202020202020ULL) & ~x) | ((quote - _LOW_ONES) & ~quote)
+             | ((backslash - _LOW_ONES) & ~backslash)) & _HIGH_BITS) == 0
 
 
 cdef struct Cursor:
@@ -180,8 +231,10 @@ cdef inline int _read_str(Cursor* c, Span* out) except -1:
     _need(c, n)
     out.p = c.p + c.pos
     out.n = n
+    out.limit = c.p + c.end
     c.pos += n
-    _check_utf8(out.p, n)
+    if not _ascii(out.p, n, out.limit):
+        _check_utf8(out.p, n)
     return 0
 
 
@@ -294,6 +347,7 @@ cdef int _parse(const unsigned char* data, Py_ssize_t size, Record* r) except -1
     _read_int(&c, &r.v_negative, &r.v_magnitude)
     r.status.p = <const unsigned char*>b"active"
     r.status.n = 6
+    r.status.limit = r.status.p + 6
     r.has_ssn = False
     r.has_cn = False
     if count > 9:
@@ -354,16 +408,23 @@ cdef inline char* _w(char* out, const char* s, Py_ssize_t n) noexcept:
     return out + n
 
 
-cdef inline char* _w_json_str(char* out, const unsigned char* s, Py_ssize_t n) noexcept:
+cdef inline char* _w_json_str(char* out, Span text) noexcept:
     # msgspec's escapes: \" \\ \b \t \n \f \r, other controls \u00XX; the rest as is (UTF-8).
     # Room for 6 * n + 2 bytes is the caller's to reserve.
+    cdef const unsigned char* s = text.p
+    cdef Py_ssize_t n = text.n
     cdef Py_ssize_t i, run = 0
     cdef unsigned char ch
+    cdef uint64_t word
     out[0] = b'"'
     out += 1
-    while run < n and _PLAIN[s[run]]:
-        run += 1
-    memcpy(out, s, run)  # usually the whole string
+    # the plain run, a word at a time: usually the whole string
+    while run + 8 <= n and _plain_word(_load(s + run)):
+        run += 8
+    if run + 8 > n and run < n and _tail_word(s + run, n - run, text.limit, 0x4141414141414141ULL, &word) \
+            and _plain_word(word):
+        run = n
+    memcpy(out, s, run)
     out += run
     for i in range(run, n):
         ch = s[i]
@@ -424,31 +485,31 @@ cdef char* _w_view(char* out, Record* r, unsigned int mask) noexcept:
     out[0] = b"{"
     out += 1
     if mask & (1 << 0):
-        out = _w_json_str(_w_field(out, 0, &first), r.text[F_PN].p, r.text[F_PN].n)
+        out = _w_json_str(_w_field(out, 0, &first), r.text[F_PN])
     if mask & (1 << 1):
-        out = _w_json_str(_w_field(out, 1, &first), r.status.p, r.status.n)
+        out = _w_json_str(_w_field(out, 1, &first), r.status)
     if mask & (1 << 2):
-        out = _w_json_str(_w_field(out, 2, &first), r.text[F_CAT].p, r.text[F_CAT].n)
+        out = _w_json_str(_w_field(out, 2, &first), r.text[F_CAT])
     if mask & (1 << 3):
-        out = _w_json_str(_w_field(out, 3, &first), r.text[F_EMP].p, r.text[F_EMP].n)
+        out = _w_json_str(_w_field(out, 3, &first), r.text[F_EMP])
     if mask & (1 << 4):
-        out = _w_json_str(_w_field(out, 4, &first), r.text[F_VF].p, r.text[F_VF].n)
+        out = _w_json_str(_w_field(out, 4, &first), r.text[F_VF])
     if mask & (1 << 5):
-        out = _w_json_str(_w_field(out, 5, &first), r.text[F_VT].p, r.text[F_VT].n)
+        out = _w_json_str(_w_field(out, 5, &first), r.text[F_VT])
     if mask & (1 << 6):
-        out = _w_json_str(_w_field(out, 6, &first), r.text[F_N].p, r.text[F_N].n)
+        out = _w_json_str(_w_field(out, 6, &first), r.text[F_N])
     if mask & (1 << 7):
-        out = _w_json_str(_w_field(out, 7, &first), r.text[F_NAT].p, r.text[F_NAT].n)
+        out = _w_json_str(_w_field(out, 7, &first), r.text[F_NAT])
     if mask & (1 << 8):
-        out = _w_json_str(_w_field(out, 8, &first), r.text[F_DOB].p, r.text[F_DOB].n)
+        out = _w_json_str(_w_field(out, 8, &first), r.text[F_DOB])
     if mask & (1 << 9):
         out = _w_int(_w_field(out, 9, &first), r.v_negative, r.v_magnitude)
     if mask & (1 << 10) and r.has_ssn:
-        out = _w_json_str(_w_field(out, 10, &first), r.ssn.p, r.ssn.n)
+        out = _w_json_str(_w_field(out, 10, &first), r.ssn)
     if mask & (1 << 11) and r.has_cn:
-        out = _w_json_str(_w_field(out, 11, &first), r.cn.p, r.cn.n)
+        out = _w_json_str(_w_field(out, 11, &first), r.cn)
     if mask & (1 << 12) and r.has_cn:
-        out = _w_json_str(_w_field(out, 12, &first), r.card_status.p, r.card_status.n)
+        out = _w_json_str(_w_field(out, 12, &first), r.card_status)
     out[0] = b"}"
     return out + 1
 
@@ -474,6 +535,7 @@ def render_found(list ids, list values, tuple fields, object employers):
     cdef Buffer b
     cdef Record r
     cdef const char* id_utf8
+    cdef Span id_span
     cdef char* out
     cdef bint first = True
     cdef list missing = []
@@ -511,7 +573,10 @@ def render_found(list ids, list values, tuple fields, object employers):
                 out += 1
             first = False
             out = _w(out, b'{"id":', 6)
-            out = _w_json_str(out, <const unsigned char*>id_utf8, id_size)
+            id_span.p = <const unsigned char*>id_utf8
+            id_span.n = id_size
+            id_span.limit = id_span.p + id_size
+            out = _w_json_str(out, id_span)
             out = _w(out, b',"permit":', 10)
             out = _w_view(out, &r, mask)
             out[0] = b"}"
