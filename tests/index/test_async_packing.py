@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from redis.asyncio.connection import Connection
 from redis.exceptions import DataError
 
-from verifier.lib.redis_client import _hiredis_packing, async_client
+from verifier.lib.redis_client import KeyRun, _hiredis_packing, async_client, packs_key_runs
 
 PACKING = _hiredis_packing(Connection)()
 
@@ -61,3 +61,33 @@ def test_the_server_answers_a_uniform_run(redis_url: str) -> None:
 
     values = asyncio.run(main())
     assert values == [None, *[f"v{i}".encode() for i in range(200)]]
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(prefix=KEY, names=st.lists(KEY, max_size=120), same_length=st.booleans())
+def test_a_key_run_packs_as_its_keys_would(prefix: str, names: list[str], same_length: bool) -> None:
+    if same_length and names:
+        names = [name.ljust(12, "x")[:12] for name in names]
+    packed = b"".join(PACKING.pack_command("MGET", b"{pv}:current", KeyRun(prefix, names)))
+    assert packed == _python_packed("MGET", b"{pv}:current", *[prefix + name for name in names])
+
+
+def test_a_key_run_of_something_else_than_names_is_a_data_error() -> None:
+    with pytest.raises(DataError):
+        PACKING.pack_command("MGET", KeyRun("p:", ["a", 1]))  # type: ignore[list-item]
+
+
+def test_the_server_answers_a_key_run_and_only_the_standalone_client_takes_one(redis_url: str) -> None:
+    async def main() -> tuple[list[bytes | None], bool]:
+        client = async_client(redis_url)
+        try:
+            await client.mset({f"p:{i:04d}": f"v{i}" for i in range(300)})
+            names = [f"{i:04d}" for i in range(301)]  # the last one is not there
+            return await client.execute_command("MGET", "other", KeyRun("p:", names)), packs_key_runs(client)
+        finally:
+            await client.aclose()
+
+    values, takes = asyncio.run(main())
+    assert takes
+    assert values == [None, *[f"v{i}".encode() for i in range(300)], None]
+    assert not packs_key_runs(object())

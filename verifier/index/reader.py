@@ -18,6 +18,8 @@ from typing import Any, Literal
 import msgspec
 import redis
 
+from verifier.lib.redis_client import KeyRun, packs_key_runs
+
 from .errors import IndexNotReady, IndexUnavailable
 from .keys import DEFAULT_NAMESPACE, KeyLayout, Pointer
 from .records import PermitRecord, decode_record
@@ -181,6 +183,7 @@ class PermitIndex:
         self.keys = self._plan.keys
         self._pointer: Pointer | None = None
         self._lookup = redis_client.register_script(LOOKUP)
+        self._key_runs = packs_key_runs(redis_client)
 
     async def _io(self, awaitable: Any) -> Any:
         try:
@@ -234,8 +237,11 @@ class PermitIndex:
         number asked twice is read twice (cheaper than looking for repeats)."""
         for _ in range(_MAX_SWITCH_RETRIES):
             pointer = await self._live_pointer()
-            # the pointer first: the keys then make one uniform run for the client to pack
-            values = await self._io(self.redis.mget([self.keys.current, *self._plan.record_keys(pointer, pns)]))
+            if self._key_runs:  # the keys packed straight from the permit numbers
+                run = KeyRun(self.keys.record_prefix(pointer.generation).decode(), pns)
+                values = await self._io(self.redis.execute_command("MGET", self.keys.current, run))
+            else:
+                values = await self._io(self.redis.mget([self.keys.current, *self._plan.record_keys(pointer, pns)]))
             if values[0] != pointer.raw:
                 self._switched(values[0])
                 continue
