@@ -13,6 +13,7 @@ from verifier.api.body import json_body, read_json
 from verifier.api.cards.schemas import CardRequest, ChallengeOut
 from verifier.api.openapi import API_KEY_SECURITY, PROTECTED, problems
 from verifier.api.redis_failures import REDIS_DOWN
+from verifier.api.responses import JsonAnswer
 from verifier.api.verdicts.schemas import VerdictOut
 from verifier.api.verdicts.status import rfc3339
 from verifier.lib.problems import Problem
@@ -37,13 +38,13 @@ class CardController(Controller):
 
     @post("/verify/card", status_code=200, responses=problems(*PROTECTED), operation_class=json_body(CardRequest),
           summary="Verify a physical card read")
-    async def verify_card(self, request: Request[Any, Any, Any]) -> VerdictOut:
+    async def verify_card(self, request: Request[Any, Any, Any]) -> JsonAnswer[VerdictOut]:
         """Certificate, challenge (consumed), the card's signature, then the status in the index."""
         data = await read_json(request, CardRequest)
         verifications = request.app.state.runtime.verifications
         # the schema's pattern admits only what decodes
         certificate, challenge, signature = (b64decode(data.certificate), b64decode(data.challenge),
                                              b64decode(data.signature))
-        return await verifications.card(  # type: ignore[no-any-return]
+        return JsonAnswer(await verifications.card(
             certificate, challenge, signature, caller_of(request), data.terminal, data.receipt
-        )
+        ))

@@ -35,9 +35,9 @@ class QrController(Controller):
 
     @post("/qr/batch", status_code=200, responses=problems(*PROTECTED), request_max_body_size=BATCH_MAX_BODY,
           operation_class=json_body(QrBatchRequest), summary="Verify up to 1,000 QR codes")
-    async def verify_qr_batch(self, request: Request[Any, Any, Any]) -> QrBatchResponse:
+    async def verify_qr_batch(self, request: Request[Any, Any, Any]) -> JsonAnswer[QrBatchResponse]:
         """One verdict per code, in order."""
         data = await read_json(request, QrBatchRequest)
         verifications = request.app.state.runtime.verifications
         verdicts = await verifications.qr_batch(data.codes, caller_of(request), data.terminal, data.receipt)
-        return QrBatchResponse(verdicts=verdicts)
+        return JsonAnswer(QrBatchResponse(verdicts=verdicts))
