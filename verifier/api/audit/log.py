@@ -8,10 +8,16 @@ the last ``FLUSH_INTERVAL_S`` (0.25 s) of that worker, plus, while Redis is
 unreachable, what the worker holds for it (at most ``BUFFER_LIMIT`` records; past
 that the oldest are dropped, counted and logged).
 
-Delivery is at least once: a flush that failed half-way is written again whole.
-Each stream entry carries a batch of up to ``BATCH`` records as one JSON array in
-its field ``r``: one XADD per batch instead of one per record (redis-py spends
-~30-40 µs packing each command; a batch costs ~1 µs a record).
+Delivery is at least once: a flush that failed half-way is written again from the
+first pipeline that failed. Each stream entry carries a batch of up to ``BATCH``
+records, and up to about ``BATCH_BYTES`` of them, as one JSON array in its field
+``r``: one XADD per batch instead of one per record (redis-py spends ~30-40 µs
+packing each command; a batch costs ~1 µs a record). The byte bound is for bulk
+look-ups, whose records name up to 10,000 permits (~19 KB per 1,000): a
+multi-megabyte XADD held Redis, and every look-up waiting on it, for tens of
+milliseconds, and its JSON encoding held the worker's event loop as long; so the
+batches go out in pipelines of about ``PIPELINE_BYTES``, with requests served
+between them.
 :func:`verifier.api.audit.export.export_audit` writes one NDJSON line per record.
 
 A record: ``t`` (epoch ms, as the worker saw it), ``key`` (key id), ``role``,
@@ -36,6 +42,10 @@ AUDIT_STREAM = "pv:audit"
 FLUSH_INTERVAL_S = 0.25
 """How often the maintenance task flushes (verifier/api/verdicts/index_view.py REFRESH_S is the same tick)."""
 BATCH = 1000
+BATCH_BYTES = 128 * 1024
+PIPELINE_BYTES = 512 * 1024
+_RECORD_BYTES = 160
+"""About what a record takes besides its permit numbers (for the byte bounds)."""
 BUFFER_LIMIT = 200_000
 STREAM_MAXLEN = 1_000_000
 """Stream entries kept (approximately): up to a billion records. Export before they are trimmed."""
@@ -84,24 +94,53 @@ class AuditLog:
         return len(self._buffer)
 
     async def flush(self) -> int:
-        """Write the buffer to the stream; returns the records written (0 when Redis failed)."""
+        """Write the buffer to the stream; returns the records written (0 when Redis failed
+        before any was)."""
         if not self._buffer:
             return 0
-        batch, self._buffer = self._buffer, []
+        records, self._buffer = self._buffer, []
+        written = 0
         try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for start in range(0, len(batch), BATCH):
-                    pipe.xadd(AUDIT_STREAM, {"r": orjson.dumps(batch[start:start + BATCH])},
-                              maxlen=STREAM_MAXLEN, approximate=True)
-                await pipe.execute()
+            for pipeline in _pipelines(records):
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for batch in pipeline:
+                        pipe.xadd(AUDIT_STREAM, {"r": orjson.dumps(batch)}, maxlen=STREAM_MAXLEN, approximate=True)
+                    await pipe.execute()
+                written += sum(len(batch) for batch in pipeline)
         except REDIS_DOWN:
-            # Keep them for the next flush, oldest first; bound what an outage can hold.
-            self._buffer = batch + self._buffer
+            # Keep what was not written for the next flush, oldest first; bound what an outage can hold.
+            self._buffer = records[written:] + self._buffer
             excess = len(self._buffer) - BUFFER_LIMIT
             if excess > 0:
                 del self._buffer[:excess]
                 self.dropped += excess
                 log.warning("audit buffer full while Redis is unreachable: dropped %d records", excess)
-            return 0
-        self.written += len(batch)
-        return len(batch)
+            self.written += written
+            return written
+        self.written += written
+        return written
+
+
+def _pipelines(records: list[dict[str, Any]]) -> list[list[list[dict[str, Any]]]]:
+    """The records in stream entries (at most BATCH records, about BATCH_BYTES), and the
+    entries in pipelines of about PIPELINE_BYTES, in order."""
+    pipelines: list[list[list[dict[str, Any]]]] = []
+    pipeline: list[list[dict[str, Any]]] = []
+    batch: list[dict[str, Any]] = []
+    batch_bytes = pipeline_bytes = 0
+    for record in records:
+        size = len(record["pn"]) + _RECORD_BYTES
+        if batch and (len(batch) >= BATCH or batch_bytes + size > BATCH_BYTES):
+            pipeline.append(batch)
+            batch, batch_bytes = [], 0
+            if pipeline_bytes >= PIPELINE_BYTES:
+                pipelines.append(pipeline)
+                pipeline, pipeline_bytes = [], 0
+        batch.append(record)
+        batch_bytes += size
+        pipeline_bytes += size
+    if batch:
+        pipeline.append(batch)
+    if pipeline:
+        pipelines.append(pipeline)
+    return pipelines

@@ -1,0 +1,57 @@
+"""The audit buffer goes out in entries bounded in records and bytes, in pipelines, in order.
+
+Bulk look-ups name up to 10,000 permits per record; one multi-megabyte XADD held
+Redis (and every look-up waiting on it) for tens of milliseconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+
+from verifier.api.audit.log import AUDIT_STREAM, BATCH, BATCH_BYTES, PIPELINE_BYTES, AuditLog, _pipelines
+from verifier.lib.redis_client import async_client
+
+
+def _lookup_record(i: int, permits: int) -> dict[str, Any]:
+    return {"t": i, "key": "k", "role": "partner", "terminal": "", "kind": "lookup", "profile": "",
+            "pn": ",".join(f"WP{i:08d}{j:08d}" for j in range(permits)), "result": f"found={permits}"}
+
+
+def test_entries_and_pipelines_are_bounded_and_keep_the_order() -> None:
+    records = [_lookup_record(i, 1000 if i % 4 == 0 else 1) for i in range(2000)]
+    pipelines = _pipelines(records)
+    assert [r for pipeline in pipelines for batch in pipeline for r in batch] == records
+    for pipeline in pipelines:
+        for batch in pipeline:
+            assert len(batch) <= BATCH
+            # a batch is over the bound by at most its last record
+            assert len(orjson.dumps(batch[:-1])) <= BATCH_BYTES
+        assert sum(len(orjson.dumps(batch)) for batch in pipeline[:-1]) <= PIPELINE_BYTES + BATCH_BYTES
+    small = _pipelines([_lookup_record(i, 1) for i in range(3000)])
+    assert [len(batch) for pipeline in small for batch in pipeline][0] <= BATCH
+
+
+def test_a_flush_of_large_records_writes_every_record_once_in_order(redis_url: str) -> None:
+    records = [_lookup_record(i, 1000) for i in range(120)]  # ~2.3 MB
+
+    async def main() -> tuple[int, list[Any]]:
+        client = async_client(redis_url)
+        try:
+            audit = AuditLog(client)
+            for record in records:
+                audit.record(key_id=record["key"], role=record["role"], kind="lookup", result=record["result"],
+                             permit_number=record["pn"])
+            written = await audit.flush()
+            return written, await client.xrange(AUDIT_STREAM)
+        finally:
+            await client.aclose()
+
+    written, entries = asyncio.run(main())
+    assert written == len(records)
+    assert len(entries) > 1
+    stored = [r for _id, fields in entries for r in orjson.loads(fields[b"r"])]
+    assert [r["pn"] for r in stored] == [r["pn"] for r in records]
+    assert max(len(fields[b"r"]) for _id, fields in entries) <= BATCH_BYTES + len(orjson.dumps(records[0]))
