@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 
 from verifier.api.audit.log import AuditLog
 from verifier.api.auth.keys import Caller
