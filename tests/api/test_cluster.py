@@ -34,6 +34,10 @@ def test_primary_killed_then_failover(redis_cluster: LocalCluster, redis_cluster
 
             redis_cluster.wait_replicated()
             slot = redis_cluster.key_slot("{pv}:current")  # the index's slot
+            runtime = client.app.state.runtime
+            # The near-cache's invalidations are heard on the index's own primary: when
+            # it dies, the subscription ends with it and the near-cache goes off at once.
+            assert runtime.subscription_node == f"127.0.0.1:{redis_cluster.primary_for_slot(slot).port}"
             dead = redis_cluster.kill_primary("{pv}:current")
 
             def failed_over() -> bool:
@@ -65,6 +69,11 @@ def test_primary_killed_then_failover(redis_cluster: LocalCluster, redis_cluster
                 assert time.monotonic() < deadline, f"no VALID within 30 s of the failover: {results}"
                 time.sleep(0.1)
             assert scan(world.wp1(PERMITS["cancelled"]), "T")["result"] == "PERMIT_CANCELLED"
+            promoted = f"127.0.0.1:{redis_cluster.primary_for_slot(slot).port}"
+            deadline = time.monotonic() + 30
+            while runtime.subscription_node != promoted or not runtime.near_cache.trusted:
+                assert time.monotonic() < deadline, (runtime.subscription_node, promoted)
+                time.sleep(0.1)
             # challenges land on random slots, a third of them on the promoted node
             statuses = [client.post("/v1/cards/challenge", headers=world.headers("exit_entry")).status_code
                         for _ in range(30)]

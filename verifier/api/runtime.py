@@ -7,7 +7,10 @@ back. Background tasks:
 
 - the subscriber: the sync job's change channel drops near-cache entries, the
   trust channel reloads the trust list. While it is not subscribed the near-cache
-  is not trusted (pub/sub is at-most-once: a message may have been missed);
+  is not trusted (pub/sub is at-most-once: a message may have been missed). On a
+  Redis Cluster it subscribes on the primary that serves the index's slot, so that
+  when that node dies the subscription dies with it and the near-cache is off at
+  once, not at the next freshness poll;
 - the maintenance loop, every 0.25 s: polls the index freshness and flushes the
   audit buffer; every second the metrics deltas; every few seconds it re-reads the
   trust list and checks that Redis still holds the receipt key (putting it back
@@ -27,6 +30,7 @@ import time
 from typing import Any
 
 import msgspec
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 
 from verifier.api.audit.log import AuditLog
 from verifier.api.auth.keys import KeyVerifier
@@ -88,6 +92,8 @@ class Runtime:
         self.receipts = ReceiptHolder()
         self._tasks: list[asyncio.Task[None]] = []
         self.subscribed = asyncio.Event()
+        self.subscription_node: str | None = None
+        """On a cluster, the node (host:port) the subscriber listens on."""
         self._last_trust_check = 0.0
         self._last_metrics_flush = 0.0
         self._stopping = False
@@ -188,8 +194,13 @@ class Runtime:
         backoff = 0.05
         outage_logged = False
         while not self._stopping:
-            pubsub = self.redis.pubsub()
             try:
+                pubsub = self._new_pubsub()
+            except Exception:  # a cluster client without a usable slot map yet
+                pubsub = None
+            try:
+                if pubsub is None:
+                    raise ConnectionError("no node serves the index's slot yet")
                 await pubsub.subscribe(CHANGES_CHANNEL, TRUST_CHANNEL)
                 confirmed = 0
                 while confirmed < 2 and not self._stopping:  # until both subscriptions are in place, changes could be missed
@@ -219,10 +230,22 @@ class Runtime:
                 self.near_cache.trusted = False
                 self.near_cache.clear()
                 self.subscribed.clear()
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+                self.subscription_node = None
+                if pubsub is not None:
+                    with contextlib.suppress(Exception):
+                        await pubsub.aclose()
             await asyncio.sleep(backoff * (0.5 + random.random()))
             backoff = min(backoff * 2, 1.0)
+
+    def _new_pubsub(self) -> Any:
+        redis = self.redis
+        if isinstance(redis, AsyncRedisCluster):
+            # Pub/sub is broadcast to every node of a cluster: listen on the index's own
+            # primary, so that its death also ends the subscription (near-cache off).
+            node = redis.get_node_from_key(self.index.index.keys.current)
+            self.subscription_node = node.name
+            return redis.pubsub(node=node)
+        return redis.pubsub()
 
     async def _on_message(self, channel: bytes | str, data: bytes | str) -> None:
         name = channel.decode() if isinstance(channel, bytes) else channel
