@@ -120,6 +120,12 @@ def test_a_reset_feed_forces_a_full_resync(sim, redis_url, redis_sync) -> None:
         upstream.random_events(100)  # and it follows the new feed
         wait_caught_up(upstream, redis_sync)
         assert_index_equals_upstream(upstream, redis_sync)
+        # the replaced generation is deleted beside the feed, keys and all
+        writer = IndexWriter(redis_sync)
+        live = writer.state().generation
+        wait_for(lambda: writer.generations() == [live], 30, "the replaced generation to be dropped")
+        leftovers = [k for k in redis_sync.scan_iter(match=b"{pv}:g[0-9]*:*") if not k.startswith(b"{pv}:g%d:" % live)]
+        assert leftovers == []
 
 
 def test_a_cursor_older_than_the_feed_window_forces_a_full_resync(sim, redis_url, redis_sync) -> None:

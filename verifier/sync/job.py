@@ -199,6 +199,8 @@ class SyncJob:
         self.prefetch = True
         """Read the next feed page while applying one (when behind)."""
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._droppers: list[threading.Thread] = []
+        """Threads deleting replaced generations (see :meth:`_drop_in_background`)."""
         self._prefetched: tuple[int, concurrent.futures.Future[wire.FeedPage]] | None = None
         self._trust_digest: bytes | None = None
         self._trust_at = -1e9
@@ -304,6 +306,8 @@ class SyncJob:
 
     def _shutdown(self) -> None:
         self._stop_renewer()
+        for thread in self._droppers:  # a drop cut short leaves an orphan for the next leader
+            thread.join(timeout=2.0)
         self._prefetched = None
         if self._executor is not None:
             self._executor.shutdown(wait=True, cancel_futures=True)
@@ -429,7 +433,7 @@ class SyncJob:
                 if self.stop.is_set():
                     raise Stopped()
                 self._set_status(resync_loaded=load.count, resync_total=header.count)
-            load.commit(header.seq, header.feed_id, upstream_time=header.time)
+            previous = load.commit(header.seq, header.feed_id, upstream_time=header.time, drop_old=False)
             elapsed = progress.finish()
         except Stopped:
             raise  # leave the partial generation: the next leader drops it
@@ -444,9 +448,27 @@ class SyncJob:
         self.counts.records_loaded += load.count
         log.info("sync: resync done: %d records at seq %d of feed %s in %.1f s",
                  load.count, header.seq, header.feed_id, elapsed)
+        if previous is not None and previous.generation != load.generation:
+            self._drop_in_background(previous.generation)
         self._set_status(force=True, state="following", resyncs=self.counts.resyncs, feed_id=header.feed_id,
                          cursor=header.seq, generation=load.generation, resync_loaded=load.count,
                          resync_total=header.count)
+
+    def _drop_in_background(self, generation: int) -> None:
+        """Delete a replaced generation beside the feed (SCAN + UNLINK in batches, ~7 s
+        for a million permits), so that following the feed resumes at once. Only that
+        generation: it is no longer live and nothing can make it live again. If the job
+        dies meanwhile, what is left is an orphan that the next leader drops."""
+        def drop() -> None:
+            try:
+                deleted = self.writer.drop_generation(generation)
+                log.info("sync: dropped the replaced generation %d (%d keys)", generation, deleted)
+            except Exception as exc:  # cleanup can wait for the next leader
+                log.warning("sync: could not drop the replaced generation %d yet: %s", generation, _describe(exc))
+
+        thread = threading.Thread(target=drop, name=f"sync-drop-g{generation}", daemon=True)
+        self._droppers = [t for t in self._droppers if t.is_alive()] + [thread]
+        thread.start()
 
     def _sync_trust_list(self) -> None:
         """Fetch the trust list when due; store it when it changed (validated first)."""
