@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
 
+from verifier.api.auth import keys as keys_module
 from verifier.api.auth.keys import ApiKeyError, add_api_key, list_api_keys, revoke_api_key
 from tests.api.conftest import EMPLOYER_A, PERMITS, World, open_client, run_async
 
@@ -78,6 +80,30 @@ def test_revoked_key_is_refused(world: World) -> None:
     try:
         assert_problem(scan(client, world, {"X-API-Key": token}), 401)
         assert scan(client, world, world.headers("exit_entry")).status_code == 200
+    finally:
+        client.__exit__(None, None, None)
+
+
+def test_a_revocation_reaches_a_worker_that_has_the_key_cached(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Cached records never expire here: only the revocation broadcast can stop the key.
+    monkeypatch.setattr(keys_module, "CACHE_TTL_S", 3600.0)
+    key_id, token = world.add_key("exit_entry", "revoked while cached")
+    client = open_client(world.settings())
+    try:
+        runtime = client.app.state.runtime
+        assert scan(client, world, {"X-API-Key": token}).status_code == 200  # now cached
+        deadline = time.monotonic() + 30
+        while not runtime.subscribed.is_set():
+            assert time.monotonic() < deadline, "the worker never subscribed"
+            time.sleep(0.05)
+        assert scan(client, world, {"X-API-Key": token}).status_code == 200
+        assert run_async(world.redis_url, lambda r: revoke_api_key(r, key_id)) is True
+        deadline = time.monotonic() + 30
+        while (response := scan(client, world, {"X-API-Key": token})).status_code == 200:
+            assert time.monotonic() < deadline, "the revocation never reached the worker"
+            time.sleep(0.05)
+        assert_problem(response, 401)
+        assert scan(client, world, world.headers("exit_entry")).status_code == 200  # the others stay
     finally:
         client.__exit__(None, None, None)
 

@@ -6,7 +6,8 @@ verdict is not the answer), and its background tasks keep trying until Redis is
 back. Background tasks:
 
 - the subscriber: the sync job's change channel drops near-cache entries, the
-  trust channel reloads the trust list. While it is not subscribed the near-cache
+  trust channel reloads the trust list, the revocation channel drops a revoked API
+  key from the key cache. While it is not subscribed the near-cache
   is not trusted (pub/sub is at-most-once: a message may have been missed). On a
   Redis Cluster it subscribes on the primary that serves the index's slot, so that
   when that node dies the subscription dies with it and the near-cache is off at
@@ -33,7 +34,7 @@ import msgspec
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 
 from verifier.api.audit.log import AuditLog
-from verifier.api.auth.keys import KeyVerifier
+from verifier.api.auth.keys import REVOKED_CHANNEL, KeyVerifier
 from verifier.api.cards.challenges import ChallengeStore
 from verifier.api.permits.service import PermitLookups
 from verifier.api.ratelimit.limiter import RateLimiter
@@ -201,14 +202,16 @@ class Runtime:
             try:
                 if pubsub is None:
                     raise ConnectionError("no node serves the index's slot yet")
-                await pubsub.subscribe(CHANGES_CHANNEL, TRUST_CHANNEL)
+                channels = (CHANGES_CHANNEL, TRUST_CHANNEL, REVOKED_CHANNEL)
+                await pubsub.subscribe(*channels)
                 confirmed = 0
-                while confirmed < 2 and not self._stopping:  # until both subscriptions are in place, changes could be missed
+                while confirmed < len(channels) and not self._stopping:  # until all are in place, changes could be missed
                     message = await pubsub.get_message(timeout=1.0)
                     if message is not None and message["type"] == "subscribe":
                         confirmed += 1
                 # Anything cached before now may have missed an invalidation: start empty.
                 self.near_cache.clear()
+                self.keys.forget()
                 self.near_cache.trusted = True
                 self.subscribed.set()
                 await self.trust.reload(self.redis)
@@ -249,6 +252,9 @@ class Runtime:
 
     async def _on_message(self, channel: bytes | str, data: bytes | str) -> None:
         name = channel.decode() if isinstance(channel, bytes) else channel
+        if name == REVOKED_CHANNEL:
+            self.keys.forget(data.decode(errors="replace") if isinstance(data, bytes) else str(data))
+            return
         if name == TRUST_CHANNEL:
             await self.trust.reload(self.redis)
             return

@@ -10,8 +10,11 @@ created, revoked), ``pv:apikeys`` the set of ids. A revoked key keeps its record
 audit records stay explainable.
 
 Each worker keeps the records it has seen for ``CACHE_TTL_S`` seconds, so a request
-usually needs no Redis round trip to authenticate; a revocation therefore takes
-effect within that time. While Redis is unreachable a worker keeps using the records
+usually needs no Redis round trip to authenticate. A revocation is published on
+``REVOKED_CHANNEL``; every worker's subscriber drops that key at once (pub/sub
+delivery time). Pub/sub is at-most-once: a worker whose subscription was down
+clears its whole cache when it subscribes again, and ``CACHE_TTL_S`` bounds the
+delay in any case. While Redis is unreachable a worker keeps using the records
 it has (the verdicts then say STATUS_UNAVAILABLE anyway).
 """
 
@@ -35,6 +38,7 @@ __all__ = [
     "ApiKeyInfo",
     "Caller",
     "KeyVerifier",
+    "REVOKED_CHANNEL",
     "add_api_key",
     "list_api_keys",
     "revoke_api_key",
@@ -42,6 +46,8 @@ __all__ = [
 
 KEY_PREFIX = "pv:apikey:"
 KEY_SET = "pv:apikeys"
+REVOKED_CHANNEL = "pv:apikeys:revoked"
+"""Pub/sub channel: the id of each key just revoked."""
 CACHE_TTL_S = 5.0
 """How long a worker trusts a key record it read (the revocation delay)."""
 _NEGATIVE_TTL_S = 1.0
@@ -171,6 +177,7 @@ async def revoke_api_key(redis: Any, key_id: str) -> bool:
     if revoked is None or revoked not in (b"", ""):
         return False
     await redis.hset(key, "revoked", repr(time.time()))
+    await redis.publish(REVOKED_CHANNEL, key_id)
     return True
 
 
@@ -209,6 +216,13 @@ class KeyVerifier:
         if not hmac.compare_digest(_digest(token), digest):
             return None
         return caller
+
+    def forget(self, key_id: str | None = None) -> None:
+        """Drop a key's cached record (a revocation was announced), or every record."""
+        if key_id is None:
+            self._cache.clear()
+        else:
+            self._cache.pop(key_id, None)
 
     async def _fetch(self, key_id: str, now: float) -> tuple[float, str | None, Caller | None]:
         raw = await self._redis.hgetall(KEY_PREFIX + key_id)
