@@ -1,7 +1,8 @@
 """Fuzz the card read (``verify_card_certificate``, ``check_card_signature``,
 ``verify_card``) on both twins (atheris / libFuzzer).
 
-Run (from the project root; the compiled twin must be built)::
+Run (from the project root; the compiled twin must be built; fuzz/README.md has the
+clang build that instruments the compiled twin too)::
 
     python3 fuzz/fuzz_card.py -runs=200000
     python3 fuzz/fuzz_card.py -max_total_time=600 fuzz/corpus/card

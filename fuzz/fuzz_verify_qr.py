@@ -1,6 +1,7 @@
 """Fuzz ``verify_qr`` on both twins (atheris / libFuzzer).
 
-Run (from the project root; the compiled twin must be built)::
+Run (from the project root; the compiled twin must be built; fuzz/README.md has the
+clang build that instruments the compiled twin too)::
 
     python3 fuzz/fuzz_verify_qr.py -runs=200000            # a bounded run
     python3 fuzz/fuzz_verify_qr.py -max_total_time=600 fuzz/corpus/qr   # keep a corpus
