@@ -8,7 +8,6 @@ refuse (RecordError) every record msgspec refuses. Run against both twins
 
 from __future__ import annotations
 
-import importlib
 from types import ModuleType
 from typing import Any
 
@@ -24,8 +23,9 @@ from verifier.api.permits._render_errors import RecordError
 from verifier.api.verdicts.views import view_spec
 from verifier.index.records import Card, PermitRecord, encode_record
 from verifier.upstream.simulator import Upstream
+from tests.support import twins as support_twins
+from tests.support.twins import TWINS
 
-TWINS = ("c", "py")
 FIELD_SETS = sorted({view_spec(role.value, full).fields for role in Role for full in (False, True)})
 ALL_FIELDS = render.FIELD_ORDER
 SETTINGS = settings(max_examples=400, deadline=None, derandomize=True,
@@ -33,11 +33,7 @@ SETTINGS = settings(max_examples=400, deadline=None, derandomize=True,
 
 
 def load_twin(name: str) -> ModuleType:
-    # a missing build fails the c tests, it never skips them
-    try:
-        return importlib.import_module(f"verifier.api.permits._render_{name}")
-    except ImportError as exc:
-        pytest.fail(f"the {name} twin did not import: {exc}")
+    return support_twins.load_twin(f"verifier.api.permits._render_{name}")
 
 
 @pytest.fixture(params=TWINS, ids=TWINS)

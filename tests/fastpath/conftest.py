@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
-import importlib
 from types import ModuleType
 
 import pytest
 
 import fastpath
 
-from . import craft
+from tests.support import twins as support_twins
+from tests.support.twins import TWINS
 
-TWINS = ("c", "py")
+from . import craft
 
 
 def load_twin(name: str) -> ModuleType:
-    # The compiled twin must be there: a missing build fails the c tests, it never skips them.
-    try:
-        return importlib.import_module(f"fastpath._verify_{name}")
-    except ImportError as exc:
-        pytest.fail(f"the {name} twin did not import: {exc}")
+    return support_twins.load_twin(f"fastpath._verify_{name}")
 
 
 @pytest.fixture(params=TWINS, ids=TWINS)

@@ -3,7 +3,6 @@ permit, and the two fastpath twins (ids ``c`` and ``py``) that judge what we min
 
 from __future__ import annotations
 
-import importlib
 import types
 from collections.abc import Callable
 
@@ -14,6 +13,7 @@ import fastpath
 from fastpath._compat import NO_EXTENSIONS
 from verifier.issuing import IssuerKey, KeyRing
 from verifier.issuing.keys import trust_list
+from tests.support.twins import load_twin
 
 # 2026-01-01T00:00:00Z, the time of the public vectors
 NOW = 1767225600
@@ -28,10 +28,7 @@ TWINS = ("py",) if NO_EXTENSIONS else ("c", "py")
 def twin(request: pytest.FixtureRequest) -> types.ModuleType:
     """A fastpath twin module. The ``c`` case fails (never skips) when the compiled
     twin did not build: a broken build must not quietly test Python twice."""
-    try:
-        return importlib.import_module(f"fastpath._verify_{request.param}")
-    except ImportError as exc:
-        pytest.fail(f"the {request.param} twin fastpath._verify_{request.param} did not import: {exc}")
+    return load_twin(f"fastpath._verify_{request.param}")
 
 
 @pytest.fixture

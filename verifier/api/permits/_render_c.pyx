@@ -55,6 +55,10 @@ cdef enum:
     REQUIRED = 9      # pn .. v have no default
     MAX_FIELDS = 12   # forbid_unknown_fields: a 13th is an error
 
+# PermitView's fields 0-8 in the record's text slots (field 1, status, is not a text slot).
+cdef int _TEXT_SLOT[9]
+_TEXT_SLOT[:] = [F_PN, -1, F_CAT, F_EMP, F_VF, F_VT, F_N, F_NAT, F_DOB]
+
 cdef const char* HEX = b"0123456789abcdef"
 
 # Bytes a JSON string holds as they are: all but controls, '"' and '\\'.
@@ -484,24 +488,10 @@ cdef char* _w_view(char* out, Record* r, unsigned int mask) noexcept:
     cdef bint first = True
     out[0] = b"{"
     out += 1
-    if mask & (1 << 0):
-        out = _w_json_str(_w_field(out, 0, &first), r.text[F_PN])
-    if mask & (1 << 1):
-        out = _w_json_str(_w_field(out, 1, &first), r.status)
-    if mask & (1 << 2):
-        out = _w_json_str(_w_field(out, 2, &first), r.text[F_CAT])
-    if mask & (1 << 3):
-        out = _w_json_str(_w_field(out, 3, &first), r.text[F_EMP])
-    if mask & (1 << 4):
-        out = _w_json_str(_w_field(out, 4, &first), r.text[F_VF])
-    if mask & (1 << 5):
-        out = _w_json_str(_w_field(out, 5, &first), r.text[F_VT])
-    if mask & (1 << 6):
-        out = _w_json_str(_w_field(out, 6, &first), r.text[F_N])
-    if mask & (1 << 7):
-        out = _w_json_str(_w_field(out, 7, &first), r.text[F_NAT])
-    if mask & (1 << 8):
-        out = _w_json_str(_w_field(out, 8, &first), r.text[F_DOB])
+    cdef int field
+    for field in range(9):  # pn .. dob: texts read straight from the record (1, status, is derived)
+        if mask & (1u << field):
+            out = _w_json_str(_w_field(out, field, &first), r.status if field == 1 else r.text[_TEXT_SLOT[field]])
     if mask & (1 << 9):
         out = _w_int(_w_field(out, 9, &first), r.v_negative, r.v_magnitude)
     if mask & (1 << 10) and r.has_ssn:
