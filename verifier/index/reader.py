@@ -105,6 +105,7 @@ class _Plan:
         prefix = self.keys.ssn_prefix(generation) if by == "ssn" else self.keys.cn_prefix(generation)
         mask = pointer.buckets - 1
         idents = [ident.encode() for ident in ids]
+        # keys.bucket_of, inlined: up to 10,000 ids a call
         keys = [self.keys.current, *[prefix + b"%d" % (crc32(ident) & mask) for ident in idents]]
         return keys, [pointer.raw, self.keys.record_prefix(generation), *idents]
 

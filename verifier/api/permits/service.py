@@ -65,9 +65,10 @@ class PermitLookups:
                 found, missing, shown = [], [], []
                 for identifier in ids:
                     record = records.get(identifier)
-                    if record is None or (employers is not None and record.emp not in employers):
+                    if not _visible(caller, record):
                         missing.append(identifier)  # another employer's permit looks exactly like an unknown one
                     else:
+                        assert record is not None
                         found.append(Found(identifier, spec.of_record(record, identifier)))
                         shown.append(record.pn)
             else:
