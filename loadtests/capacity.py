@@ -196,7 +196,8 @@ def describe(sizing: dict[str, Any]) -> str:
             f"{sizing['redis_primaries']} Redis primaries, {sizing['redis_replicas']} replicas")
 
 
-def print_assumptions(a: Assumptions, out: Any = sys.stdout) -> None:
+def print_assumptions(a: Assumptions, out: Any = None) -> None:
+    out = out or sys.stdout
     peak = national_peak(a)
     out.write("assumptions (each a flag of the same name):\n")
     for name, value in asdict(a).items():

@@ -58,6 +58,8 @@ class Histogram:
         if self.count == 0:
             return None
         rank = max(1, math.ceil(q * self.count))
+        if rank >= self.count:
+            return self.max_s
         seen = 0
         for k in sorted(self.buckets):
             seen += self.buckets[k]
