@@ -177,6 +177,8 @@ def size(peak: float, m: Measured, a: Assumptions) -> dict[str, Any]:
         "redis_replicas": primaries * a.replicas_per_primary,
         "api_cores_at_peak": round(api_cores, 4),
         "api_utilisation_used": round(utilisation, 3),
+        "api_workers_at_assumed_utilisation": max(a.min_api_workers, math.ceil(
+            api_cores / max(0.05, a.api_utilisation - m.api_worker_idle_cores))),
         "api_workers_by_knee_rate": by_knee,
         "redis_cores_at_peak": None if redis_cores is None else round(redis_cores, 4),
         "redis_ops_per_s_at_peak": None if m.redis_ops_per_request is None else round(peak * m.redis_ops_per_request),

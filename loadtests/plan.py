@@ -6,7 +6,7 @@ Each scenario gets a step load of ``--steps`` rising rates (``--start-rps`` time
 ``settle`` seconds of each step are not counted (the queue of the step before
 drains, the new rate sets in). Scenarios follow one another with a pause between them
 so that the backlog of one does not fall into the next. The closed-loop comparison
-runs the same rates again, closed, for one scenario, at the end.
+runs the same rates, closed, for one scenario, before the open step loads.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ class Steps:
     """Explicit rates (requests/s) instead of start x factor^k."""
     settle_s: float | None = None
     """Not counted at the start of each step; default a quarter of the step, at most 2 s."""
-    pause_s: float = 1.0
+    pause_s: float = 3.0
     idle_s: float = 2.0
 
     def rates_of(self, scenario: str) -> list[float]:
@@ -53,7 +53,9 @@ def build(scenarios: list[str], steps: Steps, closed_loop: str | None, **setting
     # First an idle while: what the service spends with no load (its background tasks),
     # so that the cost per request is what a request adds.
     t = steps.idle_s
-    runs = [(name, "open") for name in scenarios] + ([(closed_loop, "closed")] if closed_loop else [])
+    # The closed-loop comparison first: after an open step load past its knee the service
+    # still works off a backlog for a while, which would fall on the closed loop's steps.
+    runs = ([(closed_loop, "closed")] if closed_loop else []) + [(name, "open") for name in scenarios]
     for name, mode in runs:
         for k, rate in enumerate(steps.rates_of(name)):
             phases.append({"id": len(phases), "scenario": name, "mode": mode, "step": k, "rate": rate,

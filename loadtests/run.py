@@ -2,10 +2,12 @@
 
 1. the data: ``make_data.py`` mints codes, cards and keys for permits in the index
    (into ``DIR/data``; it holds API keys: keep ``DIR`` out of version control);
-2. the plan (``plan.py``): a step load per scenario, then the closed-loop comparison;
+2. the plan (``plan.py``): the closed-loop comparison, then a step load per scenario;
 3. the generator: a Locust master and ``--generators`` workers on 127.0.0.1
    (``generator.py``), while ``monitor.py`` samples every process and Redis;
 4. the report (``report.py``), its verdict printed and returned as the exit code.
+
+The closed-loop comparison runs first, then each scenario's open step load.
 
 ``python -m loadtests ceiling`` runs the same generator against ``sink.py`` (an
 HTTP server that answers at once) to measure the generator's own ceiling.
@@ -113,7 +115,8 @@ def add_step_flags(parser: argparse.ArgumentParser, default_start: float) -> Non
     parser.add_argument("--rates", default="", help="comma-separated requests/s instead of --start-rps/--steps")
     parser.add_argument("--settle-s", type=float, default=None,
                         help="not counted at the start of each step (default a quarter of a step, at most 2 s)")
-    parser.add_argument("--pause-s", type=float, default=1.0, help="between scenarios, for the backlog to drain")
+    parser.add_argument("--pause-s", type=float, default=3.0,
+                        help="between scenarios, for the backlog of a step past the knee to drain (default 3)")
     parser.add_argument("--idle-s", type=float, default=2.0,
                         help="before the first step: the service's own use with no load, subtracted from costs")
     parser.add_argument("--generators", type=int, default=1,
@@ -123,9 +126,10 @@ def add_step_flags(parser: argparse.ArgumentParser, default_start: float) -> Non
     parser.add_argument("--arrivals", choices=("poisson", "uniform"), default="poisson",
                         help="arrival times: a Poisson process (independent callers) or evenly spaced (wrk2)")
     parser.add_argument("--connections", type=int, default=200, help="keep-alive connections per generator")
-    parser.add_argument("--max-in-flight", type=int, default=5000,
+    parser.add_argument("--max-in-flight", type=int, default=2000,
                         help="outstanding arrivals per generator beyond which new ones count as dropped")
-    parser.add_argument("--request-timeout-s", type=float, default=10.0)
+    parser.add_argument("--request-timeout-s", type=float, default=5.0,
+                        help="an answer later than this is a failure (default 5)")
     parser.add_argument("--seed", type=int, default=1)
 
 
