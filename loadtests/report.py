@@ -10,14 +10,15 @@ p99 and largest latency (open model: from the intended send time), the error rat
 (wrong answers, HTTP errors, timeouts, dropped arrivals), throughput, each process's
 CPU and largest RSS, Redis ops/s, CPU and memory, the generator's own CPU and its
 scheduler's lag. A step *meets the SLO* when its p99 is at most ``--slo-p99-ms`` and
-its error rate at most ``--max-error-rate`` (0.1 %). The **knee** of a scenario is the
-highest step rate, going up, before the first step that does not: ``knee_reached`` is
-False when every step met it (the knee is then at least the highest step).
+its error rate at most ``--max-error-rate`` (0.1 %). The **knee** of a scenario is its
+highest step that meets it; ``knee_reached`` is True when the step above broke it, False
+when the knee is the highest step (the knee is then at least that); a lower step that
+broke the SLO is listed in ``broken_below_knee``.
 
 A step in which any generator process ran above ``--generator-cpu-max`` of a core is
 *generator-bound*: the generator, not the service, may have been the limit. A
-scenario whose knee rests on such a step (any such step at or below the first failing
-step, or anywhere when none failed) is refused (exit code 3) unless
+scenario whose knee rests on such a step (any such step up to the one above the
+knee, or anywhere when none above it failed) is refused (exit code 3) unless
 ``--allow-generator-bound``.
 
 Exit code: 3 when refused; else 1 when a scenario has no knee (its lowest step
@@ -146,16 +147,23 @@ def analyse_phase(phase: dict[str, Any], reports: list[dict[str, Any]], samples:
     return step
 
 
+def meets(step: dict[str, Any], slo_p99_ms: float, max_error_rate: float) -> bool:
+    return step["requests"] > 0 and step["p99_ms"] is not None and step["p99_ms"] <= slo_p99_ms \
+        and step["error_rate"] <= max_error_rate
+
+
 def find_knee(steps: list[dict[str, Any]], slo_p99_ms: float, max_error_rate: float) -> tuple[int | None, int | None]:
-    """(index of the knee step, index of the first step that broke the SLO), walking up the rates."""
-    knee = None
-    for i, s in enumerate(steps):
-        ok = s["requests"] > 0 and s["p99_ms"] is not None and s["p99_ms"] <= slo_p99_ms \
-            and s["error_rate"] <= max_error_rate
-        if not ok:
-            return knee, i
-        knee = i
-    return knee, None
+    """(index of the knee step, index of the step above it, which broke the SLO; None when none did).
+
+    The knee is the highest step that met the SLO: a lower step that broke it (a
+    hiccup of a shared machine) does not hide a higher one that held, but is listed
+    (``broken_below_knee``) so that the reader sees it.
+    """
+    passed = [i for i, s in enumerate(steps) if meets(s, slo_p99_ms, max_error_rate)]
+    if not passed:
+        return None, (0 if steps else None)
+    knee = passed[-1]
+    return knee, (knee + 1 if knee + 1 < len(steps) else None)
 
 
 def baseline(samples: list[dict[str, Any]], t0: float, idle: list[float]) -> dict[str, Any]:
@@ -211,6 +219,7 @@ def analyse_scenario(name: str, steps: list[dict[str, Any]], closed: list[dict[s
         "limited_by": ("no step met the SLO" if knee is None else
                        "the SLO (the next step broke it)" if broke is not None else
                        "not reached: every step met the SLO, the knee is higher"),
+        "broken_below_knee": [s["step"] for s in steps[: knee or 0] if not meets(s, j.slo_p99_ms, j.max_error_rate)],
         "generator_bound_steps": bound,
         "trusted": not bound,
         "generator": {
@@ -590,8 +599,10 @@ def html_page(report: dict[str, Any], images: list[str]) -> str:
     if "open-vs-closed.png" in images:
         parts.append("<img src='open-vs-closed.png' alt='open model and closed loop'>")
     for name, s in report["scenarios"].items():
+        below = (f" Steps below the knee that broke the SLO: {', '.join(map(str, s['broken_below_knee']))}."
+                 if s["broken_below_knee"] else "")
         parts.append(f"<h2>{e(name)}</h2><p>{e(s['description'])}. Knee: {_fmt(s['knee_rps'])} req/s "
-                     f"(p99 {_fmt(s['p99_ms_at_knee'])} ms), {e(s['limited_by'])}.</p>")
+                     f"(p99 {_fmt(s['p99_ms_at_knee'])} ms), {e(s['limited_by'])}.{below}</p>")
         if f"latency-{name}.png" in images:
             parts.append(f"<img src='latency-{name}.png' alt='{e(name)} latency'>")
         parts.append(_steps_table(s["steps"]))

@@ -107,12 +107,19 @@ def test_the_knee_is_the_last_step_before_the_first_that_broke_the_slo() -> None
     assert strict["scenarios"]["exit_entry"]["knee_step"] == 0
 
 
-def test_errors_above_a_tenth_of_a_percent_break_the_slo_whatever_the_latency() -> None:
-    r = build([0.005, 0.005, 0.005], errors=[0.0, 0.01, 0.0])
+def test_a_lower_step_that_broke_the_slo_does_not_hide_a_higher_one_that_held() -> None:
+    r = build([0.4, 0.005, 0.4, 0.005], rates=(100, 200, 400, 800))
     s = r["scenarios"]["exit_entry"]
-    assert s["knee_step"] == 0 and s["knee_reached"] is True
-    assert s["steps"][1]["errors"] == {"expected VALID, got BAD_SIGNATURE": 3}
-    assert s["steps"][1]["error_rate"] == pytest.approx(0.01, rel=0.1)
+    assert s["knee_step"] == 3 and s["knee_reached"] is False
+    assert s["broken_below_knee"] == [0, 2]
+
+
+def test_errors_above_a_tenth_of_a_percent_break_the_slo_whatever_the_latency() -> None:
+    r = build([0.005, 0.005, 0.005], errors=[0.0, 0.0, 0.01])
+    s = r["scenarios"]["exit_entry"]
+    assert s["knee_step"] == 1 and s["knee_reached"] is True
+    assert s["steps"][2]["errors"] == {"expected VALID, got BAD_SIGNATURE": 6}
+    assert s["steps"][2]["error_rate"] == pytest.approx(0.01, rel=0.1)
 
 
 def test_no_step_met_the_slo_exit_code_1_and_no_sizing() -> None:
