@@ -299,13 +299,22 @@ class Engine:
 
         def run() -> None:
             try:
-                action.run(arrival)
+                self.perform(action, arrival)
             finally:
                 record.in_flight -= 1
                 if record.in_flight == 0:
                     record.drained.set()
 
         gevent.spawn(run)
+
+    def perform(self, action: Any, arrival: Arrival) -> None:
+        """Run one arrival; a fault of the generator itself is counted as a failure, never lost."""
+        try:
+            action.run(arrival)
+        except Exception as exc:  # noqa: BLE001
+            origin = arrival.intended if arrival.intended is not None else time.monotonic()
+            arrival.phase.record(f"(generator error in {action.name})", None, f"{type(exc).__name__}: {exc}"[:160],
+                                 arrival.steady, int(self.wall(origin) - self.t0))
 
     def run_closed(self, phase: dict[str, Any], record: PhaseRecord) -> None:
         scen = self.scenarios[phase["scenario"]]
@@ -329,7 +338,7 @@ class Engine:
                 action = scen.pick(self.rng, self.bad_share, (now - start) / (end - start))
                 record.in_flight += 1
                 try:
-                    action.run(Arrival(self, record, None, is_steady))
+                    self.perform(action, Arrival(self, record, None, is_steady))
                 finally:
                     record.in_flight -= 1
                 # Closed loop: the next slot waits for this answer; missed slots are not caught up.

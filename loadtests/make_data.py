@@ -264,7 +264,9 @@ def main(argv: list[str] | None = None) -> int:
     if card_permits:
         _check_card_key(upstream, args.out / "cards.ndjson")
 
-    counts["es1"] = write_ndjson(args.out / "es1.ndjson", ({"pn": r.pn, "expect": "VALID"} for r in with_card))
+    # ES1 codes are minted by the twin (the generator's e-card app): only permits it holds as the index does.
+    counts["es1"] = write_ndjson(args.out / "es1.ndjson", (
+        {"pn": r.pn, "expect": "VALID"} for r in with_card if twin.permit(r.pn) == r))
     counts["manual"] = write_ndjson(args.out / "manual.ndjson", (
         {"pn": r.pn, "dob": r.dob, "ssn": r.ssn, "cn": r.cn, "expect": "VALID"} for r in with_card
     ))

@@ -267,6 +267,11 @@ def print_summary(result: dict[str, Any], a: capacity.Assumptions, out: Any) -> 
                       f"{gen['ceiling_rps']:,} req/s with {gen['processes']} process(es)\n")
         if s.get("sizing"):
             out.write(f"  sizing: {capacity.describe(s['sizing'])}\n")
+    limited = sum(n for s in result["scenarios"].values() for step in s["steps"]
+                  for e, n in step["errors"].items() if e.startswith("HTTP 429"))
+    if limited:
+        out.write(f"note: {limited:,} answers were HTTP 429 (the per-key rate limit): the service's limiter, not its "
+                  "capacity; start the demo with --rate-limit 1000000 to measure the rest\n")
     capacity.print_assumptions(a, out)
     national = result["national"]
     if national["sizing"]:
