@@ -37,8 +37,8 @@ def loadtest(info: Path, url: str, out: Path, *extra: str) -> subprocess.Complet
 def test_step_load_of_every_scenario_names_knees_and_nodes(tmp_path: Path, start_demo) -> None:
     demo = start_demo(tmp_path, "--permits", "800", "--event-rate", "0", "--rate-limit", "100000")
     out = tmp_path / "run"
-    run = loadtest(demo.info_file, demo.info["url"], out, "--duration", "3", "--steps", "2", "--start-rps", "40",
-                   "--arrivals", "uniform", "--generators", "2", "--bad-share", "0.2", "--idle-s", "1",
+    run = loadtest(demo.info_file, demo.info["url"], out, "--duration", "2.4", "--steps", "2", "--start-rps", "40",
+                   "--arrivals", "uniform", "--generators", "2", "--bad-share", "0.2", "--idle-s", "0.5",
                    "--pause-s", "0.5", "--slo-p99-ms", "20000", "--holders", "1000000")
     output = run.stdout + run.stderr
     assert run.returncode == 0, output[-5000:]
@@ -81,7 +81,7 @@ def test_step_load_of_every_scenario_names_knees_and_nodes(tmp_path: Path, start
 
     # An SLO no service meets: no knee, and the exit code says so.
     broken = loadtest(demo.info_file, demo.info["url"], tmp_path / "broken", "--data-dir", str(out / "data"),
-                      "--scenario", "manual", "--duration", "1.5", "--steps", "1", "--start-rps", "40",
+                      "--scenario", "manual", "--duration", "1", "--steps", "1", "--start-rps", "40",
                       "--closed-loop", "none", "--idle-s", "0.5", "--slo-p99-ms", "0.001")
     assert broken.returncode == 1, broken.stdout[-3000:] + broken.stderr[-3000:]
     assert "SLO NOT MET: manual: no step met the SLO" in broken.stdout
