@@ -15,6 +15,8 @@ from typing import Any
 import msgspec
 import redis
 
+from verifier.lib.redis_errors import REDIS_UNAVAILABLE, redis_unavailable
+
 from .changes import ChangeMessage, encode_change
 from .errors import (
     CursorMismatch,
@@ -144,17 +146,15 @@ class IndexWriter:
             mapped = _script_error(exc)
             if mapped is not None:
                 raise mapped from None
-            raise IndexUnavailable(f"redis refused an index script: {exc}") from exc
-        except (redis.RedisError, OSError) as exc:
-            raise IndexUnavailable(f"redis unreachable: {exc!r}") from exc
+            raise redis_unavailable(exc, IndexUnavailable) from exc
+        except REDIS_UNAVAILABLE as exc:
+            raise redis_unavailable(exc, IndexUnavailable) from exc
 
     def _io(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except redis.ResponseError as exc:
-            raise IndexUnavailable(f"redis refused a command: {exc}") from exc
-        except (redis.RedisError, OSError) as exc:
-            raise IndexUnavailable(f"redis unreachable: {exc!r}") from exc
+        except REDIS_UNAVAILABLE as exc:
+            raise redis_unavailable(exc, IndexUnavailable) from exc
 
     def _pipeline(self) -> Any:
         return self.redis.pipeline(transaction=False)
@@ -393,8 +393,8 @@ class IndexWriter:
             if pending:
                 self.redis.unlink(*pending)
                 deleted += len(pending)
-        except (redis.RedisError, OSError) as exc:
-            raise IndexUnavailable(f"redis unreachable while dropping a generation: {exc!r}") from exc
+        except REDIS_UNAVAILABLE as exc:
+            raise redis_unavailable(exc, IndexUnavailable) from exc
         self._io(self.redis.srem, self.keys.gens, generation)
         return deleted
 

@@ -31,7 +31,7 @@ from typing import Any
 import msgspec
 
 from verifier.api.auth.roles import Role
-from verifier.api.redis_failures import REDIS_DOWN
+from verifier.lib.redis_errors import REDIS_UNAVAILABLE
 
 __all__ = [
     "ApiKeyError",
@@ -206,7 +206,7 @@ class KeyVerifier:
         if entry is None or now - entry[0] > (CACHE_TTL_S if entry[1] else _NEGATIVE_TTL_S):
             try:
                 entry = await self._fetch(key_id, now)
-            except REDIS_DOWN:
+            except REDIS_UNAVAILABLE:
                 if entry is None:
                     raise
                 # Redis is away: keep the record we had (see the module docstring).

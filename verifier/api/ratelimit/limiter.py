@@ -29,7 +29,7 @@ import math
 import time
 from typing import Any
 
-from verifier.api.redis_failures import REDIS_DOWN
+from verifier.lib.redis_errors import REDIS_UNAVAILABLE
 
 __all__ = ["RateLimiter"]
 
@@ -149,7 +149,7 @@ class RateLimiter:
             lease.tokens = (lease.tokens if now < lease.expires else 0) + granted
             lease.expires = now + LEASE_S
             return None
-        except REDIS_DOWN:
+        except REDIS_UNAVAILABLE:
             return _FALLBACK
         except Exception:  # a bug, but a background refill has nobody to raise it to
             log.exception("rate limit refill failed")
