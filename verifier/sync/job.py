@@ -65,10 +65,10 @@ from verifier.index.keys import DEFAULT_NAMESPACE
 from verifier.index.sync_status import SyncStatus, write_sync_status
 from verifier.index.trust_store import save_trust_list_sync
 from verifier.index.writer import IndexWriter
+from verifier.lib import upstream_wire as wire
 from verifier.lib.redis_errors import REDIS_UNAVAILABLE, redis_unavailable
 from verifier.lib.settings import Settings
 from verifier.sync.progress import Progress
-from verifier.upstream import wire
 from verifier.sync.upstream_client import (
     Backoff,
     CursorTooOld,

@@ -15,8 +15,8 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.response import Stream
 
 from verifier.index.records import ChangeEvent, EventType, PermitRecord
+from verifier.lib import upstream_wire as wire
 from verifier.lib.problems import EXCEPTION_HANDLERS, Problem
-from verifier.upstream import wire
 from verifier.upstream.simulator import EventNotApplicable, Faults, UnknownPermit, Upstream
 
 GONE_TYPE = "/problems/cursor-too-old"

@@ -28,7 +28,7 @@ from typing import Any, Final
 import msgspec
 
 from verifier.index.records import Card, ChangeEvent, EventType, PermitRecord
-from verifier.upstream import wire
+from verifier.lib import upstream_wire as wire
 from verifier.upstream.population import CHUNK_RECORDS, EVENT_CARD_BASE, Population
 
 EVENT_TYPES: Final[tuple[EventType, ...]] = (
