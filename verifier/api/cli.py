@@ -17,9 +17,11 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import msgspec
+
+from verifier.lib.redis_client import AsyncRedisClient
 
 T = TypeVar("T")
 
@@ -66,7 +68,7 @@ def _usage_error(message: str) -> int:
     return 2
 
 
-def _with_redis(args: argparse.Namespace, work: Callable[[Any], Awaitable[T]]) -> T:
+def _with_redis(args: argparse.Namespace, work: Callable[[AsyncRedisClient], Awaitable[T]]) -> T:
     """Run ``work(redis)`` on an asyncio client of ``--redis``/``$REDIS_URL``."""
     from verifier.lib.redis_client import async_client
     from verifier.lib.settings import Settings

@@ -49,7 +49,7 @@ from verifier.index.sync_status import read_sync_status
 from verifier.index.trust_store import TRUST_CHANNEL
 from verifier.lib import metrics as metrics_lib
 from verifier.lib.metrics import METRICS_KEY, Metrics
-from verifier.lib.redis_client import async_client
+from verifier.lib.redis_client import AsyncRedisClient, async_client
 from verifier.lib.redis_errors import REDIS_UNAVAILABLE
 from verifier.lib.settings import Settings
 
@@ -82,9 +82,9 @@ def tune_gc() -> None:
 
 
 class Runtime:
-    def __init__(self, settings: Settings, redis: Any = None, *, tune_gc: bool = False) -> None:
+    def __init__(self, settings: Settings, redis: AsyncRedisClient | None = None, *, tune_gc: bool = False) -> None:
         self.settings = settings
-        self.redis: Any = redis
+        self.redis: AsyncRedisClient | None = redis
         self._tune_gc = tune_gc
         self._owns_redis = redis is None
         self.metrics = Metrics()

@@ -12,9 +12,10 @@ the upstream does not even reach Redis.
 from __future__ import annotations
 
 import hashlib
-from typing import Any
 
 import fastpath
+
+from verifier.lib.redis_client import AsyncRedisClient, SyncRedisClient
 
 __all__ = [
     "TRUST_CHANNEL",
@@ -40,7 +41,7 @@ def _checked(jwks_bytes: bytes | str) -> bytes:
     return data
 
 
-def save_trust_list_sync(redis: Any, jwks_bytes: bytes | str) -> bool:
+def save_trust_list_sync(redis: SyncRedisClient, jwks_bytes: bytes | str) -> bool:
     """Store a new trust list and tell the API workers; False when it is the one already
     stored. A sync client: the writer is the sync job (and the tests, with theirs).
 
@@ -54,7 +55,7 @@ def save_trust_list_sync(redis: Any, jwks_bytes: bytes | str) -> bool:
     return True
 
 
-async def load_trust_list(redis: Any) -> bytes | None:
+async def load_trust_list(redis: AsyncRedisClient) -> bytes | None:
     """The stored JWK Set, or None when the sync job has not stored one yet."""
     data = await redis.get(TRUST_KEY)
     return bytes(data) if data is not None else None

@@ -14,6 +14,7 @@ from typing import Any
 import msgspec
 import redis
 
+from verifier.lib.redis_client import SyncRedisClient
 from verifier.lib.redis_errors import REDIS_UNAVAILABLE, redis_unavailable
 
 from .apply_plan import apply_call, check_identifiers, page_permits, plan_page
@@ -123,7 +124,7 @@ class IndexWriter:
     or cluster.
     """
 
-    def __init__(self, redis_client: Any, namespace: str = DEFAULT_NAMESPACE) -> None:
+    def __init__(self, redis_client: SyncRedisClient, namespace: str = DEFAULT_NAMESPACE) -> None:
         self.redis = redis_client
         self.keys = KeyLayout(namespace)
         self._acquire = redis_client.register_script(scripts.ACQUIRE)

@@ -66,6 +66,7 @@ from verifier.index.sync_status import SyncStatus, write_sync_status
 from verifier.index.trust_store import save_trust_list_sync
 from verifier.index.writer import IndexWriter
 from verifier.lib import upstream_wire as wire
+from verifier.lib.redis_client import SyncRedisClient
 from verifier.lib.redis_errors import REDIS_UNAVAILABLE, redis_unavailable
 from verifier.lib.settings import Settings
 from verifier.sync.progress import Progress
@@ -146,7 +147,7 @@ class SyncJob:
         settings: Settings,
         stop: threading.Event | None = None,
         *,
-        redis_client: Any = None,
+        redis_client: SyncRedisClient | None = None,
         upstream: UpstreamClient | None = None,
         namespace: str = DEFAULT_NAMESPACE,
         owner: str | None = None,

@@ -12,6 +12,7 @@ from verifier.api.verdicts.status import rfc3339
 from verifier.index import IndexNotReady, IndexUnavailable
 from verifier.index.sync_status import read_sync_status
 from verifier.lib.problems import Problem
+from verifier.lib.redis_client import AsyncRedisClient
 from verifier.lib.redis_errors import REDIS_UNAVAILABLE
 
 
@@ -34,7 +35,7 @@ async def sync_overview(runtime: Any) -> SyncOut:
     )
 
 
-async def _sync_report(redis: Any) -> dict[str, Any] | None:
+async def _sync_report(redis: AsyncRedisClient) -> dict[str, Any] | None:
     try:
         status = await read_sync_status(redis)
     except REDIS_UNAVAILABLE:

@@ -34,6 +34,7 @@ from typing import Any
 
 import orjson
 
+from verifier.lib.redis_client import AsyncRedisClient
 from verifier.lib.redis_errors import REDIS_UNAVAILABLE
 
 __all__ = ["AUDIT_STREAM", "AuditLog"]
@@ -58,7 +59,7 @@ class AuditLog:
 
     __slots__ = ("_redis", "_buffer", "dropped", "written")
 
-    def __init__(self, redis: Any) -> None:
+    def __init__(self, redis: AsyncRedisClient) -> None:
         self._redis = redis
         self._buffer: list[dict[str, str]] = []
         self.dropped = 0
