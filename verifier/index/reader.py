@@ -141,7 +141,7 @@ class _Reads(Generic[Client]):
         _check_by(by)
         wanted = list(dict.fromkeys(ids))
         for _ in range(_MAX_SWITCH_RETRIES):
-            pointer = yield from self.live_pointer()
+            pointer = self.pointer or (yield from self.live_pointer())  # no sub-generator when known
             if by == "pn":
                 # the pointer first: the keys then make one uniform run for the client to pack
                 values = yield partial(self.redis.mget, [self.keys.current, *self.record_keys(pointer, wanted)])
@@ -160,7 +160,7 @@ class _Reads(Generic[Client]):
 
     def get_many_stored(self, pns: Sequence[str]) -> _Read[list[bytes | None]]:
         for _ in range(_MAX_SWITCH_RETRIES):
-            pointer = yield from self.live_pointer()
+            pointer = self.pointer or (yield from self.live_pointer())
             if self.key_runs:  # the keys packed straight from the permit numbers
                 run = KeyRun(self.keys.record_prefix(pointer.generation).decode(), pns)
                 values = yield partial(self.redis.execute_command, "MGET", self.keys.current, run)
