@@ -31,13 +31,15 @@ __all__ = ["create_app"]
 DEFAULT_MAX_BODY = 64 * 1024
 
 
-def create_app(settings: Settings, *, redis: AsyncRedisClient | None = None, tune_gc: bool = False) -> Litestar:
+def create_app(settings: Settings, *, redis: AsyncRedisClient | None = None, store: AsyncRedisClient | None = None,
+               tune_gc: bool = False) -> Litestar:
     """The one factory. ``redis``: an asyncio client to use (tests); else one is made from ``settings.redis_url``.
+    ``store``: the same for the store of record (else ``settings.store_url``'s, or the index's client).
     ``tune_gc``: a serving worker's garbage-collection policy once started (``runtime.tune_gc``;
     it affects the whole process, so only the worker's own factory asks for it)."""
     if redis is None and not settings.redis_url:
         raise ValueError("create_app needs settings.redis_url (or a client): the API never runs without Redis")
-    runtime = Runtime(settings, redis, tune_gc=tune_gc)
+    runtime = Runtime(settings, redis, store=store, tune_gc=tune_gc)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:

@@ -26,8 +26,15 @@ from verifier.lib.redis_client import AsyncRedisClient
 T = TypeVar("T")
 
 
+STORE_HELP = ("the store of record's Redis URL: API keys, the audit, what the upstream cannot rebuild "
+              "(default: $VERIFIER_STORE_URL, else the index's Redis)")
+
+
 def _add_redis_flag(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--redis", default=None, help="Redis URL (default: $REDIS_URL)")
+    # These commands work on the store of record; --redis (the index's) is its fallback, as in `serve`.
+    parser.add_argument("--store", default=None, help=STORE_HELP)
+    parser.add_argument("--redis", default=None, help="the index's Redis URL, used when no store URL is set "
+                        "(default: $REDIS_URL)")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -69,11 +76,12 @@ def _usage_error(message: str) -> int:
 
 
 def _with_redis(args: argparse.Namespace, work: Callable[[AsyncRedisClient], Awaitable[T]]) -> T:
-    """Run ``work(redis)`` on an asyncio client of ``--redis``/``$REDIS_URL``."""
+    """Run ``work(store)`` on an asyncio client of the store of record (``--store``/``$VERIFIER_STORE_URL``,
+    else ``--redis``/``$REDIS_URL``)."""
     from verifier.lib.redis_client import async_client
     from verifier.lib.settings import Settings
 
-    url = Settings.from_env(redis_url=args.redis).redis_url
+    url = Settings.from_env(redis_url=args.redis, store_url=args.store).store_url_or_index
     if not url:
         raise _NoRedis()
 
@@ -100,7 +108,7 @@ def _redis_command(func: Callable[[argparse.Namespace], int]) -> Callable[[argpa
         try:
             return func(args)
         except _NoRedis:
-            return _usage_error("no Redis URL: set REDIS_URL or pass --redis")
+            return _usage_error("no store URL: set VERIFIER_STORE_URL (or REDIS_URL) or pass --store")
         except (RedisError, OSError) as exc:
             print(f"verifier: Redis: {exc}", file=sys.stderr)
             return 3
