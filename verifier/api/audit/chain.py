@@ -279,7 +279,7 @@ class ChainVerifier:
             stated_hash = b""
         previous = self._heads.get(shard)
         report.records += 1
-        report.last = seq
+        report.last = max(report.last, seq)
         if previous is None:  # a partial export's first record of this shard: it anchors the rest
             self._heads[shard] = (seq, stated_hash)
         else:
@@ -290,10 +290,11 @@ class ChainVerifier:
                     self._broken(where, shard, seq, f"records {expected_seq}..{seq - 1} are missing "
                                  f"({missing} deleted or never written) before it" if missing > 1 else
                                  f"record {expected_seq} is missing (deleted or never written) before it")
+                    # carry on from this record, so that one gap is one break, not a break per record
+                    self._heads[shard] = (seq, stated_hash)
                 else:
+                    # a record from before: the chain carries on from where it stood
                     self._broken(where, shard, seq, f"out of order: it comes after record {previous[0]}")
-                # carry on from this record, so that one gap is one break, not a break per record
-                self._heads[shard] = (seq, stated_hash)
             else:
                 computed = hashlib.sha256(head + content_of(record)).digest()
                 if computed != stated_hash:

@@ -43,6 +43,7 @@ __all__ = [
     "APPENDED",
     "AUDIT_STREAM",
     "GAP",
+    "NOT_NEXT",
     "NO_HISTORY",
     "OVERLAP",
     "KEYS_KEY",
@@ -70,11 +71,12 @@ PIPELINE_BYTES = 512 * 1024
 Numbered = tuple[int, bytes]
 """A record's number in its shard and its stored line."""
 
-APPENDED, OVERLAP, NO_HISTORY, GAP = 1, 0, -1, 2
+APPENDED, OVERLAP, NO_HISTORY, GAP, NOT_NEXT = 1, 0, -1, 2, 3
 """APPEND's first reply: taken; not taken, the head is at or past the batch's first record (drop those
 and send the rest); not taken, the store has no history of a shard whose batch does not begin at
 record 1 (the store lost it: ``verifier audit restore``); taken, but records between the head and the
-batch never reached the store."""
+batch never reached the store; not taken, the batch had to follow the head and does not (an earlier
+batch of the same pipeline was not taken)."""
 
 APPEND = """
 local first = tonumber(ARGV[1])
@@ -85,7 +87,10 @@ if head then
   if first <= head then
     return {0, head, redis.call('HGET', KEYS[2], 'h')}
   end
-  if first > head + 1 then status = 2 end
+  if first > head + 1 then
+    if ARGV[7] == '1' then return {3, head, ''} end
+    status = 2
+  end
 else
   head = 0
   if first > 1 and ARGV[6] ~= '1' then return {-1, 0, ''} end
@@ -97,7 +102,8 @@ return {status, head, ''}
 """
 """KEYS: the stream, the shard's head, the set of shards. ARGV: 1 the batch's first record
 number, 2 its last, 3 the last one's h, 4 the batch (JSON array), 5 the shard, 6 '1' to
-take a batch of a shard the store has no history of (restore). Replies
+take a batch of a shard the store has no history of (restore), 7 '1' if the batch must
+follow the head (any batch of a pipeline but its first). Replies
 ``{status, head, head's h when OVERLAP}``."""
 
 
@@ -205,18 +211,22 @@ async def deliver(store: AsyncRedisClient, shard: str, numbered: list[Numbered],
         done_upto = 0
         for pipeline in pipelines(pending):
             async with store.pipeline(transaction=False) as pipe:
-                for batch in pipeline:
+                for i, batch in enumerate(pipeline):
                     last, last_line = batch[-1]
                     # EVAL, not EVALSHA: the same in every kind of pipeline (cluster too), and ~1 KB
-                    # of script beside a batch of up to 128 KB
+                    # of script beside a batch of up to 128 KB. Only a pipeline's first batch may leave
+                    # a gap after the head: the others follow it, or an earlier one was refused.
                     pipe.eval(APPEND, 3, AUDIT_STREAM, head_key(shard), SHARDS_KEY, batch[0][0], last,
                               hash_of(last_line), b"[" + b",".join(line for _n, line in batch) + b"]", shard,
-                              "1" if adopt else "")
+                              "1" if adopt else "", "1" if i else "")
                 replies = await pipe.execute()
             overlapped = False
             for batch, (status, head, digest) in zip(pipeline, replies):
                 head = int(head)
-                if status == OVERLAP:
+                if status == NOT_NEXT:
+                    overlapped = True
+                    done_upto = max(done_upto, head)
+                elif status == OVERLAP:
                     overlapped = True
                     mine = ours.get(head)
                     digest = _text(digest)
