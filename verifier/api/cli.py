@@ -254,6 +254,13 @@ def _audit_verify(args: argparse.Namespace) -> int:
         keys = _trusted_keys(args)
     except (OSError, ValueError) as exc:
         return _usage_error(f"--keys: {exc}")
+    if keys is None and args.files is not None and (args.files / "checkpoint-key").exists():
+        from verifier.api.audit.chain import CheckpointSigner
+
+        own = CheckpointSigner.load_or_create(args.files / "checkpoint-key")
+        keys = {own.kid: own.public_key}
+        print("audit verify: checkpoints checked against the folder's own key (--keys, a copy kept apart, "
+              "is the stronger check)", file=sys.stderr)
     if keys is None:
         return _usage_error("no checkpoint keys to trust: pass --keys FILE (see `verifier audit keys`) or a store URL")
     try:
