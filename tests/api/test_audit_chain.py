@@ -195,3 +195,101 @@ def test_the_verifier_by_itself() -> None:
     assert broken.first_break is not None and broken.first_break.seq == 2
     # the next link holds (it hashes over the stated h): one edit, one break
     assert broken.breaks == 1
+
+
+# --- retention ---------------------------------------------------------------------
+
+def write_two_periods(store_url: str, audit_dir: Path) -> float:
+    """40 scans, then (a moment later) 30 more; returns the time between the two."""
+    import time
+
+    write_audit(store_url, audit_dir, [40])
+    time.sleep(0.05)
+    between = time.time()
+    time.sleep(0.05)
+    write_audit(store_url, audit_dir, [30])
+    return between
+
+
+def test_retention_by_age_exports_then_trims_and_the_chain_still_verifies(
+        redis_url: str, redis_sync: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from verifier.api.audit.retention import retain
+
+    between = write_two_periods(redis_url, tmp_path / "audit")
+    total = len(export_lines(redis_url))
+
+    async def trim(store: Any) -> Any:
+        # "now" a day after `between`: what is older than a day is what came before it
+        return await retain(store, tmp_path / "archive", max_age_days=1.0, now=between + 86_400)
+
+    from tests.api.test_audit_durability import run
+
+    done = run(trim, redis_url)
+    assert done.archive is not None and done.archive.exists()
+    archived = [orjson.loads(line) for line in done.archive.read_bytes().splitlines()]
+    kept = export_lines(redis_url)
+    assert len(archived) == done.records and len(archived) + len(kept) == total
+    assert all(parse(line["time"]) < between for line in archived)
+    assert all(parse(line["time"]) >= between for line in kept)
+    assert sum(line["kind"] == "qr" for line in archived) == 40
+    # The live chain now begins where retention cut it; the archive, then the rest, is one chain.
+    code, out = verify(capsys, "--store", redis_url)
+    assert code == 0, out
+    later = write_export(tmp_path / "later.ndjson", kept)
+    code, out = verify(capsys, str(done.archive), str(later), "--store", redis_url)
+    assert code == 0 and "records 1.." in out, out
+    assert run(trim, redis_url).archive is None  # nothing more is that old
+
+
+def parse(text: str) -> float:
+    import datetime as dt
+
+    return dt.datetime.fromisoformat(text).timestamp()
+
+
+def test_retention_by_size_from_the_command_line(redis_url: str, redis_sync: Any, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    write_audit(redis_url, tmp_path / "audit", [200] * 10)  # ten stream entries, about 60 KB
+    usage = redis_sync.memory_usage("pv:audit", samples=0)
+    budget_mb = usage * 0.5 / 1024 / 1024
+    before = len(export_lines(redis_url))
+    capsys.readouterr()
+    assert main(["audit", "retain", "--archive", str(tmp_path / "archive"), "--max-mb", repr(budget_mb),
+                 "--store", redis_url]) == 0
+    assert "then trimmed them from the stream" in capsys.readouterr().err
+    assert redis_sync.memory_usage("pv:audit", samples=0) <= usage * 0.6
+    (archive,) = (tmp_path / "archive").glob("audit-*.ndjson")
+    archived = archive.read_bytes().splitlines()
+    assert len(archived) + len(export_lines(redis_url)) == before
+    code, out = verify(capsys, "--store", redis_url)
+    assert code == 0, out
+    # no bound: a usage error, nothing trimmed
+    assert main(["audit", "retain", "--archive", str(tmp_path / "archive"), "--store", redis_url]) == 2
+
+
+def test_the_checkpoint_keys_are_served_and_check_the_chain(world: Any, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.api.conftest import PERMITS, open_client
+
+    first = open_client(world.settings())
+    try:
+        for _ in range(3):
+            first.post("/v1/verify/qr", json={"qr": world.wp1(PERMITS["valid"]), "terminal": "K"},
+                       headers=world.headers("exit_entry"))
+    finally:
+        first.__exit__(None, None, None)  # a clean stop seals the chain with a checkpoint
+    second = open_client(world.settings())
+    try:
+        served = second.get("/v1/audit-keys")
+    finally:
+        second.__exit__(None, None, None)
+    assert served.status_code == 200
+    keys = served.json()["keys"]
+    lines = export_lines(world.redis_url)
+    kids = {line["kid"] for line in lines if line["kind"] == "checkpoint"}
+    assert kids and kids <= {k["kid"] for k in keys}
+    assert all("d" not in k for k in keys)  # public keys only
+    pinned = tmp_path / "audit-keys.json"
+    pinned.write_bytes(orjson.dumps({"keys": keys}))
+    code, out = verify(capsys, str(write_export(tmp_path / "export.ndjson", lines)), "--keys", str(pinned))
+    assert code == 0, out

@@ -11,6 +11,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 
 from verifier.api.admin.controller import AdminController
+from verifier.api.audit.controller import AuditKeysController
 from verifier.api.body import request_components
 from verifier.api.cards.controller import CardController
 from verifier.api.health.controller import HealthController
@@ -52,7 +53,7 @@ def create_app(settings: Settings, *, redis: AsyncRedisClient | None = None, sto
     app = Litestar(
         route_handlers=[
             QrController, CardController, PermitController, TrustController, ReceiptController,
-            AdminController, HealthController,
+            AuditKeysController, AdminController, HealthController,
         ],
         lifespan=[lifespan],
         state=_state(runtime),

@@ -335,7 +335,8 @@ class Runtime:
             metrics_lib.gauge("pv_index_seq", "Change-feed sequence the index is consistent with",
                               float(state.seq) if state is not None and state.seq is not None else None),
             metrics_lib.gauge("pv_near_cache_entries", "Entries in this worker's near-cache", float(len(self.near_cache))),
-            metrics_lib.gauge("pv_audit_buffered", "Audit records this worker holds, not yet written", float(len(self.audit))),
+            metrics_lib.gauge("pv_audit_buffered", "Audit records of this worker not yet in the store "
+                              "(in its audit files while the store is away)", float(len(self.audit))),
         ]
         gauges.extend(await self._sync_gauges())
         return metrics_lib.render(totals, gauges)

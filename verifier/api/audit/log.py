@@ -165,15 +165,14 @@ class AuditLog:
                 await self._files.append([line for _n, line in numbered], numbered[0][0])
             except OSError as exc:
                 numbered = await self._without_files(exc, numbered)
+        delivering = self._files is None or not self._behind
+        if delivering:  # else they are in the files, which the catch-up reads
+            self._unsent.extend(numbered)
         try:
             if not self._key_published:
                 await publish_key(self._store, self._signer.jwk())
                 self._key_published = True
-            if self._files is None or not self._behind:
-                self._unsent.extend(numbered)
-                taken = await self._deliver_unsent()
-            else:
-                taken = await self._catch_up()
+            taken = await self._deliver_unsent() if delivering else await self._catch_up()
             if self._files is not None and not self._behind and time.monotonic() - self._last_sweep >= ORPHAN_SWEEP_S:
                 self._last_sweep = time.monotonic()
                 taken += await self._sweep_orphans()
