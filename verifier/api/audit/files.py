@@ -106,6 +106,8 @@ class ShardFiles:
         self.directory = directory
         self.name = directory.name
         self._lock_fd: int | None = None
+        self._cursor: tuple[int, Path, int] | None = None
+        """Where the last read_after ended: (the number of its last record, its file, the offset after it)."""
 
     def __repr__(self) -> str:
         return f"<ShardFiles {self.directory}>"
@@ -197,7 +199,10 @@ class ShardFiles:
         return Link(self.name, parsed[1], digest)
 
     def read_after(self, seq: int, max_bytes: int) -> list[tuple[int, bytes]]:
-        """``(number, line)`` of the records after number ``seq``, in order, up to about ``max_bytes``."""
+        """``(number, line)`` of the records after number ``seq``, in order, up to about ``max_bytes``.
+
+        A catch-up reads on from where its last read ended: that place is remembered, so a
+        long spool is read once, not from its file's start at every tick."""
         out: list[tuple[int, bytes]] = []
         size = 0
         files = self.files()
@@ -207,11 +212,16 @@ class ShardFiles:
             if first <= seq + 1:
                 start = i
         for first, path in files[start:]:
-            number = first - 1
+            number, offset = first - 1, 0
+            if self._cursor is not None and self._cursor[0] == seq and self._cursor[1] == path:
+                number, offset = seq, self._cursor[2]
             with open(path, "rb") as f:
-                for raw in f:
+                f.seek(offset)
+                while True:
+                    raw = f.readline()
                     if not raw.endswith(b"\n"):
-                        break  # being written (only the writer's own thread reads its current file)
+                        break  # the end, or a line being written (only the writer's thread reads its current file)
+                    offset += len(raw)
                     number += 1
                     if number <= seq:
                         continue
@@ -223,7 +233,10 @@ class ShardFiles:
                     out.append((number, line))
                     size += len(line)
                     if size >= max_bytes:
+                        self._cursor = (number, path, offset)
                         return out
+            if out:
+                self._cursor = (number, path, offset)
         return out
 
     def lines(self) -> Iterator[tuple[str, bytes]]:
