@@ -4,11 +4,11 @@
 const STORE = "pv.history";
 const LIMIT = 20;
 
-// WP1100002020000001 -> WP11••••••••0001: enough to tell two checks apart, not to identify anyone.
+// WP1100002020000001 -> WP11…0001: enough to tell two checks apart, not to identify anyone.
 export function maskPermitNumber(pn) {
   if (typeof pn !== "string" || pn.length === 0) return "—";
-  if (pn.length <= 8) return pn.slice(0, 2) + "•".repeat(Math.max(pn.length - 2, 0));
-  return pn.slice(0, 4) + "•".repeat(pn.length - 8) + pn.slice(-4);
+  if (pn.length <= 8) return pn.slice(0, 2) + "…";
+  return `${pn.slice(0, 4)}…${pn.slice(-4)}`;
 }
 
 export function entries() {
