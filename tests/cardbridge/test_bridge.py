@@ -182,7 +182,10 @@ def test_a_card_of_the_upstream_simulator() -> None:
         source = choose_source(simulator=server.url, pn=record.pn, use_reader=False)
         assert source.kind == "simulator"
         challenge = os.urandom(32)
-        certificate, signature = source.read(challenge)
+        try:
+            certificate, signature = source.read(challenge)
+        finally:
+            source.close()
         trust = fastpath.TrustList.from_jwks(orjson.dumps(upstream.trust_list()))
         verdict = fastpath.verify_card_certificate(certificate, trust, int(time.time()))
         assert verdict.result == fastpath.codes.VALID and verdict.permit["pn"] == record.pn

@@ -73,7 +73,7 @@ def cors_middleware(origins: tuple[str, ...]) -> Any:
                 refusal = f"The API reads only these request headers: {', '.join(sorted(ALLOWED_HEADERS))}."
             if refusal is not None:
                 response = problem_response(403, refusal, headers={"Vary": "Origin"})
-                await response.to_asgi_response(scope["app"], Request(scope))(scope, receive, send)
+                await response.to_asgi_response(None, Request(scope))(scope, receive, send)
                 return
             await send({"type": "http.response.start", "status": 204, "headers": [
                 (b"access-control-allow-origin", origin),

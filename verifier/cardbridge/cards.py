@@ -48,14 +48,17 @@ class CardSource(Protocol):
         """``(certificate, signature)``; raises NoCard or CardError."""
         ...
 
+    def close(self) -> None: ...
+
 
 class AppletCardSource:
     """A software chip: always on its (imaginary) reader."""
 
-    def __init__(self, kind: str, label: str, transmit: Transmit) -> None:
+    def __init__(self, kind: str, label: str, transmit: Transmit, close: Any = None) -> None:
         self.kind = kind
         self.label = label
         self.transmit = transmit
+        self._close = close
         self._lock = threading.Lock()  # one card, one command sequence at a time
 
     @classmethod
@@ -67,7 +70,7 @@ class AppletCardSource:
     @classmethod
     def from_simulator(cls, upstream_url: str, pn: str) -> "AppletCardSource":
         applet = SimulatorApplet(upstream_url, pn)
-        return cls("simulator", "upstream simulator's card", applet.transmit)
+        return cls("simulator", "upstream simulator's card", applet.transmit, close=applet.client.close)
 
     def reader(self) -> str:
         return self.label
@@ -78,6 +81,10 @@ class AppletCardSource:
     def read(self, challenge: bytes) -> tuple[bytes, bytes]:
         with self._lock:
             return read_card(self.transmit, challenge)
+
+    def close(self) -> None:
+        if self._close is not None:
+            self._close()
 
 
 class SimulatorApplet:
@@ -169,6 +176,9 @@ class PcscCardSource:
                 raise CardError(f"{type(exc).__name__}: {exc}") from None  # the card was pulled mid-read, ...
             finally:
                 connection.disconnect()
+
+    def close(self) -> None:
+        pass  # a connection lives for one read only
 
 
 def choose_source(*, card_folder: Path | None = None, simulator: str | None = None, pn: str | None = None,

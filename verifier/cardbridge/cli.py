@@ -57,6 +57,7 @@ def _card_bridge(args: argparse.Namespace) -> int:
         pass
     finally:
         server.httpd.server_close()
+        source.close()
     return 0
 
 

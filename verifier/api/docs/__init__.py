@@ -40,6 +40,7 @@ class LocalSwaggerPlugin(OpenAPIRenderPlugin):
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{title}</title>
+<link rel="icon" href="/counter/icon.svg" type="image/svg+xml">
 <link rel="stylesheet" href="/vendor/swagger-ui-dist/swagger-ui.css">
 <script src="/vendor/swagger-ui-dist/swagger-ui-bundle.js" defer></script>
 <script src="/schema/swagger-init.js" defer></script>
@@ -67,7 +68,7 @@ def _problems_for_unknown_paths(app: ASGIApp) -> ASGIApp:
         handler = scope.get("route_handler")
         if getattr(handler, "fn", None) is handle_schema_path_not_found:
             response: Response[Any] = problem_response(404, "No such page of the API documentation.")
-            await response.to_asgi_response(scope["app"], Request(scope))(scope, receive, send)
+            await response.to_asgi_response(None, Request(scope))(scope, receive, send)
             return
         await app(scope, receive, send)
 
