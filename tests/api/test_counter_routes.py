@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -183,3 +185,10 @@ def test_origin_settings_are_checked() -> None:
     assert settings.to_env()["VERIFIER_CORS_ORIGINS"] == "https://a.example"
     with pytest.raises(ValueError):
         Settings.from_env(counter_clear_s=0)
+
+
+def test_serve_refuses_a_card_bridge_that_is_not_on_the_loopback() -> None:
+    result = subprocess.run([sys.executable, "-m", "verifier", "serve", "--card-bridge-origin", "http://10.1.2.3:7471"],
+                            capture_output=True, timeout=60)
+    assert result.returncode == 2
+    assert b"http://127.0.0.1:PORT" in result.stderr

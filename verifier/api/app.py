@@ -13,7 +13,7 @@ from verifier.api.admin.controller import AdminController
 from verifier.api.auth.controller import MeController
 from verifier.api.body import request_components
 from verifier.api.cards.controller import CardController
-from verifier.api.counter import counter_routes
+from verifier.api.counter.routes import counter_routes
 from verifier.api.cors import cors_middleware
 from verifier.api.docs import LocalSwaggerPlugin, schema_router
 from verifier.api.health.controller import HealthController

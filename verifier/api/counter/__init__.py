@@ -9,7 +9,3 @@ are served at ``/vendor/``. Every response of these routes carries a strict
 Content-Security-Policy: the page can load and connect to its own origin only (and the
 one bridge origin), so nothing it shows or sends can reach another site.
 """
-
-from verifier.api.counter.routes import counter_routes, page_headers
-
-__all__ = ["counter_routes", "page_headers"]
