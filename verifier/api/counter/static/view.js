@@ -76,6 +76,7 @@ export function setCameraState(state, info = {}) {
     element.textContent += ` (${t("camera.decoder", { name: info.decoder })})`;
   }
   element.dataset.state = state;
+  $("camera-video").hidden = !on; // the room for the other ways in while the camera is off
   $("torch").hidden = !(state === "on" && info.torch);
 }
 
@@ -241,7 +242,7 @@ export function renderVerdict(model, now = Date.now()) {
   setPlain($("verdict-compare"), outcome === "accept" && model.permit && model.permit.n ? t("verdict.compare") : "");
   const meta = [t(`verdict.source.${model.source}`)];
   if (model.checked_at) meta.push(t("verdict.checked", { time: clock(model.checked_at) }));
-  if (model.result !== "NO_ANSWER") {
+  if (model.index_as_of) { // a status was read from the index: say how fresh it was
     meta.push(typeof model.lag_s === "number" ? t("verdict.freshness", { age: duration(model.lag_s) }) : t("verdict.freshness.unknown"));
   }
   if (model.es1ExpiresAt && model.result !== "NO_ANSWER") {
