@@ -4,7 +4,7 @@
   index, one key per role: tests/api/conftest.py), a software card of the "valid"
   permit behind ``verifier.cardbridge`` on a free loopback port, and ``verifier serve``
   (one worker) whose counter page points at that bridge.
-- ``browser`` (session): the Debian Chromium (``/usr/bin/chromium``) through Playwright;
+- ``browser`` (package): the Debian Chromium (``/usr/bin/chromium``) through Playwright;
   Playwright's own browser download is not used. ``camera_browser(video)`` launches
   another one whose fake camera shows ``video`` (Chromium reads the file once: one
   browser per camera case).
@@ -139,7 +139,9 @@ def own_stack(own_redis_server: EmbeddedRedis, tmp_path: Path) -> Iterator[Stack
         redis.close()
 
 
-@pytest.fixture(scope="session")
+# Package scope, not session: Playwright's sync API keeps an event loop running in this thread while it
+# is started, and the other suites call asyncio.run; it stops when the last browser test is done.
+@pytest.fixture(scope="package")
 def playwright() -> Iterator[Playwright]:
     if not os.path.exists(CHROMIUM):
         raise AssertionError(f"{CHROMIUM} is missing: apt-get install -y chromium (.ci/run does it)")
@@ -147,7 +149,7 @@ def playwright() -> Iterator[Playwright]:
         yield p
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     browser = launch(playwright)
     yield browser
