@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import os
 import subprocess
 import sys
@@ -14,6 +15,8 @@ import fastpath
 import httpx
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from verifier.cardbridge.applet import AID, CardError, SoftwareApplet, read_card
 from verifier.cardbridge.cards import CARD_CERTIFICATE_FILE, CARD_KEY_FILE, AppletCardSource, choose_source
@@ -202,3 +205,22 @@ def test_no_reader_and_no_software_card_is_a_usage_error() -> None:
 
 
 
+
+
+_CHALLENGES = st.one_of(st.text(max_size=60), st.integers(), st.none(),
+                        st.binary(min_size=30, max_size=34).map(lambda b: base64.b64encode(b).decode()))
+
+
+@given(body=st.one_of(st.binary(max_size=300), st.builds(lambda v: json.dumps({"challenge": v}).encode(), _CHALLENGES)))
+@settings(max_examples=300, deadline=None)
+def test_any_body_is_answered_or_refused_never_a_crash(body: bytes) -> None:
+    # WIRE-FORMAT 6: only a 32-byte challenge reaches the card; everything else is a 400
+    card = make_card(IssuerKey.generate(["CN-310000"]))
+    bridge = BridgeServer.__new__(BridgeServer)
+    bridge.source = AppletCardSource("software", "test card", SoftwareApplet(card).transmit)
+    try:
+        answer = bridge.sign(body)
+    except Exception as exc:  # noqa: BLE001 - the one allowed refusal is checked below
+        assert type(exc).__name__ == "_Refused" and exc.status == 400  # type: ignore[attr-defined]
+    else:
+        assert len(base64.b64decode(answer["signature"])) == 64
