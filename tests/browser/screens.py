@@ -1,12 +1,25 @@
-import time
+"""Screenshots of every screen of the counter page, in English and Chinese, to look at (not collected by
+the suite: run it by name). Chinese needs a CJK font on the machine (apt-get install fonts-noto-cjk).
+
+    python -m pytest tests/browser/screens.py -p no:cacheprovider      # PNGs in $COUNTER_SHOTS or /tmp/counter-shots
+"""
+
+from __future__ import annotations
+
+import os
+
+import msgspec
 from playwright.sync_api import expect
-from tests.api.conftest import PERMITS, NOT_IN_INDEX
+
+from tests.api.conftest import NOT_IN_INDEX, PERMITS
+from tests.browser.conftest import Clerk
 from verifier.run.samples import tamper_signature
 
-OUT = "/tmp/i10-shots"
+OUT = os.environ.get("COUNTER_SHOTS", "/tmp/counter-shots")
 
-def test_shots(counter):
-    import os; os.makedirs(OUT, exist_ok=True)
+
+def test_screens(counter: Clerk) -> None:
+    os.makedirs(OUT, exist_ok=True)
     page = counter.page
     w = counter.stack.world
     counter.open()
@@ -20,7 +33,7 @@ def test_shots(counter):
     page.screenshot(path=f"{OUT}/waiting-en.png")
     cases = [("valid", w.wp1(PERMITS["valid"]), "VALID"), ("cancelled", w.wp1(PERMITS["cancelled"]), "PERMIT_CANCELLED"),
              ("badsig", tamper_signature(w.wp1(PERMITS["valid"])), "BAD_SIGNATURE"),
-             ("es1", w.es1(PERMITS["valid"]), "VALID"), ("superseded", w.wp1(__import__("msgspec").structs.replace(PERMITS["superseded"], v=1)), "SUPERSEDED"),
+             ("es1", w.es1(PERMITS["valid"]), "VALID"), ("superseded", w.wp1(msgspec.structs.replace(PERMITS["superseded"], v=1)), "SUPERSEDED"),
              ("notfound", w.wp1(NOT_IN_INDEX), "PERMIT_NOT_FOUND")]
     for name, code, result in cases:
         counter.scan(code)
@@ -41,3 +54,13 @@ def test_shots(counter):
     counter.scan(w.wp1(PERMITS["valid"]))
     counter.expect_result("NO_ANSWER", "cannot-confirm")
     page.screenshot(path=f"{OUT}/noanswer-en.png")
+    page.unroute("**/v1/verify/qr")
+    page.get_by_test_id("manual-pn").fill(PERMITS["valid"].pn)
+    page.get_by_test_id("manual-dob").fill("1985-04-12")
+    page.get_by_test_id("manual-submit").click()
+    counter.expect_result("VALID", "accept")
+    page.get_by_test_id("card-read").click()
+    expect(counter.verdict).to_have_attribute("data-source", "card", timeout=15000)
+    page.screenshot(path=f"{OUT}/card-en.png")
+    page.get_by_test_id("settings").click()
+    page.screenshot(path=f"{OUT}/settings-en.png")
