@@ -15,6 +15,8 @@ from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from verifier.lib.settings import DEFAULT_CARD_BRIDGE_PORT
+
     bridge = subparsers.add_parser(
         "card-bridge", help="the counter page's card reader (PC/SC, or a software card)",
         description="Serve the card-reader bridge on 127.0.0.1 for the counter page: a PC/SC reader through "
@@ -22,7 +24,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     bridge.add_argument("--allow-origin", action="append", required=True, metavar="ORIGIN",
                         help="the counter page's origin, e.g. http://127.0.0.1:8000 (repeat for more)")
-    bridge.add_argument("--port", type=int, default=7471, help="loopback port (default 7471; 0 for any)")
+    bridge.add_argument("--port", type=int, default=DEFAULT_CARD_BRIDGE_PORT,
+                        help=f"loopback port (default {DEFAULT_CARD_BRIDGE_PORT}; 0 for any)")
     bridge.add_argument("--reader", default=None, help="PC/SC reader: part of its name (default: the first)")
     bridge.add_argument("--pcsc", action="store_true", help="use a PC/SC reader even if none is present yet")
     bridge.add_argument("--card", type=Path, default=None, metavar="DIR",

@@ -23,6 +23,7 @@ from typing import Any
 
 from verifier.cardbridge.cards import CardError, CardSource, NoCard
 from verifier.issuing.card import CHALLENGE_LENGTH
+from verifier.lib.settings import DEFAULT_CARD_BRIDGE_PORT
 
 __all__ = ["PROTOCOL", "BridgeServer"]
 
@@ -44,7 +45,8 @@ class _Refused(Exception):
 class BridgeServer:
     """``BridgeServer(source, origins, port=...)``; ``start()`` serves in a thread, ``serve_forever()`` in this one."""
 
-    def __init__(self, source: CardSource, origins: tuple[str, ...], host: str = "127.0.0.1", port: int = 7471) -> None:
+    def __init__(self, source: CardSource, origins: tuple[str, ...], host: str = "127.0.0.1",
+                 port: int = DEFAULT_CARD_BRIDGE_PORT) -> None:
         if not origins:
             raise ValueError("the bridge answers the counter page's origin: give at least one")
         self.source = source

@@ -11,8 +11,10 @@ import re
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
-DEFAULT_CARD_BRIDGE_ORIGIN = "http://127.0.0.1:7471"
-"""Where the counter page looks for the card-reader bridge of its terminal (docs/card-bridge.md)."""
+DEFAULT_CARD_BRIDGE_PORT = 7471
+"""The loopback port of ``verifier card-bridge`` on a terminal (docs/card-bridge.md)."""
+DEFAULT_CARD_BRIDGE_ORIGIN = f"http://127.0.0.1:{DEFAULT_CARD_BRIDGE_PORT}"
+"""Where the counter page looks for the card-reader bridge of its terminal."""
 
 # An origin as a browser sends it: scheme, host, optional port; no path, no wildcard.
 _ORIGIN_RE = re.compile(r"https?://(?:[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
