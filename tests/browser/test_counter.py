@@ -218,6 +218,7 @@ def test_the_page_makes_no_request_to_another_origin(counter: Clerk) -> None:
     counter.expect_result("VALID", "accept")
     counter.page.get_by_test_id("card-read").click()
     expect(counter.verdict).to_have_attribute("data-source", "card", timeout=15_000)
+    counter.expect_result("VALID", "accept")
     counter.page.get_by_test_id("language").click()
     counter.page.get_by_test_id("manual-pn").fill(PERMITS["valid"].pn)
     counter.page.get_by_test_id("manual-dob").fill(PERMITS["valid"].dob)
