@@ -37,6 +37,11 @@ def test_the_page_is_served_with_a_strict_csp(client: TestClient[Any]) -> None:
     assert not re.search(r"<script(?![^>]*\bsrc=)", page.text) and "<style" not in page.text and " style=" not in page.text
 
 
+def test_the_page_without_its_slash_is_sent_to_its_folder(client: TestClient[Any]) -> None:
+    reply = client.get("/counter", follow_redirects=False)
+    assert (reply.status_code, reply.headers["location"]) == (308, "/counter/")
+
+
 def test_every_asset_of_the_page_is_served_from_this_origin(client: TestClient[Any]) -> None:
     page = client.get("/counter/").text
     for url in re.findall(r'(?:src|href)="([^"]+)"', page):

@@ -237,3 +237,9 @@ def test_the_csp_stops_a_request_to_another_origin(counter: Clerk) -> None:
         fetch("http://127.0.0.2:9/elsewhere").then(() => resolve("sent"), () => {});
     })""")
     assert outcome == "blocked: connect-src"
+
+
+def test_the_address_without_its_slash_opens_the_page(counter: Clerk) -> None:
+    counter.page.goto(counter.stack.url + "/counter")
+    assert counter.page.url == counter.stack.url + "/counter/"
+    expect(counter.page.get_by_test_id("sign-in")).to_be_visible()

@@ -6,7 +6,8 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-from litestar import Router, get
+from litestar import Request, Router, get
+from litestar.response import Redirect
 from litestar.datastructures import CacheControlHeader
 from litestar.static_files import create_static_files_router
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
@@ -75,6 +76,15 @@ class CounterConfig(msgspec.Struct):
     """Default seconds before a verdict clears itself (a terminal may change it)."""
 
 
+async def _to_folder(request: Request[Any, Any, Any]) -> Redirect | None:
+    """``/counter`` -> ``/counter/``: the page's modules are relative to the folder, not to ``/``."""
+    # raw_path: Litestar's scope["path"] has lost the trailing slash by now
+    if request.scope.get("raw_path", b"/counter/").split(b"?", 1)[0] == b"/counter":
+        query = request.scope.get("query_string", b"").decode("latin-1")
+        return Redirect("/counter/" + (f"?{query}" if query else ""), status_code=308)
+    return None
+
+
 def counter_routes(settings: Settings) -> list[Router]:
     """``/counter/`` (the page, its config) and ``/vendor/`` (the vendored packages), with their headers."""
     middleware = [page_headers(counter_csp(settings), permissions="camera=(self), microphone=(), geolocation=(), "
@@ -89,7 +99,7 @@ def counter_routes(settings: Settings) -> list[Router]:
     revalidate = CacheControlHeader(no_cache=True)
     page = create_static_files_router(
         "/counter", [STATIC_DIR], html_mode=True, name="counter", cache_control=revalidate,
-        include_in_schema=False, middleware=middleware,
+        include_in_schema=False, middleware=middleware, before_request=_to_folder,
     )
     vendor = create_static_files_router(
         "/vendor", [VENDOR_DIR], name="vendor", cache_control=revalidate, include_in_schema=False,
