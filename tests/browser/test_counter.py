@@ -243,3 +243,18 @@ def test_the_address_without_its_slash_opens_the_page(counter: Clerk) -> None:
     counter.page.goto(counter.stack.url + "/counter")
     assert counter.page.url == counter.stack.url + "/counter/"
     expect(counter.page.get_by_test_id("sign-in")).to_be_visible()
+
+
+def test_a_permit_number_typed_into_the_scan_field_goes_to_the_manual_check(counter: Clerk) -> None:
+    counter.signed_in().scan(PERMITS["valid"].pn)
+    page = counter.page
+    expect(page.get_by_test_id("manual-pn")).to_have_value(PERMITS["valid"].pn)
+    expect(page.get_by_test_id("manual-dob")).to_be_focused()
+    page.keyboard.type(PERMITS["valid"].dob)
+    page.keyboard.press("Enter")
+    counter.expect_result("VALID", "accept")
+
+
+def test_a_code_typed_with_caps_lock_on_is_still_checked(counter: Clerk) -> None:
+    counter.signed_in().scan(counter.stack.world.wp1(PERMITS["valid"]).lower())
+    counter.expect_result("VALID", "accept")

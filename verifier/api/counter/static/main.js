@@ -101,6 +101,21 @@ function clearVerdict() {
   view.elements.codeInput.focus();
 }
 
+// What came into the scanner field: a code to check, or a permit number typed there by hand.
+function scanned(text, at) {
+  if (!state.api) return;
+  // a scanner on a caps-locked keyboard types the code in lower case; base45 has no lower-case letters,
+  // so the upper-case text is the code (and its signature still decides)
+  if (/^(wp1|es1):/.test(text) && text === text.toLowerCase()) text = text.toUpperCase();
+  if (!/^(WP1|ES1):/.test(text) && /^[A-Za-z0-9-]{6,64}$/.test(text)) {
+    const form = view.manualForm();
+    form.pn.value = text.toUpperCase();
+    form.dob.focus();
+    return;
+  }
+  check(qrRequest(text), at);
+}
+
 function qrRequest(code) {
   return { source: "qr", code, send: (receipt) => state.api.verifyQr(code, receipt) };
 }
@@ -179,6 +194,7 @@ async function receipt() {
   if (!state.current) return;
   const { model, request } = state.current;
   const answer = await request.send(true);
+  if (answer.kind === "refused") return signedOutByService();
   if (answer.kind !== "verdict" || !answer.verdict.receipt) {
     view.setReceiptState("verdict.receipt.failed", { detail: answer.kind === "local" ? t("card.nocard") : (answer.problem && answer.problem.detail) || answer.reason || answer.kind });
     return;
@@ -333,8 +349,7 @@ async function start() {
   view.setSound(state.soundOn);
   state.config = await loadConfig();
 
-  new WedgeField(view.elements.codeInput, (code, at) => { if (state.api) check(qrRequest(code), at); },
-    { active: () => document.body.dataset.screen === "counter" });
+  new WedgeField(view.elements.codeInput, scanned, { active: () => document.body.dataset.screen === "counter" });
   view.signInForm().form.addEventListener("submit", submitSignIn);
   view.manualForm().form.addEventListener("submit", manualCheck);
   document.getElementById("camera-toggle").addEventListener("click", toggleCamera);
