@@ -34,11 +34,15 @@ function modelOf(answer, source) {
   return { result: "NO_ANSWER", source, reasons: [], permit: null, checked_at: new Date().toISOString(), detail };
 }
 
+const CHECKING_AFTER_MS = 150;
+
 // request: {source, send(receipt) -> answer, code?}; inputAt: when the code came in (performance.now scale)
 async function check(request, inputAt = performance.now()) {
   const sequence = ++state.sequence;
-  view.renderChecking();
+  // "Checking…" only when the answer is slow: a usual answer comes first, without a flash (or a paint) before it
+  const checking = setTimeout(() => { if (sequence === state.sequence) view.renderChecking(); }, CHECKING_AFTER_MS);
   const answer = await request.send(false);
+  clearTimeout(checking);
   if (sequence !== state.sequence) return;
   if (answer.kind === "local") { // nothing was checked (no card on the reader, say): what was on screen stays
     if (state.current) view.renderVerdict(state.current.model);
@@ -70,12 +74,13 @@ function afterPaint(callback) {
 function show(model, request) {
   state.current = { model, request };
   view.renderVerdict(model);
-  view.renderHistory(history.record({
-    result: model.result, outcome: view.outcomeOf(model.result), source: model.source,
-    pn: model.permit && model.permit.pn, repeat: model.repeat,
-  }));
   armClear();
   view.elements.codeInput.focus();
+  // the history is for later: drawn once the verdict is on screen
+  afterPaint(() => view.renderHistory(history.record({
+    result: model.result, outcome: view.outcomeOf(model.result), source: model.source,
+    pn: model.permit && model.permit.pn, repeat: model.repeat,
+  })));
 }
 
 function armClear() {
