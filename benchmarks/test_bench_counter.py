@@ -11,7 +11,8 @@ worker on a private Redis, the page exactly as served):
   the Enter key's event time to the second animation frame after the verdict was drawn
   (the frame that shows it has been painted). Beside it, in the same run and for the
   same request: the service's own time (``Server-Timing: app;dur``, the API's time
-  to its first byte) and the fetch's time in the page (request to parsed JSON).
+  to its first byte), the fetch's time in the page (request to parsed JSON), and when
+  the verdict was in the DOM (drawn, not yet painted).
   Target: the page adds at most 50 ms at p95 over the API's own time.
 - Camera: Chromium's fake camera plays a y4m video: 20 frames of an empty desk, then
   20 frames of a WP1 code, looped (30 frames/s). The page decodes with zxing-wasm
@@ -133,6 +134,8 @@ def test_wedge_enter_to_verdict(stack: Any) -> None:
         "fetch_in_page": summary(fetch),
         "page_added_over_api_time": summary([t - s for t, s in zip(total, server)]),
         "page_added_over_fetch": summary([t - f for t, f in zip(total, fetch)]),
+        "enter_to_verdict_in_the_dom": summary([c["drawnMs"] for c in checks]),
+        "verdict_in_the_dom_to_painted": summary([c["d"] - c["drawnMs"] for c in checks]),
     }
 
 

@@ -55,12 +55,16 @@ async function check(request, inputAt = performance.now()) {
   if (request.code) model.es1ExpiresAt = await es1ExpiresAt(request.code);
   if (sequence !== state.sequence) return;
   show(model, request);
+  const drawnAt = performance.now(); // the DOM holds the verdict; the browser has yet to paint it
   afterPaint(() => {
     // the verdict is on screen: now the sound, and the page's own measure (benchmarks/test_bench_counter.py)
     if (state.soundOn) sound.play(view.outcomeOf(model.result));
     performance.measure("pv:check", {
       start: inputAt, end: performance.now(),
-      detail: { source: request.source, result: model.result, serverMs: answer.timing?.serverMs ?? null, fetchMs: answer.timing?.fetchMs ?? null },
+      detail: {
+        source: request.source, result: model.result, serverMs: answer.timing?.serverMs ?? null,
+        fetchMs: answer.timing?.fetchMs ?? null, drawnMs: drawnAt - inputAt,
+      },
     });
   });
 }
