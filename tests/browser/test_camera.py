@@ -9,11 +9,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
+import pytest
 from playwright.sync_api import Browser, expect
 
 from tests.api.conftest import PERMITS
 from tests.browser.conftest import Stack, open_clerk
 from tests.browser.y4m import code_video
+
+pytestmark = pytest.mark.slow  # a browser or a server of its own per test
 
 
 def test_a_valid_wp1_code_by_camera(stack: Stack, camera_browser: Callable[[Path], Browser], tmp_path: Path) -> None:

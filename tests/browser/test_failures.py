@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 from playwright.sync_api import Browser, expect
 
 from tests.api.conftest import PERMITS
 from tests.browser.conftest import Stack, open_clerk
+
+pytestmark = pytest.mark.slow  # a browser or a server of its own per test
 
 
 def _signed_in(browser: Browser, stack: Stack):  # type: ignore[no-untyped-def]

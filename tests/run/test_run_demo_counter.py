@@ -8,7 +8,10 @@ import signal
 from pathlib import Path
 
 import httpx
+import pytest
 import segno
+
+pytestmark = pytest.mark.slow  # a whole demo of its own
 
 
 def test_demo_prints_the_counter_and_does_the_card_flow(tmp_path: Path, start_demo) -> None:  # type: ignore[no-untyped-def]
