@@ -1,6 +1,6 @@
 """The verdict cache's entry and eviction, shared by both twins.
 
-The cache itself is ``TrustList._cache`` (a plain dict: a new trust list version
+The cache itself is ``TrustList.verdict_cache`` (a plain dict: a new trust list version
 starts empty), keyed by the WP1 QR text. Only outcomes reached after a verified
 signature are stored: the ones that saved a signature check.
 """

@@ -42,4 +42,8 @@ cdef enum Reason:
     CARD_CHALLENGE
     CARD_SIGNATURE_LENGTH
     CARD_SIGNATURE
+    CARD_TOO_LONG
+    # Not one reason but a group: a claim check failed, and its reasons (which
+    # name the claim) are in the _Claims that the check returned.
+    CLAIMS
     REASON_COUNT

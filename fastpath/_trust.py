@@ -1,9 +1,9 @@
 """The trust list (WIRE-FORMAT 4): a JWK Set of Ed25519 issuer keys.
 
 Loaded once, validated as a whole (one bad key refuses the list), then read by
-both twins through ``TrustList._keys`` (kid -> (public_key, status, issuers))
-and ``TrustList._cache`` (the verdict cache, which belongs to one list so that a
-new list starts with an empty cache).
+both twins through two documented attributes: :attr:`TrustList.issuer_keys` (the
+kid table they look keys up in) and :attr:`TrustList.verdict_cache` (which
+belongs to one list, so that a new list starts with an empty cache).
 """
 
 from __future__ import annotations
@@ -126,22 +126,36 @@ def _parse_key(index: int, jwk: Any, seen: dict[bytes, int]) -> TrustedKey:
 
 class TrustList:
     """A validated trust list. Build it with :meth:`from_jwks`; it does not change
-    afterwards (a new list is a new object, with its own empty verdict cache)."""
+    afterwards (a new list is a new object, with its own empty verdict cache).
 
-    __slots__ = ("version", "keys", "cache_limit", "_keys", "_cache", "_jwks")
+    - ``version``: 16 hex digits of SHA-256 over the canonical JSON of its keys.
+    - ``keys``: every key by kid (:class:`TrustedKey`), read-only.
+    - ``cache_limit``: the verdict cache's bound (0: no cache).
+    - ``issuer_keys``: the table both twins look kids up in, kid -> (32-byte
+      public key, status, issuers). A plain dict, because the compiled twin looks
+      it up with ``PyDict_GetItem``: read it, never change it.
+    - ``verdict_cache``: the verdict cache of this list, WP1 text ->
+      ``fastpath._cache.CacheEntry``, written only through
+      ``fastpath._cache.cache_put``.
+
+    The two tables are plain attributes rather than properties: a property is a
+    Python call, about a fifth of the instructions of a verdict-cache hit.
+    """
+
+    __slots__ = ("version", "keys", "cache_limit", "issuer_keys", "verdict_cache", "_jwks")
 
     version: str
     keys: Mapping[bytes, TrustedKey]
     cache_limit: int
-    _keys: dict[bytes, tuple[bytes, str, frozenset[str]]]
-    _cache: dict[Any, Any]
+    issuer_keys: dict[bytes, tuple[bytes, str, frozenset[str]]]
+    verdict_cache: dict[str, Any]
     _jwks: dict[str, Any]
 
     def __init__(self, keys: list[TrustedKey], jwks: dict[str, Any], version: str,
                  cache_limit: int = DEFAULT_CACHE_LIMIT) -> None:
         self.keys = types.MappingProxyType({key.kid: key for key in keys})
-        self._keys = {key.kid: (key.public_key, key.status, key.issuers) for key in keys}
-        self._cache = {}
+        self.issuer_keys = {key.kid: (key.public_key, key.status, key.issuers) for key in keys}
+        self.verdict_cache = {}
         self._jwks = jwks
         self.version = version
         self.cache_limit = cache_limit
@@ -166,4 +180,4 @@ class TrustList:
         return copy.deepcopy(self._jwks)
 
     def __repr__(self) -> str:
-        return f"TrustList(version={self.version!r}, keys={len(self._keys)})"
+        return f"TrustList(version={self.version!r}, keys={len(self.keys)})"

@@ -15,6 +15,9 @@ def _b64url(data: bytes) -> str:
 class Verdict:
     """The answer to one verification (WIRE-FORMAT 7): a result code and its reasons.
 
+    Built as ``Verdict(result, reasons, profile, claims=..., kid=...)``: the
+    fields after ``profile`` are keyword-only, so that no caller counts Nones.
+
     - ``result``: a code from :mod:`fastpath.codes`.
     - ``reasons``: empty for VALID, else the reason(s) of the first failing check.
     - ``profile``: ``WP1``, ``ES1``, ``CARD``, or None when the prefix was not recognised.
@@ -45,6 +48,7 @@ class Verdict:
         result: str,
         reasons: tuple[str, ...] = (),
         profile: str | None = None,
+        *,
         claims: dict[str, Any] | None = None,
         permit: dict[str, Any] | None = None,
         card_public_key: bytes | None = None,

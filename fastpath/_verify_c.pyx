@@ -22,7 +22,7 @@ from libc.string cimport memcpy, memcmp
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.dict cimport PyDict_GetItem, PyDict_SetItem
 from cpython.long cimport PyLong_FromUnsignedLongLong, PyLong_FromLongLong
-from cpython.object cimport PyObject
+from cpython.object cimport PyObject, PyTypeObject
 from cpython.set cimport PySet_Contains
 
 from fastpath._reasons_c cimport Reason
@@ -138,6 +138,10 @@ _reason(Reason.INPUT_TYPE, codes.MALFORMED, codes.R_INPUT_TYPE)
 _reason(Reason.CARD_CHALLENGE, codes.CHALLENGE_INVALID, codes.R_CARD_CHALLENGE)
 _reason(Reason.CARD_SIGNATURE_LENGTH, codes.MALFORMED, codes.R_CARD_SIGNATURE_LENGTH)
 _reason(Reason.CARD_SIGNATURE, codes.BAD_SIGNATURE, codes.R_CARD_SIGNATURE)
+_reason(Reason.CARD_TOO_LONG, codes.MALFORMED, codes.R_CARD_TOO_LONG)
+_RESULT[<int>Reason.OK] = codes.VALID
+_REASONS[<int>Reason.OK] = ()
+_RESULT[<int>Reason.CLAIMS] = codes.MALFORMED  # its reasons: the _Claims' failure
 
 
 
@@ -147,10 +151,6 @@ def _reason_text(int number) -> str:
     return (<tuple>_REASONS[number])[0]
 
 
-cdef str _VALID = codes.VALID
-cdef str _MALFORMED = codes.MALFORMED
-cdef tuple _NO_REASONS = ()
-cdef tuple _CARD_TOO_LONG = (codes.R_CARD_TOO_LONG,)
 cdef object _PROFILE_NAMES = (None, codes.PROFILE_WP1, codes.PROFILE_ES1, codes.PROFILE_CARD)
 
 # Claim reasons (WIRE-FORMAT 3 and 6), made once.
@@ -450,12 +450,6 @@ cdef inline object _int_object(const Head* head):
     return -1 - PyLong_FromUnsignedLongLong(head.arg)
 
 
-cdef inline int128 _int_value(const Head* head) noexcept nogil:
-    if head.major == MAJOR_UINT:
-        return <int128>head.arg
-    return -1 - <int128>head.arg
-
-
 cdef inline object _text(const Head* head, const uint8_t* content):
     return fastpath_text(<const char*>content, <Py_ssize_t>head.arg)
 
@@ -524,11 +518,6 @@ cdef class _Claims:
     cdef dict claims
     cdef dict permit
     cdef object card_public_key
-    # The times as C integers, for the time checks.
-    cdef int128 exp
-    cdef int128 iat
-    cdef int128 nbf
-    cdef bint has_nbf
 
 
 cdef inline void _value_head(const uint8_t* value, const uint8_t* end, Head* head,
@@ -539,6 +528,24 @@ cdef inline void _value_head(const uint8_t* value, const uint8_t* end, Head* hea
     cursor.end = end
     read_head(&cursor, head)
     content[0] = cursor.pos
+
+
+cdef bint _int_claim(_Claims out, dict claims, const uint8_t* value, const uint8_t* end, str name,
+                     tuple missing, tuple wrong_type) except -1:
+    """One integer claim (exp, nbf, iat; ``value`` NULL when absent) copied to
+    ``claims`` by name. True when it failed, its reasons in ``out.failure``
+    (``missing`` None: the claim is optional)."""
+    cdef Head head
+    cdef const uint8_t* content
+    if value == NULL:
+        out.failure = missing
+        return missing is not None
+    _value_head(value, end, &head, &content)
+    if head.major != MAJOR_UINT and head.major != MAJOR_NINT:
+        out.failure = wrong_type
+        return True
+    claims[name] = _int_object(&head)
+    return False
 
 
 cdef _Claims _check_claims(const uint8_t* payload, Py_ssize_t n, Reason validated, Profile profile):
@@ -601,32 +608,10 @@ cdef _Claims _check_claims(const uint8_t* payload, Py_ssize_t n, Reason validate
         out.failure = TYPE_ISS
         return out
     claims[S_ISS] = _text(&value_head, content)
-    if exp == NULL:
-        out.failure = MISSING_EXP
+    if (_int_claim(out, claims, exp, end, S_EXP, MISSING_EXP, TYPE_EXP)
+            or _int_claim(out, claims, nbf, end, S_NBF, None, TYPE_NBF)
+            or _int_claim(out, claims, iat, end, S_IAT, MISSING_IAT, TYPE_IAT)):
         return out
-    _value_head(exp, end, &value_head, &content)
-    if value_head.major != MAJOR_UINT and value_head.major != MAJOR_NINT:
-        out.failure = TYPE_EXP
-        return out
-    claims[S_EXP] = _int_object(&value_head)
-    out.exp = _int_value(&value_head)
-    if nbf != NULL:
-        _value_head(nbf, end, &value_head, &content)
-        if value_head.major != MAJOR_UINT and value_head.major != MAJOR_NINT:
-            out.failure = TYPE_NBF
-            return out
-        claims[S_NBF] = _int_object(&value_head)
-        out.nbf = _int_value(&value_head)
-        out.has_nbf = True
-    if iat == NULL:
-        out.failure = MISSING_IAT
-        return out
-    _value_head(iat, end, &value_head, &content)
-    if value_head.major != MAJOR_UINT and value_head.major != MAJOR_NINT:
-        out.failure = TYPE_IAT
-        return out
-    claims[S_IAT] = _int_object(&value_head)
-    out.iat = _int_value(&value_head)
     if cti != NULL:
         _value_head(cti, end, &value_head, &content)
         if value_head.major != MAJOR_BYTES or not (8 <= value_head.arg <= 32):
@@ -824,31 +809,23 @@ cdef Reason _check_times_object(dict claims, Profile profile, object now) except
     return Reason.OK
 
 
-cdef inline bint _now_c(object now, int128* value) except -1:
-    """True and ``value`` set when ``now`` is an exact int within 64 bits."""
+cdef Reason _check_times(dict claims, Profile profile, object now) except *:
+    """The time checks of claims that passed the claim checks, in C when ``now`` is
+    an exact int within 64 bits (the usual case), else in Python arithmetic."""
     cdef int overflow = 0
-    cdef long long v
+    cdef long long now_c
+    cdef int128 nbf = 0
     if type(now) is not int:
-        return False
-    v = PyLong_AsLongLongAndOverflow(now, &overflow)
+        return _check_times_object(claims, profile, now)
+    now_c = PyLong_AsLongLongAndOverflow(now, &overflow)
     if overflow:
-        return False
-    value[0] = v
-    return True
-
-
-cdef Reason _check_times(dict claims, Profile profile, object now, bint now_is_c, int128 now_c) except *:
-    cdef int128 exp, iat, nbf
-    cdef bint has_nbf
-    if not now_is_c:
         return _check_times_object(claims, profile, now)
     # The claims' ints are CBOR ints: within [-2**64, 2**64 - 1], exact in 128 bits.
-    exp = _to_int128(claims[S_EXP])
-    iat = _to_int128(claims[S_IAT])
     nbf_object = claims.get(S_NBF)
-    has_nbf = nbf_object is not None
-    nbf = _to_int128(nbf_object) if has_nbf else 0
-    return _check_times_c(exp, iat, has_nbf, nbf, profile, now_c)
+    if nbf_object is not None:
+        nbf = _to_int128(nbf_object)
+    return _check_times_c(_to_int128(claims[S_EXP]), _to_int128(claims[S_IAT]), nbf_object is not None, nbf,
+                          profile, <int128>now_c)
 
 
 cdef int128 _to_int128(object value) except? -1:
@@ -864,6 +841,42 @@ cdef int128 _to_int128(object value) except? -1:
     return -1 - <int128>magnitude
 
 
+# --- verdicts ---------------------------------------------------------------------------
+
+# Verdicts are made by allocating one (the class's tp_new, object's) and calling
+# ``Verdict.__init__`` with its keywords as a vectorcall (their names in a tuple,
+# no dict): calling the class with keywords would build a dict of them first,
+# ~170 ns more a verdict (a third of a verdict-cache hit).
+cdef type _VERDICT = Verdict
+cdef object _VERDICT_INIT = Verdict.__init__
+cdef tuple _NO_ARGS = ()
+
+
+cdef inline object _blank_verdict():
+    return (<PyTypeObject*>_VERDICT).tp_new(_VERDICT, <PyObject*>_NO_ARGS, NULL)
+
+
+cdef object _verdict(Reason reason, object profile, object kid, _Claims found, bint cached):
+    """The one place a verdict of a check is built: VALID for OK, else the reason's
+    code and reason (for CLAIMS, MALFORMED and the claim reasons in ``found``);
+    with the kid (None before the header gave one) and, unless the claims
+    failed, what the claim checks found (``found``, None before them)."""
+    verdict = _blank_verdict()
+    if reason == Reason.CLAIMS:
+        _VERDICT_INIT(verdict, _RESULT[<int>reason], found.failure, profile, kid=kid, cached=cached)
+    elif found is None:
+        _VERDICT_INIT(verdict, _RESULT[<int>reason], _REASONS[<int>reason], profile, kid=kid, cached=cached)
+    else:
+        _VERDICT_INIT(verdict, _RESULT[<int>reason], _REASONS[<int>reason], profile, claims=found.claims,
+                      permit=found.permit, card_public_key=found.card_public_key, kid=kid, cached=cached)
+    return verdict
+
+
+cdef inline object _timed(_Claims found, Profile profile, object now, object kid, bint cached):
+    """The last check, the times (never cached: they depend on now), and the verdict."""
+    return _verdict(_check_times(found.claims, profile, now), _PROFILE_NAMES[<int>profile], kid, found, cached)
+
+
 # --- the verdict cache (DESIGN "Hot path cost"); entries shared with the Python twin --
 
 cdef inline dict _copy_dict(object value):
@@ -872,24 +885,52 @@ cdef inline dict _copy_dict(object value):
 
 cdef object _copy(object verdict, bint cached):
     """A verdict whose dicts are the caller's own: the cache keeps its copy intact."""
-    return Verdict(verdict.result, verdict.reasons, verdict.profile,
-                   _copy_dict(verdict.claims), _copy_dict(verdict.permit),
-                   verdict.card_public_key, verdict.kid, cached)
+    copy = _blank_verdict()
+    _VERDICT_INIT(copy, verdict.result, verdict.reasons, verdict.profile, claims=_copy_dict(verdict.claims),
+                  permit=_copy_dict(verdict.permit), card_public_key=verdict.card_public_key,
+                  kid=verdict.kid, cached=cached)
+    return copy
 
 
-cdef object _from_cache(object entry, Profile profile, object now, bint now_is_c, int128 now_c):
-    cdef Reason reason
+cdef object _from_cache(object entry, Profile profile, object now):
+    cdef _Claims found
     failure = entry.failure
     if failure is not None:
         return _copy(failure, True)
-    claims = dict(entry.claims)  # copies: callers must not reach the cache
-    permit = dict(entry.permit)
-    reason = _check_times(claims, profile, now, now_is_c, now_c)  # never cached: they depend on now
+    found = _Claims.__new__(_Claims)
+    found.claims = dict(entry.claims)  # copies: callers must not reach the cache
+    found.permit = dict(entry.permit)
+    return _timed(found, profile, now, entry.kid, True)
+
+
+# --- the checks from the COSE message on, for QR codes and card certificates alike ------
+
+cdef object _verify_message(Reason parsed, Cose* cose, object trust, Profile profile, object now,
+                            dict cache, object text):
+    """WIRE-FORMAT 2-4 (and 6) after the parse (``parsed``, from _parse_cose): key,
+    signature, claims, issuer, then the times. With ``cache`` (a WP1 code's), what
+    the checks before the times gave is kept there under ``text``."""
+    cdef _Checked checked
+    cdef _Claims found
+    cdef Reason reason = Reason.OK
+    profile_name = _PROFILE_NAMES[<int>profile]
+    checked = _check_signed(parsed, cose, trust.issuer_keys)
+    if checked.reason != Reason.OK:
+        return _verdict(checked.reason, profile_name, checked.kid, None, False)
+    found = _check_claims(cose.payload, cose.payload_len, cose.payload_reason, profile)
+    if found.failure is not None:
+        reason = Reason.CLAIMS
+    elif PySet_Contains(checked.issuers, found.claims[S_ISS]) != 1:
+        reason = Reason.KEY_ISSUER  # WIRE-FORMAT 4: the key may sign only for its issuers
     if reason != Reason.OK:
-        return Verdict(_RESULT[<int>reason], _REASONS[<int>reason], _PROFILE_NAMES[<int>profile],
-                       claims, permit, None, entry.kid, True)
-    return Verdict(_VALID, _NO_REASONS, _PROFILE_NAMES[<int>profile], claims, permit, None,
-                   entry.kid, True)
+        verdict = _verdict(reason, profile_name, checked.kid, found, False)
+        if cache is not None:  # failed after a good signature: worth keeping
+            cache_put(cache, trust.cache_limit, text, CacheEntry(_copy(verdict, False), None, None, None))
+        return verdict
+    if cache is not None:
+        cache_put(cache, trust.cache_limit, text,
+                  CacheEntry(None, dict(found.claims), dict(found.permit), checked.kid))
+    return _timed(found, profile, now, checked.kid, False)
 
 
 # --- public API ---------------------------------------------------------------------
@@ -899,10 +940,6 @@ cdef inline void _check_trust(object trust) except *:
         raise TypeError(f"trust must be a fastpath.TrustList, not {type(trust).__name__}")
 
 
-cdef inline object _failure(Reason reason, object profile):
-    return Verdict(_RESULT[<int>reason], _REASONS[<int>reason], profile)
-
-
 def verify_qr(text, trust, now=None, *, bint cache=True):
     """Verify a QR text (WIRE-FORMAT 1-4; the status checks are the service's)."""
     cdef Profile profile
@@ -910,29 +947,24 @@ def verify_qr(text, trust, now=None, *, bint cache=True):
     cdef const void* data
     cdef Py_ssize_t length
     cdef Py_UCS4 c0, c1, c2, c3
-    cdef bint use_cache
-    cdef dict cache_dict = None
+    cdef dict verdict_cache = None
     cdef uint8_t message[INFLATE_BUFFER]
     cdef Py_ssize_t message_len = 0
     cdef Reason reason, parsed = Reason.OK
     cdef Cose cose
-    cdef _Checked checked
-    cdef _Claims result
     cdef PyObject* hit
-    cdef int128 now_c = 0
-    cdef bint now_is_c
     _check_trust(trust)
     if now is None:
         now = int(_time.time())
     if type(text) is not str:
-        return Verdict(_MALFORMED, _REASONS[<int>Reason.INPUT_TYPE])
+        return _verdict(Reason.INPUT_TYPE, None, None, None, False)
     PyUnicode_READY(text)
     length = PyUnicode_GET_LENGTH(text)
     kind = PyUnicode_KIND(text)
     data = PyUnicode_DATA(text)
     # WIRE-FORMAT 1: exactly "WP1:" or "ES1:", case-sensitive.
     if length < 4:
-        return _failure(Reason.PREFIX_UNKNOWN, None)
+        return _verdict(Reason.PREFIX_UNKNOWN, None, None, None, False)
     c0 = PyUnicode_READ(kind, data, 0)
     c1 = PyUnicode_READ(kind, data, 1)
     c2 = PyUnicode_READ(kind, data, 2)
@@ -942,16 +974,13 @@ def verify_qr(text, trust, now=None, *, bint cache=True):
     elif c1 == u'S' and c0 == u'E' and c2 == u'1' and c3 == u':':
         profile = P_ES1
     else:
-        return _failure(Reason.PREFIX_UNKNOWN, None)
-    profile_name = _PROFILE_NAMES[<int>profile]
-    now_is_c = _now_c(now, &now_c)
+        return _verdict(Reason.PREFIX_UNKNOWN, None, None, None, False)
     # ES1 codes are dynamic (one minute) and never repeat: only WP1 is worth caching.
-    use_cache = cache and profile == P_WP1
-    if use_cache:
-        cache_dict = trust._cache
-        hit = PyDict_GetItem(cache_dict, text)
+    if cache and profile == P_WP1:
+        verdict_cache = trust.verdict_cache
+        hit = PyDict_GetItem(verdict_cache, text)
         if hit != NULL:
-            return _from_cache(<object>hit, profile, now, now_is_c, now_c)
+            return _from_cache(<object>hit, profile, now)
 
     # The byte work up to the kid, in one stretch without the GIL.
     with nogil:
@@ -959,77 +988,24 @@ def verify_qr(text, trust, now=None, *, bint cache=True):
         if reason == Reason.OK:
             parsed = _parse_cose(message, message_len, &cose)
     if reason != Reason.OK:
-        return _failure(reason, profile_name)
-    checked = _check_signed(parsed, &cose, trust._keys)
-    if checked.reason != Reason.OK:
-        return Verdict(_RESULT[<int>checked.reason], _REASONS[<int>checked.reason], profile_name,
-                       None, None, None, checked.kid)
-    result = _check_claims(cose.payload, cose.payload_len, cose.payload_reason, profile)
-    if result.failure is not None:
-        verdict = Verdict(_MALFORMED, result.failure, profile_name, None, None, None, checked.kid)
-        if use_cache:  # failed after a good signature: worth keeping
-            cache_put(cache_dict, trust.cache_limit, text, CacheEntry(_copy(verdict, False), None, None, None))
-        return verdict
-    claims = result.claims
-    permit = result.permit
-    # WIRE-FORMAT 4: the key may sign only for the issuers the trust list gives it.
-    if PySet_Contains(checked.issuers, claims[S_ISS]) != 1:
-        verdict = Verdict(_RESULT[<int>Reason.KEY_ISSUER], _REASONS[<int>Reason.KEY_ISSUER],
-                          profile_name, claims, permit, None, checked.kid)
-        if use_cache:
-            cache_put(cache_dict, trust.cache_limit, text, CacheEntry(_copy(verdict, False), None, None, None))
-        return verdict
-    if use_cache:
-        cache_put(cache_dict, trust.cache_limit, text, CacheEntry(None, dict(claims), dict(permit), checked.kid))
-    if now_is_c:
-        reason = _check_times_c(result.exp, result.iat, result.has_nbf, result.nbf, profile, now_c)
-    else:
-        reason = _check_times_object(claims, profile, now)
-    if reason != Reason.OK:
-        return Verdict(_RESULT[<int>reason], _REASONS[<int>reason], profile_name, claims, permit,
-                       None, checked.kid)
-    return Verdict(_VALID, _NO_REASONS, profile_name, claims, permit, None, checked.kid)
+        return _verdict(reason, _PROFILE_NAMES[<int>profile], None, None, False)
+    return _verify_message(parsed, &cose, trust, profile, now, verdict_cache, text)
 
 
 cdef object _certificate_verdict(object certificate, object trust, object now):
     cdef Cose cose
-    cdef _Checked checked
-    cdef _Claims result
     cdef Reason reason
-    cdef int128 now_c = 0
-    cdef bint now_is_c
     cdef Py_ssize_t n
     cdef const uint8_t* data
-    profile_name = _PROFILE_NAMES[<int>P_CARD]
     if type(certificate) is not bytes:
-        return _failure(Reason.INPUT_TYPE, profile_name)
+        return _verdict(Reason.INPUT_TYPE, _PROFILE_NAMES[<int>P_CARD], None, None, False)
     n = PyBytes_GET_SIZE(certificate)
     if n > MAX_CARD_CERTIFICATE:
-        return Verdict(_MALFORMED, _CARD_TOO_LONG, profile_name)
+        return _verdict(Reason.CARD_TOO_LONG, _PROFILE_NAMES[<int>P_CARD], None, None, False)
     data = <const uint8_t*>PyBytes_AS_STRING(certificate)
     with nogil:
         reason = _parse_cose(data, n, &cose)
-    checked = _check_signed(reason, &cose, trust._keys)
-    if checked.reason != Reason.OK:
-        return Verdict(_RESULT[<int>checked.reason], _REASONS[<int>checked.reason], profile_name,
-                       None, None, None, checked.kid)
-    result = _check_claims(cose.payload, cose.payload_len, cose.payload_reason, P_CARD)
-    if result.failure is not None:
-        return Verdict(_MALFORMED, result.failure, profile_name, None, None, None, checked.kid)
-    claims = result.claims
-    if PySet_Contains(checked.issuers, claims[S_ISS]) != 1:
-        reason = Reason.KEY_ISSUER
-    else:
-        now_is_c = _now_c(now, &now_c)
-        if now_is_c:
-            reason = _check_times_c(result.exp, result.iat, result.has_nbf, result.nbf, P_CARD, now_c)
-        else:
-            reason = _check_times_object(claims, P_CARD, now)
-    if reason != Reason.OK:
-        return Verdict(_RESULT[<int>reason], _REASONS[<int>reason], profile_name, claims,
-                       result.permit, result.card_public_key, checked.kid)
-    return Verdict(_VALID, _NO_REASONS, profile_name, claims, result.permit,
-                   result.card_public_key, checked.kid)
+    return _verify_message(reason, &cose, trust, P_CARD, now, None, None)
 
 
 def verify_card_certificate(certificate, trust, now=None):

@@ -53,13 +53,15 @@ CARD_AUTH_DOMAIN = b"SSC-AUTH-1"              # WIRE-FORMAT 6: what the card sig
 
 
 class _Reject(Exception):
-    """A failed check: its result code and reason. Never leaves this module."""
+    """A failed check: its result code, its reason, and the key id when the header
+    had given one before the check failed. Never leaves this module."""
 
-    __slots__ = ("result", "reason")
+    __slots__ = ("result", "reason", "kid")
 
-    def __init__(self, result: str, reason: str) -> None:
+    def __init__(self, result: str, reason: str, kid: bytes | None = None) -> None:
         self.result = result
         self.reason = reason
+        self.kid = kid
 
 
 def _malformed(reason: str) -> _Reject:
@@ -299,9 +301,9 @@ class _Signed:
         self.payload = payload
 
 
-def check_cose(message: bytes, trust: TrustList, state: dict[str, Any]) -> _Signed:
-    """WIRE-FORMAT 2: structure, header, key, signature. Sets ``state["kid"]``
-    once the header gave a well-formed kid."""
+def check_cose(message: bytes, keys: dict[bytes, tuple[bytes, str, frozenset[str]]]) -> _Signed:
+    """WIRE-FORMAT 2: structure, header, then the key (in ``keys``, a trust list's
+    kid table) and the signature; a rejection from the key on carries the kid."""
     cose = cbor_decode(message, allow_cose_tag=True)
     if (type(cose) is not list or len(cose) != 4 or type(cose[0]) is not bytes
             or type(cose[1]) is not dict or type(cose[2]) is not bytes or type(cose[3]) is not bytes):
@@ -331,15 +333,14 @@ def check_cose(message: bytes, trust: TrustList, state: dict[str, Any]) -> _Sign
         raise _malformed(codes.R_HEADER_KID_MISSING)
     if type(kid) is not bytes or len(kid) != 8:
         raise _malformed(codes.R_HEADER_KID_INVALID)
-    state["kid"] = kid
-    key = trust._keys.get(kid)
+    key = keys.get(kid)
     if key is None:
-        raise _Reject(codes.UNKNOWN_KEY, codes.R_KEY_UNKNOWN)
+        raise _Reject(codes.UNKNOWN_KEY, codes.R_KEY_UNKNOWN, kid)
     public_key, status, issuers = key
     if status == "revoked":
-        raise _Reject(codes.KEY_REVOKED, codes.R_KEY_REVOKED)
+        raise _Reject(codes.KEY_REVOKED, codes.R_KEY_REVOKED, kid)
     if not ed25519_verify(public_key, signature, sig_structure(protected_bytes, payload)):
-        raise _Reject(codes.BAD_SIGNATURE, codes.R_SIGNATURE_INVALID)
+        raise _Reject(codes.BAD_SIGNATURE, codes.R_SIGNATURE_INVALID, kid)
     return _Signed(kid, issuers, payload)
 
 
@@ -378,9 +379,32 @@ def _missing(area: str, name: str) -> _Reject:
     return _malformed(codes.claim_reason(area, "missing", name))
 
 
-def check_claims(payload: bytes, profile: str) -> tuple[dict[str, Any], dict[str, Any], bytes | None]:
+class _Claims:
+    """What the claim checks found: the claims by name, the permit (or, for a
+    card, its cn/ssn/pn), the card's public key (CARD only)."""
+
+    __slots__ = ("claims", "permit", "card_public_key")
+
+    def __init__(self, claims: dict[str, Any], permit: dict[str, Any], card_public_key: bytes | None) -> None:
+        self.claims = claims
+        self.permit = permit
+        self.card_public_key = card_public_key
+
+
+def _int_claim(raw: dict[Any, Any], key: int, name: str, claims: dict[str, Any], required: bool) -> None:
+    """One integer claim (exp, nbf, iat): copied to ``claims`` by name, or the rejection."""
+    if key not in raw:
+        if required:
+            raise _missing("claims", name)
+        return
+    if not _is_int(raw[key]):
+        raise _type_error("claims", name)
+    claims[name] = raw[key]
+
+
+def check_claims(payload: bytes, profile: str) -> _Claims:
     """WIRE-FORMAT 3 (and 6 for CARD): the claims, then the permit (or card) map,
-    in one fixed order. Returns (claims by name, permit, card public key)."""
+    in one fixed order."""
     raw = cbor_decode(payload)
     if type(raw) is not dict:
         raise _malformed(codes.R_CLAIMS_NOT_MAP)
@@ -390,20 +414,9 @@ def check_claims(payload: bytes, profile: str) -> tuple[dict[str, Any], dict[str
     if not _is_text(raw[ISS]):
         raise _type_error("claims", "iss")
     claims["iss"] = raw[ISS]
-    if EXP not in raw:
-        raise _missing("claims", "exp")
-    if not _is_int(raw[EXP]):
-        raise _type_error("claims", "exp")
-    claims["exp"] = raw[EXP]
-    if NBF in raw:
-        if not _is_int(raw[NBF]):
-            raise _type_error("claims", "nbf")
-        claims["nbf"] = raw[NBF]
-    if IAT not in raw:
-        raise _missing("claims", "iat")
-    if not _is_int(raw[IAT]):
-        raise _type_error("claims", "iat")
-    claims["iat"] = raw[IAT]
+    _int_claim(raw, EXP, "exp", claims, True)
+    _int_claim(raw, NBF, "nbf", claims, False)
+    _int_claim(raw, IAT, "iat", claims, True)
     if CTI in raw:
         cti = raw[CTI]
         if type(cti) is not bytes or not 8 <= len(cti) <= 32:
@@ -414,8 +427,8 @@ def check_claims(payload: bytes, profile: str) -> tuple[dict[str, Any], dict[str
 
     if profile == codes.PROFILE_CARD:
         permit, card_public_key = _check_card_map(raw)
-        return claims, permit, card_public_key
-    return claims, _check_permit_map(raw, profile), None
+        return _Claims(claims, permit, card_public_key)
+    return _Claims(claims, _check_permit_map(raw, profile), None)
 
 
 def _text_keyed_map(raw: dict[Any, Any], claim_key: int, claim_name: str, area: str) -> dict[str, Any]:
@@ -488,26 +501,69 @@ def check_times(claims: dict[str, Any], profile: str, now: int) -> None:
         raise _Reject(codes.EXPIRED, codes.R_TIME_EXPIRED)
 
 
+# --- verdicts -------------------------------------------------------------------
+def _rejected(reject: _Reject, profile: str | None, found: _Claims | None = None, *,
+              kid: bytes | None = None, cached: bool = False) -> Verdict:
+    """The one way a failed check becomes a verdict: its code and reason, with the
+    kid and what the checks before it found. ``kid``: the signature's, for the
+    checks after it (their rejections carry none); else the rejection's own."""
+    if kid is None:
+        kid = reject.kid
+    if found is None:
+        return Verdict(reject.result, (reject.reason,), profile, kid=kid, cached=cached)
+    return Verdict(reject.result, (reject.reason,), profile, claims=found.claims, permit=found.permit,
+                   card_public_key=found.card_public_key, kid=kid, cached=cached)
+
+
+def _timed(found: _Claims, profile: str, now: int, kid: bytes, cached: bool) -> Verdict:
+    """The last check, the times (never cached: they depend on now), and the verdict."""
+    try:
+        check_times(found.claims, profile, now)
+    except _Reject as reject:
+        return _rejected(reject, profile, found, kid=kid, cached=cached)
+    return Verdict(codes.VALID, (), profile, claims=found.claims, permit=found.permit,
+                   card_public_key=found.card_public_key, kid=kid, cached=cached)
+
+
 # --- the verdict cache (DESIGN "Hot path cost") -------------------------------
 def _copy(verdict: Verdict, cached: bool) -> Verdict:
     """A verdict whose dicts are the caller's own: the cache keeps its copy intact."""
     return Verdict(verdict.result, verdict.reasons, verdict.profile,
-                   dict(verdict.claims) if verdict.claims is not None else None,
-                   dict(verdict.permit) if verdict.permit is not None else None,
-                   verdict.card_public_key, verdict.kid, cached)
+                   claims=dict(verdict.claims) if verdict.claims is not None else None,
+                   permit=dict(verdict.permit) if verdict.permit is not None else None,
+                   card_public_key=verdict.card_public_key, kid=verdict.kid, cached=cached)
 
 
 def _from_cache(entry: CacheEntry, profile: str, now: int) -> Verdict:
     if entry.failure is not None:
         return _copy(entry.failure, True)
-    assert entry.claims is not None and entry.permit is not None
-    claims = dict(entry.claims)                    # copies: callers must not reach the cache
-    permit = dict(entry.permit)
+    assert entry.claims is not None and entry.permit is not None and entry.kid is not None
+    # copies: callers must not reach the cache
+    return _timed(_Claims(dict(entry.claims), dict(entry.permit), None), profile, now, entry.kid, True)
+
+
+# --- the checks from the COSE message on, for QR codes and card certificates alike --
+def _verify_message(message: bytes, trust: TrustList, profile: str, now: int, cache_text: str | None) -> Verdict:
+    """WIRE-FORMAT 2-4 (and 6): signature, claims, issuer, then the times. With
+    ``cache_text`` (a WP1 text), what it gave before the times goes to the verdict cache."""
     try:
-        check_times(claims, profile, now)          # never cached: they depend on now
+        signed = check_cose(message, trust.issuer_keys)
     except _Reject as reject:
-        return Verdict(reject.result, (reject.reason,), profile, claims, permit, None, entry.kid, True)
-    return Verdict(codes.VALID, (), profile, claims, permit, None, entry.kid, True)
+        return _rejected(reject, profile)
+    found = None
+    try:
+        found = check_claims(signed.payload, profile)
+        check_issuer(found.claims, signed.issuers)
+    except _Reject as reject:
+        verdict = _rejected(reject, profile, found, kid=signed.kid)
+        if cache_text is not None:  # failed after a good signature: worth keeping
+            cache_put(trust.verdict_cache, trust.cache_limit, cache_text,
+                      CacheEntry(_copy(verdict, False), None, None, None))
+        return verdict
+    if cache_text is not None:
+        cache_put(trust.verdict_cache, trust.cache_limit, cache_text,
+                  CacheEntry(None, dict(found.claims), dict(found.permit), signed.kid))
+    return _timed(found, profile, now, signed.kid, False)
 
 
 # --- public API ---------------------------------------------------------------
@@ -529,55 +585,25 @@ def verify_qr(text: str, trust: TrustList, now: int | None = None, *, cache: boo
     # ES1 codes are dynamic (one minute) and never repeat: only WP1 is worth caching.
     use_cache = cache and profile == codes.PROFILE_WP1
     if use_cache:
-        entry = trust._cache.get(text)
+        entry = trust.verdict_cache.get(text)
         if entry is not None:
             return _from_cache(entry, profile, now)
-
-    state: dict[str, Any] = {}
-    claims: dict[str, Any] | None = None
-    permit: dict[str, Any] | None = None
-    signed: _Signed | None = None
     try:
         if len(text) - 4 > MAX_BASE45:
             raise _malformed(codes.R_QR_TOO_LONG)
         message = inflate_bounded(base45_decode(text[4:]))
-        signed = check_cose(message, trust, state)
-        claims, permit, _ = check_claims(signed.payload, profile)
-        check_issuer(claims, signed.issuers)
     except _Reject as reject:
-        verdict = Verdict(reject.result, (reject.reason,), profile, claims, permit, None, state.get("kid"))
-        if use_cache and signed is not None:       # failed after a good signature: worth keeping
-            cache_put(trust._cache, trust.cache_limit, text, CacheEntry(_copy(verdict, False), None, None, None))
-        return verdict
-    assert claims is not None and permit is not None and signed is not None
-    if use_cache:
-        cache_put(trust._cache, trust.cache_limit, text, CacheEntry(None, dict(claims), dict(permit), signed.kid))
-    try:
-        check_times(claims, profile, now)
-    except _Reject as reject:
-        return Verdict(reject.result, (reject.reason,), profile, claims, permit, None, signed.kid)
-    return Verdict(codes.VALID, (), profile, claims, permit, None, signed.kid)
+        return _rejected(reject, profile)
+    return _verify_message(message, trust, profile, now, text if use_cache else None)
 
 
 def _certificate_verdict(certificate: object, trust: TrustList, now: int) -> Verdict:
     profile = codes.PROFILE_CARD
     if type(certificate) is not bytes:
         return Verdict(codes.MALFORMED, (codes.R_INPUT_TYPE,), profile)
-    state: dict[str, Any] = {}
-    claims: dict[str, Any] | None = None
-    permit: dict[str, Any] | None = None
-    card_public_key: bytes | None = None
-    try:
-        if len(certificate) > MAX_CARD_CERTIFICATE:
-            raise _malformed(codes.R_CARD_TOO_LONG)
-        signed = check_cose(certificate, trust, state)
-        claims, permit, card_public_key = check_claims(signed.payload, profile)
-        check_issuer(claims, signed.issuers)
-        check_times(claims, profile, now)
-    except _Reject as reject:
-        return Verdict(reject.result, (reject.reason,), profile, claims, permit, card_public_key,
-                       state.get("kid"))
-    return Verdict(codes.VALID, (), profile, claims, permit, card_public_key, signed.kid)
+    if len(certificate) > MAX_CARD_CERTIFICATE:
+        return Verdict(codes.MALFORMED, (codes.R_CARD_TOO_LONG,), profile)
+    return _verify_message(certificate, trust, profile, now, None)
 
 
 def verify_card_certificate(certificate: bytes, trust: TrustList, now: int | None = None) -> Verdict:

@@ -36,8 +36,8 @@ def test_load() -> None:
     assert key == TrustedKey(kid=ACTIVE.kid, public_key=ACTIVE.public_key, status="active",
                              issuers=frozenset({"CN-310000", "CN-110000"}))
     assert trust.keys[RETIRED.kid].status == "retired" and trust.keys[REVOKED.kid].status == "revoked"
-    assert trust._keys[REGIONAL.kid] == (REGIONAL.public_key, "active", frozenset({"CN-440000"}))
-    assert trust.cache_limit == 65536 and trust._cache == {}
+    assert trust.issuer_keys[REGIONAL.kid] == (REGIONAL.public_key, "active", frozenset({"CN-440000"}))
+    assert trust.cache_limit == 65536 and trust.verdict_cache == {}
     assert re.fullmatch(r"[0-9a-f]{16}", trust.version)
 
 

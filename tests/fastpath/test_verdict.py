@@ -27,6 +27,13 @@ def test_defaults() -> None:
     assert not verdict.ok
 
 
+def test_fields_after_profile_are_keyword_only() -> None:
+    # claims, permit, card key, kid, cached: named at every call site, never counted by position
+    with pytest.raises(TypeError):
+        Verdict(codes.VALID, (), codes.PROFILE_WP1, dict(CLAIMS))  # type: ignore[misc]
+    assert Verdict(codes.VALID, (), codes.PROFILE_WP1, kid=KID).kid == KID
+
+
 def test_ok_only_for_valid() -> None:
     assert full().ok
     assert not full(result=codes.EXPIRED, reasons=(codes.R_TIME_EXPIRED,)).ok
