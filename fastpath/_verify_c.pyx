@@ -336,10 +336,13 @@ cdef Reason _parse_cose(const uint8_t* data, Py_ssize_t n, Cose* cose) noexcept 
         return Reason.COSE_STRUCTURE
     signature = cursor.pos
     signature_len = <Py_ssize_t>item.arg
+    # WIRE-FORMAT 2: the signature's length is a structure check and comes before the
+    # header's: a 70-byte (ES256-sized) signature is MALFORMED whatever alg says.
     if signature_len != 64:
         return Reason.COSE_SIGNATURE_LENGTH
     cose.signature = signature
-    # An empty protected bstr stands for an empty map (RFC 9052 3), which has no alg.
+    # WIRE-FORMAT 2: an empty protected bstr is "no protected header" (RFC 9052 3), so
+    # no alg (UNSUPPORTED); a non-empty one must hold exactly one map (MALFORMED).
     if cose.protected_len != 0:
         reason = validate_document(cose.protected, cose.protected_len, False)
         if reason != Reason.OK:

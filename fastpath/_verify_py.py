@@ -309,9 +309,12 @@ def check_cose(message: bytes, keys: dict[bytes, tuple[bytes, str, frozenset[str
             or type(cose[1]) is not dict or type(cose[2]) is not bytes or type(cose[3]) is not bytes):
         raise _malformed(codes.R_COSE_STRUCTURE)   # payload nil (detached) is not allowed
     protected_bytes, unprotected, payload, signature = cose
+    # WIRE-FORMAT 2: the signature's length is a structure check and comes before the
+    # header's: a 70-byte (ES256-sized) signature is MALFORMED whatever alg says.
     if len(signature) != 64:
         raise _malformed(codes.R_COSE_SIGNATURE_LENGTH)
-    # An empty protected bstr stands for an empty map (RFC 9052 3), which then has no alg.
+    # WIRE-FORMAT 2: an empty protected bstr is "no protected header" (RFC 9052 3), so
+    # no alg (UNSUPPORTED); a non-empty one must hold exactly one map (MALFORMED).
     protected = cbor_decode(protected_bytes) if protected_bytes else {}
     if type(protected) is not dict:
         raise _malformed(codes.R_COSE_PROTECTED)

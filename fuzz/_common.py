@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import io
 import json
 import os
 import sys
@@ -167,7 +168,7 @@ def same(c_verdict: Any, py_verdict: Any, what: str) -> None:
                              f"  py: {py_verdict!r} {py_verdict.as_dict()}")
 
 
-def _strict_b45(text: str) -> bytes:
+def strict_b45(text: str) -> bytes:
     values = [BASE45_ALPHABET.index(ch) for ch in text]
     out = bytearray()
     for i in range(0, len(values) - len(values) % 3, 3):
@@ -202,10 +203,49 @@ def oracle_cose(message: bytes, profile: str) -> dict[Any, Any]:
     return body
 
 
+def _one_item(data: bytes) -> tuple[bool, Any]:
+    """(True, item) when cbor2 reads ``data`` as exactly one item, else (False, None).
+    (cbor2.loads ignores bytes after the first item.)"""
+    stream = io.BytesIO(data)
+    try:
+        item = cbor2.CBORDecoder(stream).decode()
+    except Exception:  # anything cbor2 cannot read, whatever it raises
+        return False, None
+    return stream.tell() == len(data), item
+
+
+def oracle_structure(message: bytes, verdict: Any) -> None:
+    """WIRE-FORMAT 2's order of the structure checks, on any verdict of a message that
+    cbor2 reads as a COSE_Sign1 of the right shape: a signature of any length but 64
+    is MALFORMED whatever the header says; an empty protected bstr has no alg
+    (UNSUPPORTED); a verdict past the header means the protected bstr held exactly
+    one map. Our reader is stricter than cbor2 (preferred serialization, duplicate
+    keys, ...), so a ``cbor.*`` reason is always allowed, as are the checks before
+    the COSE structure's."""
+    whole, cose = _one_item(message)
+    if isinstance(cose, cbor2.CBORTag):
+        whole, cose = whole and cose.tag == 18, cose.value
+    if not (whole and isinstance(cose, (list, tuple)) and len(cose) == 4 and type(cose[0]) is bytes
+            and isinstance(cose[1], Mapping) and type(cose[2]) is bytes and type(cose[3]) is bytes):
+        return
+    reason = verdict.reasons[0] if verdict.reasons else None
+    if reason is not None and reason.startswith(("input.", "prefix.", "qr.", "base45.", "zlib.", "card.too_long",
+                                                 "cbor.")):
+        return  # checks before the structure's, or our stricter CBOR
+    protected, signature = cose[0], cose[3]
+    if len(signature) != 64:
+        assert reason == codes.R_COSE_SIGNATURE_LENGTH, (verdict, len(signature))
+    elif protected == b"":
+        assert reason == codes.R_HEADER_ALG_MISSING, verdict
+    elif reason not in (codes.R_COSE_STRUCTURE, codes.R_COSE_SIGNATURE_LENGTH, codes.R_COSE_PROTECTED):
+        one, header = _one_item(protected)
+        assert one and isinstance(header, Mapping), (verdict, protected)
+
+
 def oracle_qr(text: str, verdict: Any, now: int) -> None:
     prefix, data = text[:4], text[4:]
     assert prefix in ("WP1:", "ES1:"), prefix
-    message = zlib.decompress(_strict_b45(data))
+    message = zlib.decompress(strict_b45(data))
     body = oracle_cose(message, prefix[:3])
     assert body[6] - 60 <= now < body[4] + 60, (body, now)
     assert verdict.permit["pn"] == body[-70001]["pn"]

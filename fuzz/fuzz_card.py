@@ -17,6 +17,11 @@ right, edited, of the wrong length or of the wrong type. It asserts:
 - a VALID verdict is re-checked independently (cbor2 + PyNaCl): the certificate
   is validly signed by a trusted, non-revoked key and the card signed
   ``b"SSC-AUTH-1" + challenge`` with the certificate's ``cpk``.
+- any verdict keeps WIRE-FORMAT 2's order where cbor2 reads a COSE_Sign1 of the
+  right shape (``oracle_structure``): a signature of any length but 64 is
+  MALFORMED whatever the header says, an empty protected bstr is UNSUPPORTED
+  (no alg), and nothing gets past the header unless the protected bstr held
+  exactly one map.
 """
 
 from __future__ import annotations
@@ -112,6 +117,8 @@ def test_one_input(data: bytes) -> None:
     py_certificate = PY.verify_card_certificate(certificate, TRUST, now)
     common.check_verdict(c_certificate)
     common.same(c_certificate, py_certificate, "the certificate " + what)
+    if type(certificate) is bytes:
+        common.oracle_structure(certificate, c_certificate)
 
     c_card = C.verify_card(certificate, challenge, signature, TRUST, now)
     py_card = PY.verify_card(certificate, challenge, signature, TRUST, now)

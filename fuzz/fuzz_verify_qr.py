@@ -17,6 +17,11 @@ unprotected map is fuzz data). For each text it asserts:
   through a shared verdict cache (a hit must equal the cold verdict);
 - a VALID verdict is re-checked independently (cbor2 + PyNaCl): the text
   decodes to a COSE_Sign1 validly signed by a trusted, non-revoked key.
+- any verdict keeps WIRE-FORMAT 2's order where cbor2 reads a COSE_Sign1 of the
+  right shape (``oracle_structure``): a signature of any length but 64 is
+  MALFORMED whatever the header says, an empty protected bstr is UNSUPPORTED
+  (no alg), and nothing gets past the header unless the protected bstr held
+  exactly one map.
 
 A failure prints the offending input and exits non-zero (libFuzzer writes it to
 ``crash-*``; rerun with ``python3 fuzz/fuzz_verify_qr.py crash-...``).
@@ -110,6 +115,17 @@ def make_text(fdp: atheris.FuzzedDataProvider) -> str:
     return common.qr(common.sign1(signer, payload, protected, unprotected), prefix)
 
 
+def _message_of(text: str) -> bytes | None:
+    """The COSE message inside a QR text as base45 + zlib read it independently, or None."""
+    data = text[4:]
+    if text[:4] not in ("WP1:", "ES1:") or not set(data) <= set(common.BASE45_ALPHABET) or len(data) % 3 == 1:
+        return None
+    try:
+        return zlib.decompress(common.strict_b45(data))
+    except (zlib.error, ValueError, IndexError, OverflowError):
+        return None
+
+
 def test_one_input(data: bytes) -> None:
     fdp = atheris.FuzzedDataProvider(data)
     now = TIMES[fdp.ConsumeIntInRange(0, len(TIMES) - 1)]
@@ -123,6 +139,9 @@ def test_one_input(data: bytes) -> None:
     first, second = (C, PY) if fdp.ConsumeBool() else (PY, C)
     common.same(first.verify_qr(text, SHARED, now), c_verdict, "a cached verify (1st) " + repr(text))
     common.same(second.verify_qr(text, SHARED, now), c_verdict, "a cached verify (2nd) " + repr(text))
+    message = _message_of(text)
+    if message is not None:
+        common.oracle_structure(message, c_verdict)
     if c_verdict.ok:
         common.oracle_qr(text, c_verdict, now)
 

@@ -11,6 +11,8 @@ invalid values per key. The Python twin is the reference.
 
 from __future__ import annotations
 
+import io
+from collections.abc import Mapping
 from typing import Any
 
 import cbor2
@@ -21,6 +23,7 @@ from hypothesis import strategies as st
 import fastpath
 from fastpath import _verify_c as C
 from fastpath import _verify_py as PY
+from fastpath import codes
 
 from ..fastpath import craft
 from ..fastpath.craft import ACTIVE, NOW, PERMIT, REVOKED, STRANGER, bstr, enc, head, qr, sign1
@@ -152,6 +155,46 @@ def test_any_signed_payload(payload: bytes, tag: bool, prefix: str, trust: fastp
 @given(protected=documents(), unprotected=st.one_of(st.just(b"\xa0"), documents()))
 def test_any_signed_header(protected: bytes, unprotected: bytes, trust: fastpath.TrustList) -> None:
     assert_twins_agree(qr(sign1(ACTIVE, protected=protected, unprotected=unprotected)), trust)
+
+
+def _one_map(data: bytes) -> bool:
+    """cbor2 reads ``data`` as exactly one item, a map (cbor2.loads would ignore bytes after it)."""
+    stream = io.BytesIO(data)
+    try:
+        item = cbor2.CBORDecoder(stream).decode()
+    except Exception:  # anything cbor2 cannot read, whatever it raises
+        return False
+    return stream.tell() == len(data) and isinstance(item, Mapping)
+
+
+@SETTINGS
+@given(protected=st.one_of(st.just(b""), st.just(enc({1: -7, 4: ACTIVE.kid})), st.just(enc({1: -8, 4: ACTIVE.kid})),
+                           st.just(enc({1: -8})), documents()),
+       signature_length=st.sampled_from([64, 64, 64, 0, 63, 65, 70, 72]), card=st.booleans())
+def test_signature_length_and_protected_header_rules(protected: bytes, signature_length: int, card: bool,
+                                                    trust: fastpath.TrustList) -> None:
+    # WIRE-FORMAT 2 (issue 14), checked against its own words rather than against a twin:
+    # a signature of any length but 64 is MALFORMED whatever the header says; an empty
+    # protected bstr has no alg (UNSUPPORTED); a protected bstr that is not exactly one
+    # map is MALFORMED. 64-byte signatures are real, so good headers get past them.
+    signature = None if signature_length == 64 else bytes(signature_length)
+    message = sign1(ACTIVE, craft.claims("CARD" if card else "WP1"), protected=protected,
+                    unprotected={4: ACTIVE.kid}, signature=signature)
+    if card:
+        verdict = C.verify_card_certificate(message, trust, NOW)
+        assert verdict == PY.verify_card_certificate(message, trust, NOW)
+    else:
+        verdict = assert_twins_agree(qr(message), trust)
+    if signature_length != 64:
+        assert (verdict.result, verdict.reasons) == (codes.MALFORMED, (codes.R_COSE_SIGNATURE_LENGTH,))
+    elif protected == b"":
+        assert (verdict.result, verdict.reasons) == (codes.UNSUPPORTED, (codes.R_HEADER_ALG_MISSING,))
+    elif not _one_map(protected):
+        assert verdict.result == codes.MALFORMED, verdict
+    elif verdict.result == codes.MALFORMED:
+        # one map for cbor2, but our reader is stricter (preferred serialization, duplicate
+        # keys, key types, depth), or the map's own kid is not 8 bytes
+        assert verdict.reasons[0].startswith(("cbor.", "header.kid_")), verdict
 
 
 # --- claims from a menu of right and wrong values ---------------------------------------
