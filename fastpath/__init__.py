@@ -16,7 +16,7 @@ from importlib.util import find_spec as _find_spec
 from . import codes
 from ._compat import NO_EXTENSIONS
 from ._trust import TrustedKey, TrustList
-from ._verdict import Verdict
+from ._verdict import StatusRef, Verdict
 from .errors import FastpathError, TrustListError
 
 # Fall back to the Python twin silently only when the extension is absent (no
@@ -40,6 +40,7 @@ __all__ = [
     "IMPLEMENTATION",
     "NO_EXTENSIONS",
     "FastpathError",
+    "StatusRef",
     "TrustList",
     "TrustListError",
     "TrustedKey",

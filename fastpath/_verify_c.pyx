@@ -1,11 +1,12 @@
 # cython: language_level=3
 """The compiled twin of ``fastpath/_verify_py.py``: same names, same verdicts.
 
-WIRE-FORMAT 1-4 and 6, in the order of WIRE-FORMAT 7:
+WIRE-FORMAT 1-4, 6 and the status claim of 8, in the order of WIRE-FORMAT 7:
 
     prefix -> base45 -> zlib -> CBOR -> COSE structure -> header (alg, crit, kid)
-    -> key known -> key not revoked -> signature -> claims -> key allowed for iss
-    -> times
+    -> key known (a permit issuer's) -> key not revoked -> signature -> claims
+    (iss, exp, nbf, iat, cti, the permit or card map, the status claim) -> key
+    allowed for iss -> times
 
 The byte work (base45, inflate, CBOR validation, COSE parsing, the signed bytes,
 Ed25519) runs in C without the GIL and without Python objects; Python objects
@@ -36,7 +37,7 @@ from fastpath._sodium_c cimport ed25519_verify
 
 from fastpath import codes
 from fastpath._trust import TrustList
-from fastpath._verdict import Verdict
+from fastpath._verdict import StatusRef, Verdict
 # The verdict cache lives in the TrustList, shared by both twins: one entry type, one eviction.
 from fastpath._cache import CacheEntry, cache_put
 
@@ -129,6 +130,7 @@ _reason(Reason.HEADER_KID_INVALID, codes.MALFORMED, codes.R_HEADER_KID_INVALID)
 _reason(Reason.KEY_UNKNOWN, codes.UNKNOWN_KEY, codes.R_KEY_UNKNOWN)
 _reason(Reason.KEY_REVOKED, codes.KEY_REVOKED, codes.R_KEY_REVOKED)
 _reason(Reason.KEY_ISSUER, codes.UNKNOWN_KEY, codes.R_KEY_ISSUER)
+_reason(Reason.KEY_USE, codes.UNKNOWN_KEY, codes.R_KEY_USE)
 _reason(Reason.SIGNATURE_INVALID, codes.BAD_SIGNATURE, codes.R_SIGNATURE_INVALID)
 _reason(Reason.CLAIMS_NOT_MAP, codes.MALFORMED, codes.R_CLAIMS_NOT_MAP)
 _reason(Reason.TIME_NOT_YET_VALID, codes.NOT_YET_VALID, codes.R_TIME_NOT_YET_VALID)
@@ -175,6 +177,17 @@ cdef tuple MISSING_CARD = _claim("claims", "missing", "card")
 cdef tuple TYPE_CARD = _claim("claims", "type", "card")
 cdef tuple PERMIT_TYPE_KEY = _claim("permit", "type", "key")
 cdef tuple CARD_TYPE_KEY = _claim("card", "type", "key")
+# WIRE-FORMAT 8: the status claim.
+cdef tuple TYPE_STATUS = _claim("claims", "type", "status")
+cdef tuple STATUS_TYPE_KEY = _claim("status", "type", "key")
+cdef tuple MISSING_STATUS_LIST = _claim("status", "missing", "status_list")
+cdef tuple TYPE_STATUS_LIST = _claim("status", "type", "status_list")
+cdef tuple MISSING_IDX = _claim("status", "missing", "idx")
+cdef tuple TYPE_IDX = _claim("status", "type", "idx")
+cdef tuple MISSING_URI = _claim("status", "missing", "uri")
+cdef tuple TYPE_URI = _claim("status", "type", "uri")
+# A StatusRef made as the tuple it is: NamedTuple's own __new__ is a Python call.
+cdef object _TUPLE_NEW = tuple.__new__
 
 # --- the permit and card maps -------------------------------------------------------
 # WIRE-FORMAT 3: the permit map's keys in the table's order (the order of checks).
@@ -408,9 +421,10 @@ cdef class _Checked:
     cdef object issuers
 
 
-cdef _Checked _check_signed(Reason parsed, Cose* cose, dict keys):
-    """WIRE-FORMAT 2 after the parse (``parsed``, from _parse_cose): key known,
-    not revoked, then the signature (with the GIL released)."""
+cdef _Checked _check_signed(Reason parsed, Cose* cose, object trust):
+    """WIRE-FORMAT 2 after the parse (``parsed``, from _parse_cose): key known (a
+    permit issuer's: ``trust.issuer_keys``), not revoked, then the signature (with
+    the GIL released)."""
     cdef _Checked checked = _Checked.__new__(_Checked)
     cdef PyObject* entry
     cdef bytes public_key
@@ -420,9 +434,10 @@ cdef _Checked _check_signed(Reason parsed, Cose* cose, dict keys):
     if parsed != Reason.OK:
         return checked
     checked.kid = PyBytes_FromStringAndSize(<const char*>cose.kid, 8)
-    entry = PyDict_GetItem(keys, checked.kid)
+    entry = PyDict_GetItem(<dict>trust.issuer_keys, checked.kid)
     if entry == NULL:
-        checked.reason = Reason.KEY_UNKNOWN
+        # A Status List signer's key is trusted, but never for a permit token.
+        checked.reason = Reason.KEY_USE if checked.kid in trust.status_keys else Reason.KEY_UNKNOWN
         return checked
     key = <tuple>entry
     public_key = key[0]
@@ -516,11 +531,13 @@ cdef bint _all_of(const Head* head, const uint8_t* s, Py_ssize_t n, bint digits)
 
 
 cdef class _Claims:
-    """The outcome of the claim checks: a failure (reasons) or the claims and the map."""
+    """The outcome of the claim checks: a failure (reasons) or the claims, the map
+    and the status claim."""
     cdef tuple failure
     cdef dict claims
     cdef dict permit
     cdef object card_public_key
+    cdef object status_ref
 
 
 cdef inline void _value_head(const uint8_t* value, const uint8_t* end, Head* head,
@@ -567,6 +584,7 @@ cdef _Claims _check_claims(const uint8_t* payload, Py_ssize_t n, Reason validate
     cdef const uint8_t* iat = NULL
     cdef const uint8_t* cti = NULL
     cdef const uint8_t* body = NULL
+    cdef const uint8_t* status = NULL
     cdef uint64_t i, count
     cdef Py_ssize_t key_size
     cdef dict claims
@@ -600,6 +618,8 @@ cdef _Claims _check_claims(const uint8_t* payload, Py_ssize_t n, Reason validate
             # -70001 (permit) or -70002 (card)
             if (profile != P_CARD and key[4] == 0x70) or (profile == P_CARD and key[4] == 0x71):
                 body = cursor.pos
+        elif key_size == 3 and key[0] == 0x19 and key[1] == 0xFF and key[2] == 0xFF:
+            status = cursor.pos  # 65535 (WIRE-FORMAT 8)
         skip_valid(&cursor)
 
     claims = {}
@@ -629,9 +649,67 @@ cdef _Claims _check_claims(const uint8_t* payload, Py_ssize_t n, Reason validate
         out.failure = _check_card_map(out, body, end)
     else:
         out.failure = _check_permit_map(out, body, end, profile)
+    if out.failure is None and status != NULL:
+        out.failure = _check_status(out, status, end)
     if out.failure is None:
         out.claims = claims
     return out
+
+
+cdef bint _text_key(const uint8_t* body, const uint8_t* end, const char* key, Py_ssize_t key_size,
+                    const uint8_t** value) noexcept nogil:
+    """In a validated map, the value of the encoded text key ``key`` (NULL when
+    absent); False when one of the map's keys is not a text."""
+    cdef Cursor cursor
+    cdef Head head
+    cdef uint64_t i
+    cdef const uint8_t* k
+    value[0] = NULL
+    cursor.pos = body
+    cursor.end = end
+    read_head(&cursor, &head)
+    for i in range(head.arg):
+        k = cursor.pos
+        if k[0] >> 5 != MAJOR_TEXT:
+            return False
+        skip_valid(&cursor)
+        if cursor.pos - k == key_size and memcmp(k, key, key_size) == 0:
+            value[0] = cursor.pos
+        skip_valid(&cursor)
+    return True
+
+
+cdef tuple _check_status(_Claims out, const uint8_t* status, const uint8_t* end):
+    """WIRE-FORMAT 8: the status claim, there, is {"status_list": {"idx": uint,
+    "uri": tstr}} with text keys (other keys ignored). None, or the failure's reasons."""
+    cdef const uint8_t* reference
+    cdef const uint8_t* idx
+    cdef const uint8_t* uri
+    cdef Head idx_head, uri_head
+    cdef const uint8_t* content
+    if status[0] >> 5 != MAJOR_MAP:
+        return TYPE_STATUS
+    if not _text_key(status, end, b"\x6bstatus_list", 12, &reference):
+        return STATUS_TYPE_KEY
+    if reference == NULL:
+        return MISSING_STATUS_LIST
+    if reference[0] >> 5 != MAJOR_MAP:
+        return TYPE_STATUS_LIST
+    if not _text_key(reference, end, b"\x63idx", 4, &idx):
+        return STATUS_TYPE_KEY
+    _text_key(reference, end, b"\x63uri", 4, &uri)
+    if idx == NULL:
+        return MISSING_IDX
+    _value_head(idx, end, &idx_head, &content)
+    if idx_head.major != MAJOR_UINT:
+        return TYPE_IDX
+    if uri == NULL:
+        return MISSING_URI
+    _value_head(uri, end, &uri_head, &content)
+    if not _is_text(&uri_head):
+        return TYPE_URI
+    out.status_ref = _TUPLE_NEW(StatusRef, (_text(&uri_head, content), PyLong_FromUnsignedLongLong(idx_head.arg)))
+    return None
 
 
 cdef inline int _permit_key(const uint8_t* key, Py_ssize_t size) noexcept nogil:
@@ -871,7 +949,8 @@ cdef object _verdict(Reason reason, object profile, object kid, _Claims found, b
         _VERDICT_INIT(verdict, _RESULT[<int>reason], _REASONS[<int>reason], profile, kid=kid, cached=cached)
     else:
         _VERDICT_INIT(verdict, _RESULT[<int>reason], _REASONS[<int>reason], profile, claims=found.claims,
-                      permit=found.permit, card_public_key=found.card_public_key, kid=kid, cached=cached)
+                      permit=found.permit, card_public_key=found.card_public_key, kid=kid,
+                      status_ref=found.status_ref, cached=cached)
     return verdict
 
 
@@ -891,7 +970,7 @@ cdef object _copy(object verdict, bint cached):
     copy = _blank_verdict()
     _VERDICT_INIT(copy, verdict.result, verdict.reasons, verdict.profile, claims=_copy_dict(verdict.claims),
                   permit=_copy_dict(verdict.permit), card_public_key=verdict.card_public_key,
-                  kid=verdict.kid, cached=cached)
+                  kid=verdict.kid, status_ref=verdict.status_ref, cached=cached)
     return copy
 
 
@@ -903,6 +982,7 @@ cdef object _from_cache(object entry, Profile profile, object now):
     found = _Claims.__new__(_Claims)
     found.claims = dict(entry.claims)  # copies: callers must not reach the cache
     found.permit = dict(entry.permit)
+    found.status_ref = entry.status_ref
     return _timed(found, profile, now, entry.kid, True)
 
 
@@ -917,7 +997,7 @@ cdef object _verify_message(Reason parsed, Cose* cose, object trust, Profile pro
     cdef _Claims found
     cdef Reason reason = Reason.OK
     profile_name = _PROFILE_NAMES[<int>profile]
-    checked = _check_signed(parsed, cose, trust.issuer_keys)
+    checked = _check_signed(parsed, cose, trust)
     if checked.reason != Reason.OK:
         return _verdict(checked.reason, profile_name, checked.kid, None, False)
     found = _check_claims(cose.payload, cose.payload_len, cose.payload_reason, profile)
@@ -928,11 +1008,11 @@ cdef object _verify_message(Reason parsed, Cose* cose, object trust, Profile pro
     if reason != Reason.OK:
         verdict = _verdict(reason, profile_name, checked.kid, found, False)
         if cache is not None:  # failed after a good signature: worth keeping
-            cache_put(cache, trust.cache_limit, text, CacheEntry(_copy(verdict, False), None, None, None))
+            cache_put(cache, trust.cache_limit, text, CacheEntry(_copy(verdict, False), None, None, None, None))
         return verdict
     if cache is not None:
         cache_put(cache, trust.cache_limit, text,
-                  CacheEntry(None, dict(found.claims), dict(found.permit), checked.kid))
+                  CacheEntry(None, dict(found.claims), dict(found.permit), checked.kid, found.status_ref))
     return _timed(found, profile, now, checked.kid, False)
 
 

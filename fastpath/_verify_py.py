@@ -1,10 +1,11 @@
 """The pure-Python twin: the readable reference of the verification pipeline.
 
-WIRE-FORMAT 1-4 and 6, in the order of WIRE-FORMAT 7:
+WIRE-FORMAT 1-4, 6 and the status claim of 8, in the order of WIRE-FORMAT 7:
 
     prefix -> base45 -> zlib -> CBOR -> COSE structure -> header (alg, crit, kid)
-    -> key known -> key not revoked -> signature -> claims -> key allowed for iss
-    -> times
+    -> key known (a permit issuer's) -> key not revoked -> signature -> claims
+    (iss, exp, nbf, iat, cti, the permit or card map, the status claim) -> key
+    allowed for iss -> times
 
 The compiled twin (``_verify_c.pyx``) mirrors this module check for check and
 reason for reason; when the two disagree, this one is the reference. Every
@@ -26,8 +27,8 @@ from nacl.exceptions import BadSignatureError
 
 from . import codes
 from ._cache import CacheEntry, cache_put
-from ._trust import TrustList
-from ._verdict import Verdict
+from ._trust import USE_SIG, TrustList
+from ._verdict import StatusRef, Verdict
 
 __all__ = ["verify_qr", "verify_card_certificate", "check_card_signature", "verify_card"]
 
@@ -42,11 +43,12 @@ ES1_MAX_LIFETIME = 300    # WIRE-FORMAT 3: ES1 exp - iat, at most
 PREFIXES = {"WP1:": codes.PROFILE_WP1, "ES1:": codes.PROFILE_ES1}
 
 # COSE labels (RFC 9052) and CWT claim keys (RFC 8392), WIRE-FORMAT 2 and 3.
-ALG, CRIT, KID = 1, 2, 4
+ALG, CRIT, KID, TYP = 1, 2, 4, 16
 ALG_EDDSA = -8
 ISS, EXP, NBF, IAT, CTI = 1, 4, 5, 6, 7
 PERMIT_CLAIM = -70001
 CARD_CLAIM = -70002
+STATUS_CLAIM = 65535      # WIRE-FORMAT 8: {"status_list": {"idx": uint, "uri": tstr}}
 
 SIG_STRUCTURE_PREFIX = b"\x84\x6aSignature1"  # array(4), tstr(10) "Signature1"
 CARD_AUTH_DOMAIN = b"SSC-AUTH-1"              # WIRE-FORMAT 6: what the card signs, before the challenge
@@ -301,9 +303,11 @@ class _Signed:
         self.payload = payload
 
 
-def check_cose(message: bytes, keys: dict[bytes, tuple[bytes, str, frozenset[str]]]) -> _Signed:
-    """WIRE-FORMAT 2: structure, header, then the key (in ``keys``, a trust list's
-    kid table) and the signature; a rejection from the key on carries the kid."""
+def check_cose(message: bytes, trust: TrustList, use: str = USE_SIG, typ: str | None = None) -> _Signed:
+    """WIRE-FORMAT 2: structure, header, then the key and the signature; a
+    rejection from the key on carries the kid. ``use``: the trust list's keys
+    that may sign this message (``sig``: permit tokens and card certificates;
+    ``status``: Status Lists, whose protected header must also have ``typ``)."""
     cose = cbor_decode(message, allow_cose_tag=True)
     if (type(cose) is not list or len(cose) != 4 or type(cose[0]) is not bytes
             or type(cose[1]) is not dict or type(cose[2]) is not bytes or type(cose[3]) is not bytes):
@@ -327,6 +331,9 @@ def check_cose(message: bytes, keys: dict[bytes, tuple[bytes, str, frozenset[str
     # WIRE-FORMAT 2: crit is never accepted, in either map.
     if CRIT in protected or CRIT in unprotected:
         raise _Reject(codes.UNSUPPORTED, codes.R_HEADER_CRIT)
+    # WIRE-FORMAT 8: a Status List Token says what it is, in the protected header.
+    if typ is not None and protected.get(TYP) != typ:
+        raise _malformed(codes.R_HEADER_TYP)
     # WIRE-FORMAT 2: kid from the protected map; from the unprotected one only when absent there.
     if KID in protected:
         kid = protected[KID]
@@ -336,9 +343,13 @@ def check_cose(message: bytes, keys: dict[bytes, tuple[bytes, str, frozenset[str
         raise _malformed(codes.R_HEADER_KID_MISSING)
     if type(kid) is not bytes or len(kid) != 8:
         raise _malformed(codes.R_HEADER_KID_INVALID)
+    keys, other_keys = ((trust.issuer_keys, trust.status_keys) if use == USE_SIG
+                        else (trust.status_keys, trust.issuer_keys))
     key = keys.get(kid)
     if key is None:
-        raise _Reject(codes.UNKNOWN_KEY, codes.R_KEY_UNKNOWN, kid)
+        # A key of the other use is trusted, but never for this: a Status List signer
+        # signs no permit, and a permit issuer no Status List.
+        raise _Reject(codes.UNKNOWN_KEY, codes.R_KEY_USE if kid in other_keys else codes.R_KEY_UNKNOWN, kid)
     public_key, status, issuers = key
     if status == "revoked":
         raise _Reject(codes.KEY_REVOKED, codes.R_KEY_REVOKED, kid)
@@ -384,14 +395,16 @@ def _missing(area: str, name: str) -> _Reject:
 
 class _Claims:
     """What the claim checks found: the claims by name, the permit (or, for a
-    card, its cn/ssn/pn), the card's public key (CARD only)."""
+    card, its cn/ssn/pn), the card's public key (CARD only), the status claim."""
 
-    __slots__ = ("claims", "permit", "card_public_key")
+    __slots__ = ("claims", "permit", "card_public_key", "status_ref")
 
-    def __init__(self, claims: dict[str, Any], permit: dict[str, Any], card_public_key: bytes | None) -> None:
+    def __init__(self, claims: dict[str, Any], permit: dict[str, Any], card_public_key: bytes | None,
+                 status_ref: StatusRef | None) -> None:
         self.claims = claims
         self.permit = permit
         self.card_public_key = card_public_key
+        self.status_ref = status_ref
 
 
 def _int_claim(raw: dict[Any, Any], key: int, name: str, claims: dict[str, Any], required: bool) -> None:
@@ -430,8 +443,15 @@ def check_claims(payload: bytes, profile: str) -> _Claims:
 
     if profile == codes.PROFILE_CARD:
         permit, card_public_key = _check_card_map(raw)
-        return _Claims(claims, permit, card_public_key)
-    return _Claims(claims, _check_permit_map(raw, profile), None)
+    else:
+        permit, card_public_key = _check_permit_map(raw, profile), None
+    return _Claims(claims, permit, card_public_key, _check_status(raw))
+
+
+def _text_keys(value: dict[Any, Any], area: str) -> dict[str, Any]:
+    if not all(type(key) is str for key in value):
+        raise _type_error(area, "key")              # the map has text keys only
+    return value
 
 
 def _text_keyed_map(raw: dict[Any, Any], claim_key: int, claim_name: str, area: str) -> dict[str, Any]:
@@ -440,9 +460,7 @@ def _text_keyed_map(raw: dict[Any, Any], claim_key: int, claim_name: str, area: 
     value = raw[claim_key]
     if type(value) is not dict:
         raise _type_error("claims", claim_name)
-    if not all(type(key) is str for key in value):
-        raise _type_error(area, "key")              # the map has text keys only
-    return value
+    return _text_keys(value, area)
 
 
 def _check_permit_map(raw: dict[Any, Any], profile: str) -> dict[str, Any]:
@@ -486,6 +504,32 @@ def _check_card_map(raw: dict[Any, Any]) -> tuple[dict[str, Any], bytes]:
     return {"cn": card["cn"], "ssn": card["ssn"], "pn": card["pn"]}, card["cpk"]
 
 
+def _check_status(raw: dict[Any, Any]) -> StatusRef | None:
+    """WIRE-FORMAT 8: the optional status claim, strictly: absent is fine, but when
+    there, ``{"status_list": {"idx": uint, "uri": tstr}}`` with text keys (other
+    keys, such as another mechanism's, are ignored)."""
+    if STATUS_CLAIM not in raw:
+        return None
+    status = raw[STATUS_CLAIM]
+    if type(status) is not dict:
+        raise _type_error("claims", "status")
+    if "status_list" not in _text_keys(status, "status"):
+        raise _missing("status", "status_list")
+    reference = status["status_list"]
+    if type(reference) is not dict:
+        raise _type_error("status", "status_list")
+    _text_keys(reference, "status")
+    if "idx" not in reference:
+        raise _missing("status", "idx")
+    if not _is_int(reference["idx"]) or reference["idx"] < 0:
+        raise _type_error("status", "idx")
+    if "uri" not in reference:
+        raise _missing("status", "uri")
+    if not _is_text(reference["uri"]):
+        raise _type_error("status", "uri")
+    return StatusRef(reference["uri"], reference["idx"])
+
+
 def check_issuer(claims: dict[str, Any], issuers: frozenset[str]) -> None:
     """WIRE-FORMAT 4: the key may sign only for the issuers the trust list gives it."""
     if claims["iss"] not in issuers:
@@ -515,7 +559,7 @@ def _rejected(reject: _Reject, profile: str | None, found: _Claims | None = None
     if found is None:
         return Verdict(reject.result, (reject.reason,), profile, kid=kid, cached=cached)
     return Verdict(reject.result, (reject.reason,), profile, claims=found.claims, permit=found.permit,
-                   card_public_key=found.card_public_key, kid=kid, cached=cached)
+                   card_public_key=found.card_public_key, kid=kid, status_ref=found.status_ref, cached=cached)
 
 
 def _timed(found: _Claims, profile: str, now: int, kid: bytes, cached: bool) -> Verdict:
@@ -525,7 +569,7 @@ def _timed(found: _Claims, profile: str, now: int, kid: bytes, cached: bool) -> 
     except _Reject as reject:
         return _rejected(reject, profile, found, kid=kid, cached=cached)
     return Verdict(codes.VALID, (), profile, claims=found.claims, permit=found.permit,
-                   card_public_key=found.card_public_key, kid=kid, cached=cached)
+                   card_public_key=found.card_public_key, kid=kid, status_ref=found.status_ref, cached=cached)
 
 
 # --- the verdict cache (DESIGN "Hot path cost") -------------------------------
@@ -534,7 +578,8 @@ def _copy(verdict: Verdict, cached: bool) -> Verdict:
     return Verdict(verdict.result, verdict.reasons, verdict.profile,
                    claims=dict(verdict.claims) if verdict.claims is not None else None,
                    permit=dict(verdict.permit) if verdict.permit is not None else None,
-                   card_public_key=verdict.card_public_key, kid=verdict.kid, cached=cached)
+                   card_public_key=verdict.card_public_key, kid=verdict.kid, status_ref=verdict.status_ref,
+                   cached=cached)
 
 
 def _from_cache(entry: CacheEntry, profile: str, now: int) -> Verdict:
@@ -542,7 +587,8 @@ def _from_cache(entry: CacheEntry, profile: str, now: int) -> Verdict:
         return _copy(entry.failure, True)
     assert entry.claims is not None and entry.permit is not None and entry.kid is not None
     # copies: callers must not reach the cache
-    return _timed(_Claims(dict(entry.claims), dict(entry.permit), None), profile, now, entry.kid, True)
+    return _timed(_Claims(dict(entry.claims), dict(entry.permit), None, entry.status_ref), profile, now, entry.kid,
+                  True)
 
 
 # --- the checks from the COSE message on, for QR codes and card certificates alike --
@@ -550,7 +596,7 @@ def _verify_message(message: bytes, trust: TrustList, profile: str, now: int, ca
     """WIRE-FORMAT 2-4 (and 6): signature, claims, issuer, then the times. With
     ``cache_text`` (a WP1 text), what it gave before the times goes to the verdict cache."""
     try:
-        signed = check_cose(message, trust.issuer_keys)
+        signed = check_cose(message, trust)
     except _Reject as reject:
         return _rejected(reject, profile)
     found = None
@@ -561,11 +607,11 @@ def _verify_message(message: bytes, trust: TrustList, profile: str, now: int, ca
         verdict = _rejected(reject, profile, found, kid=signed.kid)
         if cache_text is not None:  # failed after a good signature: worth keeping
             cache_put(trust.verdict_cache, trust.cache_limit, cache_text,
-                      CacheEntry(_copy(verdict, False), None, None, None))
+                      CacheEntry(_copy(verdict, False), None, None, None, None))
         return verdict
     if cache_text is not None:
         cache_put(trust.verdict_cache, trust.cache_limit, cache_text,
-                  CacheEntry(None, dict(found.claims), dict(found.permit), signed.kid))
+                  CacheEntry(None, dict(found.claims), dict(found.permit), signed.kid, found.status_ref))
     return _timed(found, profile, now, signed.kid, False)
 
 

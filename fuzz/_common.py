@@ -144,6 +144,9 @@ def claims(profile: str, iat: int = NOW - 30) -> dict[int, Any]:
                           "cpk": bytes(CARD.verify_key)}
     else:
         result[-70001] = dict(PERMIT)
+    # WIRE-FORMAT 8's status claim, so that edits of a valid token reach its checks too
+    result[65535] = {"status_list": {"idx": 1234, "uri": "https://pv.example/v1/status-lists/"
+                                     + ("cards" if profile == "CARD" else "permits")}}
     return result
 
 

@@ -108,6 +108,7 @@ class Issuer:
     name: str
     issuers: list[str] = field(default_factory=lambda: ["CN-310000", "CN-110000"])
     status: str = "active"
+    use: str = "sig"  # "status": a Status List signer (WIRE-FORMAT 8)
 
     def __post_init__(self) -> None:
         self.signing_key = SigningKey(hashlib.sha256(b"fastpath-tests:" + self.name.encode()).digest())
@@ -116,7 +117,7 @@ class Issuer:
 
     def jwk(self, **overrides: Any) -> dict[str, Any]:
         key = {"kty": "OKP", "crv": "Ed25519", "x": b64url(self.public_key), "kid": b64url(self.kid),
-               "alg": "EdDSA", "use": "sig", "iss": list(self.issuers), "status": self.status}
+               "alg": "EdDSA", "use": self.use, "iss": list(self.issuers), "status": self.status}
         key.update(overrides)
         return {k: v for k, v in key.items() if v is not _DROP}
 
@@ -132,11 +133,11 @@ def jwks(*keys: dict[str, Any]) -> str:
 def claims(profile: str = "WP1", *, iat: Any = NOW - 3600, exp: Any = None,
            permit: dict[str, Any] | None = None, **extra: Any) -> dict[int, Any]:
     """A valid claims map for the profile; ``extra`` adds or replaces claims by key
-    name (iss, exp, nbf, iat, cti) — ``DROP`` removes one."""
+    name (iss, exp, nbf, iat, cti, status) — ``DROP`` removes one."""
     base_iat = NOW - 3600 if iat is _DROP else iat
     if exp is None:
         exp = base_iat + 60 if profile == "ES1" else base_iat + 3 * 365 * 86400
-    names = {"iss": 1, "exp": 4, "nbf": 5, "iat": 6, "cti": 7}
+    names = {"iss": 1, "exp": 4, "nbf": 5, "iat": 6, "cti": 7, "status": 65535}
     result: dict[int, Any] = {1: "CN-310000", 4: exp, 6: iat}
     if profile == "ES1":
         result[7] = b"cti-0123456789ab"
@@ -191,10 +192,23 @@ RETIRED = Issuer("retired", status="retired")
 REVOKED = Issuer("revoked", status="revoked")
 REGIONAL = Issuer("regional", issuers=["CN-440000"])  # may sign for Guangdong only
 STRANGER = Issuer("stranger")                          # not in the trust list
+# Status List signers (WIRE-FORMAT 8): trusted for Status Lists only.
+STATUS_SIGNER = Issuer("status-signer", issuers=["CN-MOHRSS"], use="status")
+STATUS_RETIRED = Issuer("status-retired", issuers=["CN-MOHRSS"], status="retired", use="status")
+STATUS_REVOKED = Issuer("status-revoked", issuers=["CN-MOHRSS"], status="revoked", use="status")
+
+PERMITS_LIST_URI = "https://pv.example/v1/status-lists/permits"
+CARDS_LIST_URI = "https://pv.example/v1/status-lists/cards"
+
+
+def status_claim(idx: Any = 7, uri: Any = PERMITS_LIST_URI) -> dict[str, Any]:
+    """The status claim (65535) of WIRE-FORMAT 8: entry ``idx`` of the list at ``uri``."""
+    return {"status_list": {"idx": idx, "uri": uri}}
 
 
 def trust_list_json() -> str:
-    return jwks(ACTIVE.jwk(), RETIRED.jwk(), REVOKED.jwk(), REGIONAL.jwk())
+    return jwks(ACTIVE.jwk(), RETIRED.jwk(), REVOKED.jwk(), REGIONAL.jwk(), STATUS_SIGNER.jwk(),
+                STATUS_RETIRED.jwk(), STATUS_REVOKED.jwk())
 
 
 def base45_decode(text: str) -> bytes | None:

@@ -218,6 +218,14 @@ PERMIT_MENU: dict[str, list[Any]] = {
 }
 ABSENT = object()
 RARELY = st.sampled_from([False] * 12 + [True])
+# WIRE-FORMAT 8: the status claim (65535), right and wrong, at every level.
+STATUS_MENU: list[Any] = [
+    craft.status_claim(), craft.status_claim(0), craft.status_claim(2**64 - 1),
+    {"status_list": {"idx": 7, "uri": "u", "x": None}, "other": 1},
+    *WRONG, {"status_list": None}, {"status_list": {}}, {1: 2}, {"status_list": {"idx": 7}},
+    {"status_list": {"uri": "u"}}, *({"status_list": {"idx": wrong, "uri": "u"}} for wrong in WRONG),
+    *({"status_list": {"idx": 7, "uri": wrong}} for wrong in WRONG), {"status_list": {"idx": 7, "uri": "u", 5: 5}},
+]
 
 
 def _corrupt(draw: st.DrawFn, valid: dict[Any, Any], menu: dict[Any, list[Any]]) -> dict[Any, Any]:
@@ -258,6 +266,7 @@ def claim_sets(draw: st.DrawFn) -> dict[Any, Any]:
         6: ["1", None, 1.5],
         7: [b"1234567", b"x" * 32, b"x" * 33, "cti-0123456789ab"],
         -70001: WRONG,
+        65535: STATUS_MENU,
     }
     result = _corrupt(draw, valid, menu)
     if draw(st.booleans()):
@@ -293,6 +302,8 @@ def card_sets(draw: st.DrawFn) -> dict[Any, Any]:
     result[-70002] = card
     if draw(st.booleans()):
         result[-70001] = dict(PERMIT)  # a permit claim in a card certificate: ignored
+    if draw(st.booleans()):
+        result[65535] = draw(st.sampled_from(STATUS_MENU))
     return result
 
 
