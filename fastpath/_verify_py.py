@@ -100,11 +100,12 @@ def base45_decode(text: str) -> bytes:
 
 
 # --- WIRE-FORMAT 1: zlib (RFC 1950), bounded ---------------------------------
-def inflate_bounded(data: bytes) -> bytes:
-    """Exactly one zlib stream inflating to at most MAX_MESSAGE bytes.
+def inflate_bounded(data: bytes, limit: int = MAX_MESSAGE) -> bytes:
+    """Exactly one zlib stream inflating to at most ``limit`` bytes (a QR's
+    message: MAX_MESSAGE; a Status List: fastpath.status_list.MAX_LIST_BYTES).
 
-    Inflates at most MAX_MESSAGE + 1 bytes, so a bomb is stopped at the limit
-    and never inflated whole.
+    Inflates at most limit + 1 bytes, so a bomb is stopped at the limit and
+    never inflated whole.
     """
     if len(data) < 2:
         raise _malformed(codes.R_ZLIB_TRUNCATED)   # not even a header (empty included)
@@ -114,10 +115,10 @@ def inflate_bounded(data: bytes) -> bytes:
         raise _malformed(codes.R_ZLIB_HEADER)
     inflater = zlib.decompressobj()
     try:
-        message = inflater.decompress(data, MAX_MESSAGE + 1)
+        message = inflater.decompress(data, limit + 1)
     except zlib.error:
         raise _malformed(codes.R_ZLIB_DATA) from None  # bad deflate data or bad Adler-32
-    if len(message) > MAX_MESSAGE:
+    if len(message) > limit:
         raise _malformed(codes.R_ZLIB_TOO_LARGE)
     if not inflater.eof:
         # Output stopped short of the limit, so all input was consumed without

@@ -49,7 +49,7 @@ R_ZLIB_HEADER: Final = "zlib.header"              # bad CMF/FLG, preset dictiona
 R_ZLIB_DATA: Final = "zlib.data"                  # invalid deflate data or bad Adler-32
 R_ZLIB_TRUNCATED: Final = "zlib.truncated"
 R_ZLIB_TRAILING: Final = "zlib.trailing"          # bytes after the end of the stream
-R_ZLIB_TOO_LARGE: Final = "zlib.too_large"        # would inflate past 4096 bytes
+R_ZLIB_TOO_LARGE: Final = "zlib.too_large"        # would inflate past its bound (a QR's message: 4096 bytes)
 # CBOR well-formedness (any level)
 R_CBOR_TRUNCATED: Final = "cbor.truncated"        # a length or item runs past the end
 R_CBOR_TRAILING: Final = "cbor.trailing"          # bytes after the top-level item

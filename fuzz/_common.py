@@ -63,6 +63,7 @@ RETIRED = _key("retired")
 REVOKED = _key("revoked")
 STRANGER = _key("stranger")  # not in the trust list
 CARD = _key("card")
+STATUS = _key("status")      # a Status List signer (use "status"): never a permit token's
 
 
 def kid_of(key: SigningKey) -> bytes:
@@ -75,17 +76,18 @@ def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
-def _jwk(key: SigningKey, status: str) -> dict[str, Any]:
+def _jwk(key: SigningKey, status: str, use: str = "sig") -> dict[str, Any]:
     return {"kty": "OKP", "crv": "Ed25519", "x": _b64url(bytes(key.verify_key)),
-            "kid": _b64url(kid_of(key)), "alg": "EdDSA", "use": "sig", "iss": ISSUERS,
+            "kid": _b64url(kid_of(key)), "alg": "EdDSA", "use": use, "iss": ISSUERS,
             "status": status}
 
 
 TRUST_JSON = json.dumps({"keys": [_jwk(ACTIVE, "active"), _jwk(RETIRED, "retired"),
-                                  _jwk(REVOKED, "revoked")]})
+                                  _jwk(REVOKED, "revoked"), _jwk(STATUS, "active", "status")]})
+# The permit issuers' keys only: a VALID permit token signed by another is a failure.
 PUBLIC_KEYS = {kid_of(k): (bytes(k.verify_key), s)
                for k, s in ((ACTIVE, "active"), (RETIRED, "retired"), (REVOKED, "revoked"))}
-SIGNERS = (ACTIVE, RETIRED, REVOKED, STRANGER)
+SIGNERS = (ACTIVE, RETIRED, REVOKED, STRANGER, STATUS)
 
 
 def new_trust() -> fastpath.TrustList:
