@@ -152,6 +152,26 @@ def claims(profile: str, iat: int = NOW - 30) -> dict[int, Any]:
     return result
 
 
+def edit(data: bytes, fdp: atheris.FuzzedDataProvider) -> bytes:
+    """A few byte edits, insertions, cuts and bit flips: mutations of a valid message (all harnesses)."""
+    buffer = bytearray(data)
+    for _ in range(fdp.ConsumeIntInRange(0, 4)):
+        if not buffer:
+            break
+        what = fdp.ConsumeIntInRange(0, 3)
+        position = fdp.ConsumeIntInRange(0, len(buffer) - 1)
+        if what == 0:
+            buffer[position] = fdp.ConsumeInt(1) & 0xFF
+        elif what == 1:
+            buffer[position:position] = fdp.ConsumeBytes(fdp.ConsumeIntInRange(1, 8))
+        elif what == 2:
+            del buffer[position:position + fdp.ConsumeIntInRange(1, 8)]
+        else:
+            buffer[position] ^= 1 << fdp.ConsumeIntInRange(0, 7)
+    return bytes(buffer)
+
+
+
 # --- the checks -------------------------------------------------------------------
 KNOWN_RESULTS = frozenset(codes.ALL_RESULTS)
 PROFILES = {None, codes.PROFILE_WP1, codes.PROFILE_ES1, codes.PROFILE_CARD}

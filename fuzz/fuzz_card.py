@@ -46,36 +46,20 @@ DOMAIN = b"SSC-AUTH-1"
 TIMES = (common.NOW, common.NOW - 10**9, common.NOW + 10**9, 0, 2**63 - 1)
 
 
-def _edit(data: bytes, fdp: atheris.FuzzedDataProvider) -> bytes:
-    buffer = bytearray(data)
-    for _ in range(fdp.ConsumeIntInRange(0, 4)):
-        if not buffer:
-            break
-        what = fdp.ConsumeIntInRange(0, 2)
-        position = fdp.ConsumeIntInRange(0, len(buffer) - 1)
-        if what == 0:
-            buffer[position] = fdp.ConsumeInt(1) & 0xFF
-        elif what == 1:
-            buffer[position:position] = fdp.ConsumeBytes(fdp.ConsumeIntInRange(1, 8))
-        else:
-            del buffer[position:position + fdp.ConsumeIntInRange(1, 8)]
-    return bytes(buffer)
-
-
 def make_certificate(fdp: atheris.FuzzedDataProvider) -> object:
     mode = fdp.ConsumeIntInRange(0, 5)
     if mode == 0:
         return fdp.ConsumeBytes(fdp.ConsumeIntInRange(0, 600))
     if mode == 1:
-        return _edit(CERTIFICATE, fdp)
+        return common.edit(CERTIFICATE, fdp)
     signer = common.SIGNERS[fdp.ConsumeIntInRange(0, len(common.SIGNERS) - 1)]
     protected = cbor2.dumps({1: -8, 4: common.kid_of(signer)})
     if mode == 2:  # the claims
         payload = (fdp.ConsumeBytes(fdp.ConsumeIntInRange(0, 400)) if fdp.ConsumeBool()
-                   else _edit(cbor2.dumps(common.claims("CARD")), fdp))
+                   else common.edit(cbor2.dumps(common.claims("CARD")), fdp))
         return common.sign1(signer, payload, protected, tag=fdp.ConsumeBool())
     if mode == 3:  # the header
-        protected = _edit(protected, fdp)
+        protected = common.edit(protected, fdp)
         return common.sign1(signer, cbor2.dumps(common.claims("CARD")), protected)
     if mode == 4:  # too long, or not bytes
         return (b"\x00" * fdp.ConsumeIntInRange(4090, 4200)) if fdp.ConsumeBool() \
@@ -92,7 +76,7 @@ def make_challenge_and_signature(fdp: atheris.FuzzedDataProvider) -> tuple[objec
         challenge = bytearray(CHALLENGE)
     signature: object = common.CARD.sign(DOMAIN + bytes(challenge)).signature
     if mode == 3:
-        signature = _edit(signature, fdp)  # type: ignore[arg-type]
+        signature = common.edit(signature, fdp)  # type: ignore[arg-type]
     elif mode == 4:
         signature = fdp.ConsumeBytes(fdp.ConsumeIntInRange(0, 70))
     return challenge, signature

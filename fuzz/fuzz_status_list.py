@@ -57,44 +57,28 @@ def protected(kid: bytes = STATUS_KID, typ: object = TYP) -> bytes:
 TEMPLATE = common.sign1(common.STATUS, cbor2.dumps(claims()), protected())
 
 
-def _edit(data: bytes, fdp: atheris.FuzzedDataProvider) -> bytes:
-    buffer = bytearray(data)
-    for _ in range(fdp.ConsumeIntInRange(0, 4)):
-        if not buffer:
-            break
-        position = fdp.ConsumeIntInRange(0, len(buffer) - 1)
-        what = fdp.ConsumeIntInRange(0, 2)
-        if what == 0:
-            buffer[position] = fdp.ConsumeInt(1) & 0xFF
-        elif what == 1:
-            buffer[position:position] = fdp.ConsumeBytes(fdp.ConsumeIntInRange(1, 8))
-        else:
-            del buffer[position:position + fdp.ConsumeIntInRange(1, 8)]
-    return bytes(buffer)
-
-
 def make_token(fdp: atheris.FuzzedDataProvider) -> object:
     mode = fdp.ConsumeIntInRange(0, 6)
     if mode == 0:
         return fdp.ConsumeBytes(fdp.ConsumeIntInRange(0, 400))
     if mode == 1:
-        return _edit(TEMPLATE, fdp)
+        return common.edit(TEMPLATE, fdp)
     signer = common.SIGNERS[fdp.ConsumeIntInRange(0, len(common.SIGNERS) - 1)]
     header = protected(common.kid_of(signer))
     if mode == 2:  # the claims: fuzz bytes, or the template's edited
         payload = (fdp.ConsumeBytes(fdp.ConsumeIntInRange(0, 300)) if fdp.ConsumeBool()
-                   else _edit(cbor2.dumps(claims()), fdp))
+                   else common.edit(cbor2.dumps(claims()), fdp))
     elif mode == 3:  # the lst: fuzz bytes, an edited stream, or a stream of fuzz bytes
         raw = fdp.ConsumeBytes(fdp.ConsumeIntInRange(0, 200))
         lst = (raw if fdp.ConsumeBool() else
-               _edit(zlib.compress(raw), fdp) if fdp.ConsumeBool() else zlib.compress(raw))
+               common.edit(zlib.compress(raw), fdp) if fdp.ConsumeBool() else zlib.compress(raw))
         payload = cbor2.dumps(claims(lst, fdp.ConsumeIntInRange(-1, 9)))
     elif mode == 4:  # near the inflate bound (made small for this run, see below)
         size = fdp.ConsumeIntInRange(BOUND - 3, BOUND + 3)
         payload = cbor2.dumps(claims(zlib.compress(bytes([fdp.ConsumeInt(1) & 0xFF]) * size)))
     elif mode == 5:  # the header: fuzz bytes or an edited one
         header = (fdp.ConsumeBytes(fdp.ConsumeIntInRange(0, 40)) if fdp.ConsumeBool()
-                  else _edit(header, fdp))
+                  else common.edit(header, fdp))
         payload = cbor2.dumps(claims())
     else:  # a permit token's header (no typ) or a wrong typ
         header = cbor2.dumps({1: -8, 4: common.kid_of(signer)}) if fdp.ConsumeBool() \
