@@ -34,7 +34,8 @@ from typing import Any
 
 import orjson
 
-from verifier.api.redis_failures import REDIS_DOWN
+from verifier.lib.redis_client import AsyncRedisClient
+from verifier.lib.redis_errors import REDIS_UNAVAILABLE
 
 __all__ = ["AUDIT_STREAM", "AuditLog"]
 
@@ -58,7 +59,7 @@ class AuditLog:
 
     __slots__ = ("_redis", "_buffer", "dropped", "written")
 
-    def __init__(self, redis: Any) -> None:
+    def __init__(self, redis: AsyncRedisClient) -> None:
         self._redis = redis
         self._buffer: list[dict[str, str]] = []
         self.dropped = 0
@@ -107,7 +108,7 @@ class AuditLog:
                         pipe.xadd(AUDIT_STREAM, {"r": orjson.dumps(batch)}, maxlen=STREAM_MAXLEN, approximate=True)
                     await pipe.execute()
                 written += sum(len(batch) for batch in pipeline)
-        except REDIS_DOWN:
+        except REDIS_UNAVAILABLE:
             # Keep what was not written for the next flush, oldest first; bound what an outage can hold.
             self._buffer = records[written:] + self._buffer
             excess = len(self._buffer) - BUFFER_LIMIT
