@@ -8,11 +8,14 @@ from typing import Any
 
 from litestar import Litestar
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import SwaggerRenderPlugin
 
 from verifier.api.admin.controller import AdminController
+from verifier.api.auth.controller import MeController
 from verifier.api.body import request_components
 from verifier.api.cards.controller import CardController
+from verifier.api.counter.routes import counter_routes
+from verifier.api.cors import cors_middleware
+from verifier.api.docs import LocalSwaggerPlugin, schema_router
 from verifier.api.health.controller import HealthController
 from verifier.api.middleware import metrics_middleware
 from verifier.api.openapi import COMPONENTS
@@ -50,12 +53,12 @@ def create_app(settings: Settings, *, redis: AsyncRedisClient | None = None, tun
     app = Litestar(
         route_handlers=[
             QrController, CardController, PermitController, TrustController, ReceiptController,
-            AdminController, HealthController,
+            AdminController, HealthController, MeController, *counter_routes(settings),
         ],
         lifespan=[lifespan],
         state=_state(runtime),
         exception_handlers=EXCEPTION_HANDLERS,
-        middleware=[metrics_middleware(runtime.metrics)],
+        middleware=[*_cors(settings), metrics_middleware(runtime.metrics)],
         request_max_body_size=DEFAULT_MAX_BODY,
         openapi_config=OpenAPIConfig(
             title="Permit verification service",
@@ -64,7 +67,8 @@ def create_app(settings: Settings, *, redis: AsyncRedisClient | None = None, tun
             "A verdict is an answer (HTTP 200) whatever its result; errors are RFC 9457 problem documents.",
             path="/schema",
             components=COMPONENTS,
-            render_plugins=[SwaggerRenderPlugin()],
+            render_plugins=[LocalSwaggerPlugin()],
+            openapi_router=schema_router(),
         ),
         # Logging is the process's business (verifier.lib.logging, set up by `verifier serve`):
         # Litestar's default config would replace the handlers and log request details.
@@ -75,6 +79,11 @@ def create_app(settings: Settings, *, redis: AsyncRedisClient | None = None, tun
     # not know their models: add their schemas to the generated document.
     app.openapi_schema.components.schemas.update(request_components())  # type: ignore[union-attr]
     return app
+
+
+def _cors(settings: Settings) -> list[Any]:
+    """Other front ends' origins (an agency's own web app) may call the API from a browser; default none."""
+    return [cors_middleware(settings.cors_origins)] if settings.cors_origins else []
 
 
 def _version() -> str:
