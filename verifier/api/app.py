@@ -14,6 +14,7 @@ from verifier.api.admin.controller import AdminController
 from verifier.api.body import request_components
 from verifier.api.cards.controller import CardController
 from verifier.api.health.controller import HealthController
+from verifier.api.holder.controller import HolderController
 from verifier.api.middleware import metrics_middleware
 from verifier.api.openapi import COMPONENTS
 from verifier.api.permits.controller import PermitController
@@ -49,7 +50,7 @@ def create_app(settings: Settings, *, redis: Any = None, tune_gc: bool = False) 
     app = Litestar(
         route_handlers=[
             QrController, CardController, PermitController, TrustController, ReceiptController,
-            AdminController, HealthController,
+            AdminController, HealthController, HolderController,
         ],
         lifespan=[lifespan],
         state=_state(runtime),
@@ -59,7 +60,8 @@ def create_app(settings: Settings, *, redis: Any = None, tune_gc: bool = False) 
         openapi_config=OpenAPIConfig(
             title="Permit verification service",
             version=_version(),
-            description="Verify foreigners' work permits: QR codes, card reads, look-ups. "
+            description="Verify foreigners' work permits: QR codes, card reads, look-ups; and the holder services "
+            "of the e-card platform (sign-in, the holder's permit and notice, who verified me, real-name match). "
             "A verdict is an answer (HTTP 200) whatever its result; errors are RFC 9457 problem documents.",
             path="/schema",
             components=COMPONENTS,

@@ -43,6 +43,16 @@ class Settings:
     """Events the sync job asks the upstream feed for per page (each page is applied atomically)."""
     log_level: str = "INFO"
     """Application log level."""
+    holder_session_ttl_s: float = 600.0
+    """How long a holder token of the e-card platform is valid (seconds)."""
+    holder_history_days: int = 365
+    """How long "who verified me" keeps each check of a permit (days; 12 months by default)."""
+    holder_history_cap: int = 10_000
+    """The most checks "who verified me" keeps per permit (the oldest go first)."""
+    holder_match_per_s: float = 5.0
+    """Real-name match attempts per second allowed per platform key (burst: 4 s worth)."""
+    holder_match_per_identifier_per_h: int = 10
+    """Real-name match attempts per hour allowed per permit or social security number."""
     extra: dict[str, str] = field(default_factory=dict)
     """Reserved."""
 
@@ -62,6 +72,11 @@ class Settings:
             "sync_lock_ttl_s": float(_env("VERIFIER_SYNC_LOCK_TTL_S", "10")),
             "sync_page_size": int(_env("VERIFIER_SYNC_PAGE_SIZE", "1000")),
             "log_level": _env("VERIFIER_LOG_LEVEL", "INFO"),
+            "holder_session_ttl_s": float(_env("VERIFIER_HOLDER_SESSION_TTL_S", "600")),
+            "holder_history_days": int(_env("VERIFIER_HOLDER_HISTORY_DAYS", "365")),
+            "holder_history_cap": int(_env("VERIFIER_HOLDER_HISTORY_CAP", "10000")),
+            "holder_match_per_s": float(_env("VERIFIER_HOLDER_MATCH_PER_S", "5")),
+            "holder_match_per_identifier_per_h": int(_env("VERIFIER_HOLDER_MATCH_PER_IDENTIFIER_PER_H", "10")),
         }
         known = {f.name for f in fields(cls)}
         env.update({k: v for k, v in overrides.items() if k in known and v is not None})
@@ -83,6 +98,11 @@ class Settings:
             "VERIFIER_SYNC_LOCK_TTL_S": repr(self.sync_lock_ttl_s),
             "VERIFIER_SYNC_PAGE_SIZE": str(self.sync_page_size),
             "VERIFIER_LOG_LEVEL": self.log_level,
+            "VERIFIER_HOLDER_SESSION_TTL_S": repr(self.holder_session_ttl_s),
+            "VERIFIER_HOLDER_HISTORY_DAYS": str(self.holder_history_days),
+            "VERIFIER_HOLDER_HISTORY_CAP": str(self.holder_history_cap),
+            "VERIFIER_HOLDER_MATCH_PER_S": repr(self.holder_match_per_s),
+            "VERIFIER_HOLDER_MATCH_PER_IDENTIFIER_PER_H": str(self.holder_match_per_identifier_per_h),
         }
 
     def with_(self, **changes: object) -> "Settings":

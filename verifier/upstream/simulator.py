@@ -500,6 +500,19 @@ class Upstream:
         now = int(self.clock()) if iat is None else iat
         return mint_es1(key, record, iat=now, lifetime=lifetime, iss=iss), record
 
+    def notice(self, pn: str) -> wire.Notice:
+        """The holder's Notice of Foreigner's Work Permit: a WP1 code of the permit as it is
+        now, valid to the end of its last day. None is issued for a cancelled or ended permit."""
+        with self._lock:
+            record = self.permit(pn)
+        if record.status != "active":
+            raise EventNotApplicable("the permit is cancelled: no notice is issued")
+        if record.vt < self._today().isoformat():
+            raise EventNotApplicable("the permit has ended: no notice is issued")
+        issued_at = self.clock()
+        qr, record = self.mint_wp1(pn, iat=int(issued_at))
+        return wire.Notice(qr=qr, pn=record.pn, v=record.v, issued_at=issued_at)
+
     def card(self, cn: str) -> Any:
         from verifier.issuing import SoftwareCard
 
