@@ -233,8 +233,10 @@ class HolderService:
         try:
             position = Cursor.decode(cursor, session.permit_number) if cursor is not None else None
         except CursorError as exc:
-            status = 403 if exc.foreign else 400
-            raise Problem(status, f"cursor: {exc}; use the `next` of this holder's own last page.") from None
+            if exc.foreign:
+                raise Problem(403, f"cursor: {exc}; use the `next` of this holder's own last page.",
+                              type="/problems/another-holder", title="This belongs to another holder") from None
+            raise Problem(400, f"cursor: {exc}; use the `next` of this holder's own last page.") from None
         try:
             entries, following = await read_history(self.redis, session.permit_number, self.history,
                                                     since_ms=max(since_ms, 0), cursor=position, limit=limit)
