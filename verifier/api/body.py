@@ -62,6 +62,10 @@ def json_body(model: type, examples: dict[str, Any] | None = None) -> type[Opera
 def request_components() -> dict[str, Any]:
     """JSON schemas of every documented body model, for ``Components.schemas``."""
     _, components = msgspec.json.schema_components(_documented, ref_template=_REF)
+    for model in _documented:  # what msgspec cannot say: a model's own addition (e.g. "pn or ssn")
+        extra = getattr(model, "json_schema_extra", None)
+        if extra:
+            components[model.__name__].update(extra)
     return components
 
 

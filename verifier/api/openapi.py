@@ -16,11 +16,11 @@ _DESCRIPTIONS = {
     400: "The request does not match the schema (field detail in `errors`).",
     401: "No API key, or an unknown, revoked or malformed one (holder endpoints: or no, a malformed, "
          "unknown, ended or expired holder token).",
-    403: "The key's role may not use this endpoint (or the request names another holder's resource).",
+    403: "The key's role may not use this endpoint; or the request names another holder's resource, or a "
+         "holder's sign-in code is refused (its verdict in `result`, `reasons`).",
     404: "No such resource.",
     406: "None of the media types in Accept can be given.",
     409: "The resource cannot be given in its present state.",
-    422: "The request was understood but is refused; the problem says why (a verdict: `result`, `reasons`).",
     413: "The request body is too large.",
     429: "The key is over its rate limit; see Retry-After.",
     503: "The index or the key store cannot be reached, or the index is not fresh; see Retry-After.",

@@ -157,8 +157,8 @@ def holder_flow(api_url: str, upstream_url: str, platform_token: str, permit_num
         f" | {field.format('qr')})",
         f"HOLDER=$(curl -s -X POST {api_url}/v1/holder/session -H {key} -H 'Content-Type: application/json'"
         f' -d "{{\\"code\\": \\"$CODE\\"}}" | {field.format("token")})',
-        f"curl -s {api_url}/v1/holder/permit -H {key} {holder}",
+        f"curl -s -w '\\n' {api_url}/v1/holder/permit -H {key} {holder}",
         f"curl -s {api_url}/v1/holder/notice -H {key} {holder} -H 'Accept: application/pdf' -o notice.pdf",
-        f"curl -s '{api_url}/v1/holder/verifications?limit=20' -H {key} {holder}",
+        f"curl -s -w '\\n' '{api_url}/v1/holder/verifications?limit=20' -H {key} {holder}",
         f"curl -s -o /dev/null -w '%{{http_code}}\\n' -X DELETE {api_url}/v1/holder/session -H {key} {holder}",
     ]

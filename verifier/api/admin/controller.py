@@ -10,7 +10,13 @@ from verifier.api.admin.schemas import SyncOut, TerminalRequest, TerminalsOut
 from verifier.api.admin.service import sync_overview
 from verifier.api.auth.guard import require_key
 from verifier.api.auth.roles import ADMINS
-from verifier.api.auth.terminals import Terminal, TerminalError, list_terminals, register_terminal
+from verifier.api.auth.terminals import (
+    Terminal,
+    TerminalError,
+    UnknownOrganisation,
+    list_terminals,
+    register_terminal,
+)
 from verifier.api.body import json_body, read_json
 from verifier.api.openapi import API_KEY_SECURITY, PROTECTED, problems
 from verifier.api.redis_failures import REDIS_DOWN
@@ -30,7 +36,7 @@ class AdminController(Controller):
     async def sync_state(self, request: Request[Any, Any, Any]) -> SyncOut:
         return await sync_overview(request.app.state.runtime)
 
-    @post("/terminals", status_code=201, responses=problems(*PROTECTED),
+    @post("/terminals", status_code=201, responses=problems(*PROTECTED, 404),
           operation_class=json_body(TerminalRequest, {"a desk at an airport": {
               "organisation": "Shanghai Exit-Entry Administration", "id": "PVG-T2-12", "name": "Desk 12",
               "place": "Pudong airport, T2 arrivals"}}),
@@ -42,6 +48,8 @@ class AdminController(Controller):
         try:
             terminal, new = await register_terminal(request.app.state.runtime.redis, data.organisation, data.id,
                                                     data.name, data.place)
+        except UnknownOrganisation as exc:
+            raise Problem(404, str(exc)) from None
         except TerminalError as exc:
             raise Problem(400, str(exc)) from None
         except REDIS_DOWN:

@@ -32,12 +32,16 @@ class SyncOut(msgspec.Struct):
     """What the sync job reports about itself (lag in events, last error, leader), when it has reported."""
 
 
+# Printable, and more than blanks (verifier/api/auth/terminals.py checks the same).
+_NAME = r"^[^\x00-\x1f]*[^\x00-\x1f\s][^\x00-\x1f]*$"
+
+
 class TerminalRequest(msgspec.Struct, forbid_unknown_fields=True):
-    organisation: Annotated[str, Meta(min_length=1, max_length=200)]
+    organisation: Annotated[str, Meta(min_length=1, max_length=200, pattern=_NAME)]
     """The organisation whose API keys send this terminal id (as given to `verifier api-keys create`)."""
     id: Terminal
-    name: Annotated[str, Meta(min_length=1, max_length=200, description="What holders are shown: 'Desk 12'.")]
-    place: Annotated[str, Meta(min_length=1, max_length=200, description="Where it stands.")]
+    name: Annotated[str, Meta(min_length=1, max_length=200, pattern=_NAME, description="What holders are shown: 'Desk 12'.")]
+    place: Annotated[str, Meta(min_length=1, max_length=200, pattern=_NAME, description="Where it stands.")]
 
 
 class TerminalsOut(msgspec.Struct):

@@ -25,7 +25,7 @@ import msgspec
 
 from verifier.api.auth.keys import ORGANISATION_SET, ApiKeyError, check_organisation
 
-__all__ = ["TERMINALS_PREFIX", "Terminal", "TerminalError", "list_terminals", "register_terminal", "terminal_names"]
+__all__ = ["TERMINALS_PREFIX", "Terminal", "TerminalError", "UnknownOrganisation", "list_terminals", "register_terminal", "terminal_names"]
 
 TERMINALS_PREFIX = "pv:apikeys:terminals:"
 _TERMINAL_ID = re.compile(r"[A-Za-z0-9._:@-]{1,64}")
@@ -34,6 +34,10 @@ _TERMINAL_ID = re.compile(r"[A-Za-z0-9._:@-]{1,64}")
 
 class TerminalError(ValueError):
     """A terminal that cannot be registered as asked."""
+
+
+class UnknownOrganisation(TerminalError):
+    """No API key was made for that organisation (a typo must not make a new one)."""
 
 
 class Terminal(msgspec.Struct, frozen=True):
@@ -78,7 +82,7 @@ async def register_terminal(redis: Any, organisation: str, terminal_id: str, nam
         raise TerminalError("a terminal id is 1 to 64 characters of A-Z, a-z, 0-9 and . _ : @ -")
     terminal = Terminal(organisation, terminal_id, _text(name, "name"), _text(place, "place"), time.time())
     if not await redis.sismember(ORGANISATION_SET, organisation):
-        raise TerminalError(f"no API key was made for the organisation {organisation!r}")
+        raise UnknownOrganisation(f"no API key was made for the organisation {organisation!r}")
     stored = msgspec.json.encode(_Stored(terminal.name, terminal.place, terminal.registered))
     added = await redis.hset(TERMINALS_PREFIX + organisation, terminal_id, stored)
     return terminal, bool(added)

@@ -34,8 +34,10 @@ from verifier.lib.problems import Problem
 
 __all__ = ["HolderController"]
 
-# An ES1 code is at most ~8 KB of JSON; a match a few hundred bytes.
+# A match is a few hundred bytes (16 KB admits every schema-valid one, escapes and all);
+# a sign-in code up to 8,192 characters, each up to 12 bytes as a JSON escape.
 HOLDER_MAX_BODY = 16 * 1024
+SESSION_MAX_BODY = 128 * 1024
 HOLDER_TOKEN_HEADER = "x-holder-token"
 MAX_PAGE = 200
 
@@ -99,7 +101,7 @@ class HolderController(Controller):
     security = API_KEY_SECURITY
     request_max_body_size = HOLDER_MAX_BODY
 
-    @post("/session", status_code=200, responses=problems(*PROTECTED, 422),
+    @post("/session", status_code=200, responses=problems(*PROTECTED), request_max_body_size=SESSION_MAX_BODY,
           operation_class=_documented(SessionRequest, {"a fresh e-card code": {"code": "ES1:6BFOXN*TS0BI$ZDFRH..."}},
                                       {"token": "pvh_3q2Z7wLk...", "expires_at": "2026-11-27T10:41:02.113Z",
                                        "result": "VALID"}),
@@ -109,7 +111,7 @@ class HolderController(Controller):
         scan would be (signature, times, status; single use: it is consumed). VALID, and a permit
         that is cancelled, ended or changed since (PERMIT_CANCELLED, PERMIT_EXPIRED, SUPERSEDED),
         give a holder token bound to that permit and to this platform key, valid 10 minutes by
-        default. Any other verdict is a 422 problem naming it (`result`, `reasons`; REPLAYED for a
+        default. Any other verdict is a 403 problem naming it (`result`, `reasons`; REPLAYED for a
         code used before), STATUS_UNAVAILABLE a 503."""
         data = await read_json(request, SessionRequest)
         service: HolderService = request.app.state.runtime.holder

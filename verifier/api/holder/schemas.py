@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
 from msgspec import Meta
@@ -30,11 +30,14 @@ class SessionOut(msgspec.Struct):
 
 
 class MatchRequest(msgspec.Struct, forbid_unknown_fields=True):
+    json_schema_extra: ClassVar[dict[str, Any]] = {"anyOf": [{"required": ["pn"]}, {"required": ["ssn"]}]}
+    """pn, or ssn, or both (then they must name the same permit)."""
+
     name: Annotated[str, Meta(min_length=1, max_length=200, description="The name as the person gives it.")]
     dob: DateOfBirth
-    pn: Identifier | None = None
+    pn: Identifier | msgspec.UnsetType = msgspec.UNSET
     """Work permit number (give this or `ssn`)."""
-    ssn: Identifier | None = None
+    ssn: Identifier | msgspec.UnsetType = msgspec.UNSET
     """Social security number (give this or `pn`)."""
 
 

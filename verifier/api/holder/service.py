@@ -140,7 +140,7 @@ class HolderService:
     async def sign_in(self, code: str, caller: Caller) -> SessionOut:
         if not code.startswith("ES1:"):
             self._audit(caller, "sign_in", "refused.not_es1")
-            raise Problem(422, "Sign-in takes the e-card's dynamic code (ES1:...): a printed notice's code "
+            raise Problem(403, "Sign-in takes the e-card's dynamic code (ES1:...): a printed notice's code "
                           "proves nobody's presence.", type=_REFUSED, title=_REFUSED_TITLE)
         verdict = await self.verifications.qr(code, caller, SIGN_IN_TERMINAL, False, kind="sign_in",
                                               double_reads=False)
@@ -149,7 +149,7 @@ class HolderService:
                           "with a fresh code.", headers=_UNAVAILABLE, type=_REFUSED, title=_REFUSED_TITLE,
                           result=verdict.result, reasons=verdict.reasons)
         if verdict.result not in SESSION_RESULTS or verdict.permit is None:
-            raise Problem(422, f"The code's verdict is {verdict.result}: no session. Sign in with a fresh code from "
+            raise Problem(403, f"The code's verdict is {verdict.result}: no session. Sign in with a fresh code from "
                           "the e-card app.", type=_REFUSED, title=_REFUSED_TITLE, result=verdict.result,
                           reasons=verdict.reasons)
         now = time.time()
@@ -263,16 +263,14 @@ class HolderService:
 
     # --- registration check ------------------------------------------------
     async def match(self, data: MatchRequest, caller: Caller) -> MatchOut:
-        if (data.pn is None) == (data.ssn is None):
-            raise Problem(400, "Give exactly one of pn and ssn.")
-        by = "pn" if data.pn is not None else "ssn"
-        identifier = normalise_identifier(data.pn if data.pn is not None else data.ssn)  # type: ignore[arg-type]
-        if not identifier:
-            raise Problem(400, f"{by} is empty once spaces and hyphens are removed.")
-        try:
-            dt.date.fromisoformat(data.dob)
-        except ValueError:
-            raise Problem(400, "dob is not a calendar date (YYYY-MM-DD).") from None
+        """By pn, or by ssn; given both, they must name the same permit (the pair is the identifier)."""
+        pn = data.pn if isinstance(data.pn, str) else None
+        ssn = data.ssn if isinstance(data.ssn, str) else None
+        if pn is None and ssn is None:
+            raise Problem(400, "Give pn or ssn.")
+        by = "pn" if pn is not None else "ssn"
+        identifier = normalise_identifier(pn if pn is not None else ssn)  # type: ignore[arg-type]
+        also_ssn = normalise_identifier(ssn) if pn is not None and ssn is not None else None
         wait = await self.match_per_key.acquire("match:" + caller.key_id)
         if wait is not None:
             raise Problem(429, "This platform key is over its rate of real-name matches.",
@@ -284,10 +282,13 @@ class HolderService:
             raise Problem(429, f"Too many real-name matches for this {by}; retry later.",
                           headers={"Retry-After": retry_after(wait)})
         try:
-            found, _state = await self.index.lookup(by, [identifier], time.time())
+            # nothing left of it once spaces are gone: it identifies nobody
+            found, _state = await self.index.lookup(by, [identifier], time.time()) if identifier else ({}, None)
         except IndexUnavailableError as exc:
             raise _index_problem(exc) from None
         record = found.get(identifier)
+        if record is not None and also_ssn is not None and record.ssn != also_ssn:
+            record = None  # a pn and an ssn of two permits (or none) identify nobody
         reasons = match_reasons(data.name, data.dob, record.n if record else None, record.dob if record else None)
         result = "no_match" if reasons else "match"
         self._audit(caller, "match", result, record.pn if record is not None else "", by=by)
