@@ -90,6 +90,14 @@ def test_the_code_is_consumed_a_second_sign_in_is_replayed(client: Any, world: W
     assert scan.json()["result"] == "REPLAYED"
 
 
+@pytest.mark.parametrize("name", ["cancelled", "expired"])
+def test_a_code_that_stopped_at_the_permit_status_is_used_up_too(client: Any, world: World, name: str) -> None:
+    code = world.es1(PERMITS[name])
+    assert sign_in(client, world, code).status_code == 200
+    refused = problem(sign_in(client, world, code), 403)
+    assert (refused["result"], refused["reasons"]) == ("REPLAYED", ["status.replayed"])
+
+
 @pytest.mark.parametrize(("make", "result"), [
     (lambda w: tamper_signature(w.es1(PERMITS["valid"])), "BAD_SIGNATURE"),
     (lambda w: w.es1(PERMITS["valid"], iat=int(time.time()) - 1000, lifetime=300), "EXPIRED"),

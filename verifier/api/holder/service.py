@@ -53,7 +53,7 @@ from verifier.api.redis_failures import REDIS_DOWN
 from verifier.api.trust.service import TrustHolder
 from verifier.api.verdicts.index_view import IndexUnavailableError, IndexView
 from verifier.api.verdicts.service import Verifications
-from verifier.api.verdicts.status import rfc3339
+from verifier.api.verdicts.status import R_REPLAYED, rfc3339
 from verifier.api.verdicts.views import view_spec
 from verifier.lib.problems import Problem
 
@@ -132,9 +132,10 @@ class HolderService:
         await self.match_per_identifier.aclose()
         await self.notices.aclose()
 
-    def _audit(self, caller: Caller, kind: str, result: str, permit_number: str = "", **extra: str) -> None:
+    def _audit(self, caller: Caller, kind: str, result: str, permit_number: str = "", profile: str = "",
+               **extra: str) -> None:
         self.audit.record(key_id=caller.key_id, role=caller.role, kind=kind, result=result,
-                          permit_number=permit_number, **extra)
+                          permit_number=permit_number, profile=profile, **extra)
 
     # --- sessions ----------------------------------------------------------
     async def sign_in(self, code: str, caller: Caller) -> SessionOut:
@@ -153,11 +154,33 @@ class HolderService:
                           "the e-card app.", type=_REFUSED, title=_REFUSED_TITLE, result=verdict.result,
                           reasons=verdict.reasons)
         now = time.time()
+        if verdict.result != codes.VALID and not await self._consume(code, caller, now):
+            # the verification stopped at the permit's status, before the replay guard: a code
+            # that opens a session is used up all the same, so a second sign-in is a replay
+            self._audit(caller, "sign_in", codes.REPLAYED, verdict.permit.pn, profile=codes.PROFILE_ES1)
+            raise Problem(403, "The code's verdict is REPLAYED: no session. Sign in with a fresh code from the "
+                          "e-card app.", type=_REFUSED, title=_REFUSED_TITLE, result=codes.REPLAYED,
+                          reasons=[R_REPLAYED])
         try:
             token, expires_at = await self.sessions.create(verdict.permit.pn, caller.key_id, now)
         except REDIS_DOWN:
             raise _store_problem() from None
         return SessionOut(token=token, expires_at=rfc3339(expires_at), result=verdict.result)
+
+    async def _consume(self, code: str, caller: Caller, now: float) -> bool:
+        """Use up the ES1 code's cti (its signature and times held: the verdict said so); False
+        when it was used before. Raises Problem 503 when the replay guard cannot be asked."""
+        trust = self.trust.current
+        checked = fastpath.verify_qr(code, trust, int(now)) if trust is not None else None
+        claims = checked.claims if checked is not None else None
+        if not claims or "cti" not in claims:
+            raise Problem(503, "The code cannot be checked again now; retry shortly.", headers=_UNAVAILABLE)
+        try:
+            outcome = await self.verifications.replay.accept(claims["cti"], claims["exp"], caller.key_id + "/",
+                                                             now)
+        except REDIS_DOWN:
+            raise _store_problem() from None
+        return outcome == "first"
 
     async def session_of(self, token: str | None, caller: Caller) -> HolderSession:
         try:
