@@ -15,6 +15,7 @@ import pytest
 
 from verifier.api.audit.log import AUDIT_STREAM
 from verifier.api.auth.terminals import register_terminal
+from verifier.api.holder import service as holder_service
 from verifier.api.holder.matching import name_parts
 from verifier.issuing.mint import permit_map
 from verifier.run.samples import tamper_signature
@@ -228,7 +229,8 @@ def _items(client: Any, world: World, token: str, **params: Any) -> dict[str, An
     return response.json()  # type: ignore[no-any-return]
 
 
-def test_who_verified_me_names_organisations_and_terminals(client: Any, world: World) -> None:
+def test_who_verified_me_names_organisations_and_terminals(client: Any, world: World,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     valid, other = PERMITS["valid"], PERMITS["other_employer"]
     border_id, border = world.add_key("exit_entry", "desk 12 key", organisation="Shanghai Exit-Entry Administration")
     _register(world, "Shanghai Exit-Entry Administration", "PVG-T2-12", "Desk 12", "Pudong airport, T2 arrivals")
@@ -262,7 +264,9 @@ def test_who_verified_me_names_organisations_and_terminals(client: Any, world: W
     body = orjson.dumps(page).decode()
     assert border_id not in body and world.key_id["social_insurance"] not in body  # names, not key ids
 
-    # a renamed terminal shows its new name for the earlier check too
+    # a renamed terminal shows its new name for the earlier check too (once the worker's copy of
+    # the names, NAMES_TTL_S old at most, is renewed: here at once)
+    monkeypatch.setattr(holder_service, "NAMES_TTL_S", 0.0)
     _register(world, "Shanghai Exit-Entry Administration", "PVG-T2-12", "Desk 12A", "Pudong airport, T2 arrivals")
     assert _items(client, world, token)["items"][-1]["terminal"] == "Desk 12A"
     # the other holder sees their own checks only; the partner's look-up did not show their

@@ -25,6 +25,7 @@ import datetime as dt
 import hashlib
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,6 +85,45 @@ _TOKEN_DETAIL = {
     "expired": "The holder token has expired; sign in again with a fresh e-card code.",
 }
 _UNAVAILABLE = {"Retry-After": "1"}
+NAMES_TTL_S = 5.0
+"""How long a worker reuses the organisation and terminal names it read (a rename shows within this)."""
+_NAMES_LIMIT = 50_000
+
+
+class _Names:
+    """One worker's recently read names: organisation by key id, (name, place) by (organisation,
+    terminal id); a name that was not there is remembered as None. Saves a page of "who verified me"
+    two of its four Redis round trips."""
+
+    __slots__ = ("_entries",)
+
+    def __init__(self) -> None:
+        self._entries: dict[Any, tuple[float, Any]] = {}
+
+    def known(self, wanted: Iterable[Any], now: float) -> tuple[dict[Any, Any], list[Any]]:
+        found, missing = {}, []
+        for key in dict.fromkeys(wanted):
+            entry = self._entries.get(key)
+            if entry is not None and now - entry[0] <= NAMES_TTL_S:
+                if entry[1] is not None:
+                    found[key] = entry[1]
+            else:
+                missing.append(key)
+        return found, missing
+
+    def learn(self, asked: list[Any], found: dict[Any, Any], now: float) -> None:
+        if len(self._entries) + len(asked) > _NAMES_LIMIT:
+            self._entries.clear()
+        for key in asked:
+            self._entries[key] = (now, found.get(key))
+
+    async def resolve(self, wanted: Iterable[Any], read: Any, now: float) -> dict[Any, Any]:
+        found, missing = self.known(wanted, now)
+        if missing:
+            fresh = await read(missing)
+            self.learn(missing, fresh, now)
+            found.update(fresh)
+        return found
 
 
 def _index_problem(exc: IndexUnavailableError) -> Problem:
@@ -126,6 +166,7 @@ class HolderService:
         self.history = history
         self.match_per_key = match_per_key
         self.match_per_identifier = match_per_identifier
+        self._names = _Names()
 
     async def aclose(self) -> None:
         await self.match_per_key.aclose()
@@ -263,9 +304,12 @@ class HolderService:
         try:
             entries, following = await read_history(self.redis, session.permit_number, self.history,
                                                     since_ms=max(since_ms, 0), cursor=position, limit=limit)
-            organisations = await organisations_of(self.redis, (e.key_id for e in entries))
-            terminals = await terminal_names(
-                self.redis, ((organisations.get(e.key_id, ""), e.terminal) for e in entries))
+            now = time.monotonic()
+            organisations = await self._names.resolve(
+                (e.key_id for e in entries), lambda ids: organisations_of(self.redis, ids), now)
+            terminals = await self._names.resolve(
+                ((organisations.get(e.key_id, ""), e.terminal) for e in entries if e.terminal),
+                lambda pairs: terminal_names(self.redis, pairs), now)
         except REDIS_DOWN:
             raise Problem(503, "The audit cannot be read now; retry shortly.", headers=_UNAVAILABLE) from None
         items = []
