@@ -45,7 +45,7 @@ every change bumps it.
 ``GET /notice/{pn}``
     The permit's Notice of Foreigner's Work Permit for the holder's download (the API's
     holder services ask for it; the service never signs permits itself): a
-    :class:`~verifier.upstream.wire.Notice` ``{qr, pn, v, issued_at}``, ``qr`` a ``WP1:``
+    :class:`~verifier.lib.upstream_notice.Notice` ``{qr, pn, v, issued_at}``, ``qr`` a ``WP1:``
     code of the permit as it is now. ``404`` for an unknown permit, ``409`` for one that
     is cancelled or has ended (no notice is issued for it).
 

@@ -16,6 +16,7 @@ from litestar.response import Stream
 
 from verifier.index.records import ChangeEvent, EventType, PermitRecord
 from verifier.lib.problems import EXCEPTION_HANDLERS, Problem
+from verifier.lib.upstream_notice import Notice
 from verifier.upstream import wire
 from verifier.upstream.simulator import EventNotApplicable, Faults, UnknownPermit, Upstream
 
@@ -355,7 +356,7 @@ async def issue_es1(request: Request[Any, Any, Any], data: JSONBody[IssueRequest
 
 
 @get("/notice/{pn:str}")
-async def notice(request: Request[Any, Any, Any], pn: FromPath[str]) -> wire.Notice:
+async def notice(request: Request[Any, Any, Any], pn: FromPath[str]) -> Notice:
     """The permit's Notice of Foreigner's Work Permit (its signed WP1 code), for the holder's download."""
     from verifier.issuing import MintError
 

@@ -28,6 +28,7 @@ from typing import Any, Final
 import msgspec
 
 from verifier.index.records import Card, ChangeEvent, EventType, PermitRecord
+from verifier.lib.upstream_notice import Notice
 from verifier.upstream import wire
 from verifier.upstream.population import CHUNK_RECORDS, EVENT_CARD_BASE, Population
 
@@ -500,7 +501,7 @@ class Upstream:
         now = int(self.clock()) if iat is None else iat
         return mint_es1(key, record, iat=now, lifetime=lifetime, iss=iss), record
 
-    def notice(self, pn: str) -> wire.Notice:
+    def notice(self, pn: str) -> Notice:
         """The holder's Notice of Foreigner's Work Permit: a WP1 code of the permit as it is
         now, valid to the end of its last day. None is issued for a cancelled or ended permit."""
         with self._lock:
@@ -511,7 +512,7 @@ class Upstream:
             raise EventNotApplicable("the permit has ended: no notice is issued")
         issued_at = self.clock()
         qr, record = self.mint_wp1(pn, iat=int(issued_at))
-        return wire.Notice(qr=qr, pn=record.pn, v=record.v, issued_at=issued_at)
+        return Notice(qr=qr, pn=record.pn, v=record.v, issued_at=issued_at)
 
     def card(self, cn: str) -> Any:
         from verifier.issuing import SoftwareCard

@@ -113,19 +113,6 @@ class TrustListDoc(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
     version: int = 0
 
 
-class Notice(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
-    """``GET /notice/{pn}``: the permit's Notice of Foreigner's Work Permit, as the
-    authoritative system signs it (the holder's download; WIRE-FORMAT 1, ``WP1:``)."""
-
-    qr: str
-    """The signed ``WP1:`` code printed on the notice."""
-    pn: str
-    v: int
-    """The version of the permit record the code was made from."""
-    issued_at: float
-    """When the upstream signed it (epoch seconds)."""
-
-
 def frame(kind: bytes, payload: bytes) -> bytes:
     return FRAME_HEADER.pack(kind, len(payload)) + payload
 
@@ -136,4 +123,3 @@ feed_page_json_decoder: Final = msgspec.json.Decoder(FeedPage)
 snapshot_header_decoder: Final = msgspec.msgpack.Decoder(SnapshotHeader)
 snapshot_records_decoder: Final = msgspec.msgpack.Decoder(list[PermitRecord])
 snapshot_trailer_decoder: Final = msgspec.msgpack.Decoder(SnapshotTrailer)
-notice_decoder: Final = msgspec.json.Decoder(Notice)

@@ -14,8 +14,7 @@ from urllib.parse import quote
 import httpx
 import msgspec
 
-# The upstream wire contract: the one import of it on the request path.
-from verifier.upstream.wire import Notice, notice_decoder
+from verifier.lib.upstream_notice import Notice, notice_decoder
 
 __all__ = ["NoNotice", "NoticeClient", "NoticeUnavailable"]
 
