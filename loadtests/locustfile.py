@@ -25,6 +25,7 @@ import itertools
 import json
 import logging
 import random
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,11 @@ from locust.env import Environment
 from locust.stats import StatsEntry
 
 from verifier.issuing import SoftwareCard
+
+# ``locust -f loadtests/locustfile.py`` puts this folder on the path, not the
+# repository: the answer checks are the package's, shared with the open-model generator.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from loadtests import checks  # noqa: E402
 
 log = logging.getLogger("loadtests")
 
@@ -108,28 +114,23 @@ class _Caller(FastHttpUser):
         global changed_since_minted
         with self.client.post(path, data=orjson.dumps(body), headers=self.headers, name=name,
                               catch_response=True) as reply:
-            if reply.status_code != 200:
-                reply.failure(f"HTTP {reply.status_code}: {(reply.text or '')[:200]}")
-                return
-            verdict = orjson.loads(reply.content)
-            result = verdict.get("result")
-            if result == expect:
+            result, failure = checks.verdict_result(reply.status_code, reply.content or b"")
+            if failure is not None:
+                reply.failure(failure)
+            elif result == expect:
                 reply.success()
             elif DATA["lenient"] and expect == "VALID" and result in CHANGED_SINCE_MINTED:
                 changed_since_minted += 1
                 reply.success()
             else:
-                reply.failure(f"expected {expect}, got {result} {verdict.get('reasons')}")
+                reply.failure(checks.verdict_failure(reply.status_code, reply.content, expect))
 
     def expect_found(self, body: dict[str, Any], found: int, name: str) -> None:
         with self.client.post("/v1/permits/lookup", data=orjson.dumps(body), headers=self.headers, name=name,
                               catch_response=True) as reply:
-            if reply.status_code != 200:
-                reply.failure(f"HTTP {reply.status_code}: {(reply.text or '')[:200]}")
-                return
-            answer = orjson.loads(reply.content)
-            if len(answer["found"]) != found or len(answer["found"]) + len(answer["missing"]) != len(body["ids"]):
-                reply.failure(f"expected {found} found, got {len(answer['found'])}")
+            failure = checks.found_failure(reply.status_code, reply.content or b"", len(body["ids"]), found)
+            if failure is not None:
+                reply.failure(failure)
 
     def card_read(self) -> None:
         card = random.choice(DATA["cards"])
@@ -220,10 +221,9 @@ class SocialInsuranceAgent(_Caller):
         row = random.choice(DATA["manual"])
         with self.client.get(f"/v1/permits/{row['pn']}", headers=self.headers, name="/v1/permits/{pn}",
                              catch_response=True) as reply:
-            if reply.status_code != 200:
-                reply.failure(f"HTTP {reply.status_code}")
-            elif orjson.loads(reply.content)["permit"]["pn"] != row["pn"]:
-                reply.failure("another permit came back")
+            failure = checks.permit_failure(reply.status_code, reply.content or b"", row["pn"])
+            if failure is not None:
+                reply.failure(failure)
 
     @task(1)
     def lookup_by_ssn_and_cn(self) -> None:

@@ -13,9 +13,15 @@ and card certificates through the simulator's issuing endpoints, and writes, und
                    partner keys: one per bulk look-up, bound to that look-up's employer
 - ``wp1_hot.ndjson``   a few WP1 codes scanned over and over (verdict-cache hits)
 - ``wp1_cold.ndjson``  many distinct WP1 codes (each text new to the service)
+- ``bad.ndjson``   codes that must not verify, each with the verdict it must get:
+                   a flipped signature bit, an expired code, a key the trust list
+                   does not hold, a permit the index does not hold, text that is not
+                   a code
 - ``cards.ndjson`` card certificates with the software card's key (the chip), for
                    challenge + verify
-- ``es1.ndjson``   permits whose e-card shows ES1 codes (minted fresh per scan)
+- ``es1.ndjson``   permits whose e-card shows ES1 codes (minted fresh per scan, by
+                   the simulator's issuing endpoint or, in the open-model generator,
+                   by its twin: see :func:`simulator_twin`)
 - ``manual.ndjson`` permit number + date of birth, ssn and cn for look-ups
 - ``partner.ndjson`` 1,000-id bulk look-ups, each with the partner key it is for and
                    how many of its ids that key may see
@@ -23,6 +29,13 @@ and card certificates through the simulator's issuing endpoints, and writes, und
 Every line carries ``expect``: the verdict the index gives now. The demo's
 lifecycle events change permits over time; run the demo with ``--event-rate 0`` for
 exact expectations (see README.md).
+
+WP1 codes are minted here by a twin of the simulator (the same seed, permit count
+and day give the same issuer key and permits), at libsodium's speed rather than one
+HTTP request each; the twin is checked first: a code it mints must be byte for byte
+the one the simulator's issuing endpoint mints. Bad codes get their expected verdict
+from the offline verifier (``fastpath``) where it can tell (signature, times), and
+are checked to be otherwise sound where only the index can (a permit it lacks).
 """
 
 from __future__ import annotations
@@ -44,10 +57,12 @@ from typing import Any
 import httpx
 import msgspec
 
+from verifier.api.auth.roles import Role
 from verifier.index.records import PermitRecord
 
 CST = dt.timezone(dt.timedelta(hours=8))  # WIRE-FORMAT 3: permit dates are China Standard Time
-ROLES = ("exit_entry", "service_hall", "social_insurance", "partner", "admin")
+# Every role the service has (the e-card platform's, ``essc_platform``, once it exists).
+ROLES = tuple(role.value for role in Role)
 BULK_IDS = 1000
 
 
@@ -78,6 +93,78 @@ def mint_many(upstream: str, kind: str, bodies: list[dict[str, Any]], threads: i
 
         with ThreadPoolExecutor(threads) as pool:
             return list(pool.map(mint, bodies))
+
+
+def simulator_twin(upstream: str, permits: int, seed: int) -> tuple[Any, str]:
+    """A twin of the running simulator (same seed, count and day): its keys and permits, minting locally.
+
+    The simulator draws its population for the day it started (UTC) and its keys from
+    its seed; the twin is tried for today and yesterday (a demo started before
+    midnight) and accepted only when a WP1 code it mints equals, byte for byte, the
+    one the simulator mints for the same permit and time (Ed25519 is deterministic).
+    Returns the twin and the day it is for.
+    """
+    from verifier.upstream.simulator import Upstream
+
+    probe_pn = read_first_pn(upstream)
+    iat = int(time.time()) - 30
+    reply = httpx.post(f"{upstream}/issue/wp1", json={"pn": probe_pn, "iat": iat}, timeout=10)
+    reply.raise_for_status()
+    theirs = reply.json()["qr"]
+    today = dt.datetime.now(dt.timezone.utc).date()
+    for as_of in (today, today - dt.timedelta(days=1)):
+        twin = Upstream.create(permits=permits, seed=seed, as_of=as_of)
+        try:
+            if twin.mint_wp1(probe_pn, iat=iat)[0] == theirs:
+                return twin, as_of.isoformat()
+        except Exception:  # noqa: BLE001 - a twin of another day may not hold that permit at all
+            continue
+    raise SystemExit("make_data: no twin of the simulator mints its codes (another --seed, "
+                     "rotated keys, or events since it started?)")
+
+
+def read_first_pn(upstream: str) -> str:
+    with httpx.stream("GET", f"{upstream}/snapshot", params={"format": "ndjson"}, timeout=60) as reply:
+        reply.raise_for_status()
+        for line in reply.iter_lines():
+            if line.startswith("["):
+                return msgspec.json.decode(line, type=PermitRecord).pn
+    raise SystemExit("make_data: the simulator holds no permits")
+
+
+def bad_codes(twin: Any, upstream: str, permits: list[PermitRecord], count: int,
+              rng: random.Random) -> list[dict[str, Any]]:
+    """Codes that must not verify, ``count`` of each kind, with the verdict each must get."""
+    import fastpath
+    from verifier.issuing import IssuerKey, mint_wp1
+    from verifier.run.samples import tamper_signature
+
+    trust = fastpath.TrustList.from_jwks(httpx.get(f"{upstream}/trust-list", timeout=10).content)
+    key = twin.keys.ring.active
+    stranger = IssuerKey.from_seed(rng.randbytes(32), key.issuers)  # a key no trust list holds
+    now = int(time.time())
+    rows: list[dict[str, Any]] = []
+    for i in range(count):
+        record = rng.choice(permits)
+        good = mint_wp1(key, record, iat=now - 60 - i, iss=key.issuers[0])
+        # A permit number of the right shape whose serial lies beyond the registry.
+        missing = msgspec.structs.replace(record, pn=record.pn[:12] + str(10_000_000 + rng.randrange(10**7)))
+        offline = {
+            "tampered": tamper_signature(good),
+            "expired": mint_wp1(key, record, iat=now - 3 * 86400, exp=now - 2 * 86400, iss=key.issuers[0]),
+            "unknown_key": mint_wp1(stranger, record, iat=now - 60, iss=key.issuers[0]),
+            "malformed": "WP1:" + "".join(rng.choice("ABCDEFGHIJ0123456789") for _ in range(40)) + "!",
+        }
+        for kind, qr in offline.items():
+            expect = fastpath.verify_qr(qr, trust, cache=False).result
+            if expect == "VALID":
+                raise SystemExit(f"make_data: a {kind} code verified offline")
+            rows.append({"kind": kind, "qr": qr, "expect": expect})
+        not_found = mint_wp1(key, missing, iat=now - 60 - i, iss=key.issuers[0])
+        if fastpath.verify_qr(not_found, trust, cache=False).result != "VALID":
+            raise SystemExit("make_data: a code for a permit the index lacks did not verify offline")
+        rows.append({"kind": "not_found", "qr": not_found, "expect": "PERMIT_NOT_FOUND"})
+    return rows
 
 
 def create_keys(redis_url: str, per_role: int, partner_employers: list[list[str]]) -> dict[str, list[str]]:
@@ -125,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cold", type=int, default=10_000, help="distinct WP1 codes for cold scans (default 10000)")
     parser.add_argument("--cards", type=int, default=200, help="card certificates (default 200)")
     parser.add_argument("--partner-lookups", type=int, default=20, help="1,000-id bulk look-ups (default 20)")
+    parser.add_argument("--bad", type=int, default=20, help="bad codes of each kind (default 20)")
     parser.add_argument("--keys-per-role", type=int, default=8, help="API keys per role (default 8)")
     parser.add_argument("--seed", type=int, default=7, help="seed of the choices made here (default 7)")
     args = parser.parse_args(argv)
@@ -147,16 +235,20 @@ def main(argv: list[str] | None = None) -> int:
 
     args.out.mkdir(parents=True, exist_ok=True)
     now = int(time.time())
+    twin, as_of = simulator_twin(upstream, int(info.get("permits") or len(records)), info["seed"])
+    # The twin mints from the seeded permits: leave out any that an event changed since.
+    scannable = [r for r in scannable if twin.permit(r.pn) == r]
 
-    def wp1_rows(permits: list[PermitRecord], count: int, base_iat: int) -> list[dict[str, Any]]:
-        chosen = [rng.choice(permits) for _ in range(count)]
-        # A distinct iat per code: the same permit minted twice is two different texts.
-        minted = mint_many(upstream, "wp1", [{"pn": r.pn, "iat": base_iat - i} for i, r in enumerate(chosen)])
-        return [{"qr": m["qr"], "pn": r.pn, "expect": expect[r.pn]} for m, r in zip(minted, chosen)]
+    def wp1_rows(permits: list[PermitRecord], count: int, base_iat: int) -> Iterable[dict[str, Any]]:
+        for i in range(count):
+            record = rng.choice(permits)
+            # A distinct iat per code: the same permit minted twice is two different texts.
+            yield {"qr": twin.mint_wp1(record.pn, iat=base_iat - i)[0], "pn": record.pn, "expect": expect[record.pn]}
 
     counts = {
         "wp1_hot": write_ndjson(args.out / "wp1_hot.ndjson", wp1_rows(scannable, args.hot, now - 60)),
         "wp1_cold": write_ndjson(args.out / "wp1_cold.ndjson", wp1_rows(scannable, args.cold, now - 120)),
+        "bad": write_ndjson(args.out / "bad.ndjson", bad_codes(twin, upstream, valid, args.bad, rng)),
     }
 
     with_card = [r for r in valid if r.cn is not None and r.ssn is not None]
@@ -172,7 +264,9 @@ def main(argv: list[str] | None = None) -> int:
     if card_permits:
         _check_card_key(upstream, args.out / "cards.ndjson")
 
-    counts["es1"] = write_ndjson(args.out / "es1.ndjson", ({"pn": r.pn, "expect": "VALID"} for r in with_card))
+    # ES1 codes are minted by the twin (the generator's e-card app): only permits it holds as the index does.
+    counts["es1"] = write_ndjson(args.out / "es1.ndjson", (
+        {"pn": r.pn, "expect": "VALID"} for r in with_card if twin.permit(r.pn) == r))
     counts["manual"] = write_ndjson(args.out / "manual.ndjson", (
         {"pn": r.pn, "dob": r.dob, "ssn": r.ssn, "cn": r.cn, "expect": "VALID"} for r in with_card
     ))
@@ -197,6 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     keys_file.chmod(0o600)
     meta = {
         "url": info["url"], "upstream": upstream, "seed": info["seed"], "made_at": now,
+        "twin": {"permits": int(info.get("permits") or len(records)), "seed": info["seed"], "as_of": as_of},
         "counts": counts, "permits": len(records), "valid": len(valid), "cancelled": len(cancelled),
     }
     (args.out / "meta.json").write_text(json.dumps(meta, indent=1))

@@ -16,7 +16,7 @@ COMMAND_MODULES = (
     "verifier.issuing.cli",
     "verifier.upstream.cli",
     "verifier.sync.cli",
-    "verifier.index.cli",
+    "verifier.run.cli",
     "verifier.api.cli",
 )
 

@@ -111,7 +111,7 @@ def main() -> None:
     from verifier.api.app import create_app
     from verifier.api.auth.keys import add_api_key
     from verifier.index import IndexWriter
-    from verifier.index.trust_store import save_trust_list
+    from verifier.index.trust_store import save_trust_list_sync
     from verifier.lib.redis_client import async_client, sync_client
     from verifier.lib.redis_server import EmbeddedRedis
     from verifier.lib.settings import Settings
@@ -130,6 +130,7 @@ def main() -> None:
         load.add(records)
         load.commit(1, "profile-feed", upstream_time=time.time())
         writer.heartbeat(1, time.time(), fence)
+        save_trust_list_sync(sync, orjson.dumps(twin.trust_list()))
         today = dt.datetime.now(CST).date().isoformat()
         usable = [r for r in records if r.status == "active" and r.vf <= today < r.vt]
         wanted = max(args.n, 3000) + 10
@@ -138,7 +139,6 @@ def main() -> None:
 
         async def run() -> None:
             redis = async_client(server.url)
-            await save_trust_list(redis, orjson.dumps(twin.trust_list()))
             tokens = {}
             for role in ("exit_entry", "social_insurance"):
                 tokens[role] = (await add_api_key(redis, role, "profile"))[1]

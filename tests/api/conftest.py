@@ -26,7 +26,7 @@ from litestar.testing import TestClient
 from verifier.api.app import create_app
 from verifier.api.auth.keys import add_api_key
 from verifier.index import Card, ChangeEvent, IndexWriter, PermitRecord
-from verifier.index.trust_store import save_trust_list
+from verifier.index.trust_store import save_trust_list_sync
 from verifier.issuing import IssuerKey, mint_es1, mint_wp1
 from verifier.issuing.keys import trust_list
 from verifier.lib.redis_client import async_client
@@ -144,7 +144,7 @@ class World:
 
     def store_trust_list(self, *keys: IssuerKey) -> None:
         data = orjson.dumps(trust_list(keys or (self.issuer, self.revoked)))
-        run_async(self.redis_url, lambda r: save_trust_list(r, data))
+        save_trust_list_sync(self.redis_sync, data)
 
 
 @pytest.fixture

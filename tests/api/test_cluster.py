@@ -9,8 +9,9 @@ import pytest
 
 from verifier.issuing import IssuerKey
 from verifier.lib.redis_client import sync_client
-from verifier.lib.redis_server import LocalCluster, RedisServerError
+from verifier.lib.redis_server import RedisServerError
 from tests.api.conftest import PERMITS, make_world, open_client
+from tests.support.local_cluster import LocalCluster
 
 pytestmark = pytest.mark.slow
 

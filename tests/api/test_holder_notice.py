@@ -25,7 +25,7 @@ from PIL import Image
 from verifier.api.auth.keys import add_api_key
 from verifier.api.holder.notice import QR_SIZE_MM
 from verifier.index.records import PermitRecord
-from verifier.index.trust_store import save_trust_list
+from verifier.index.trust_store import save_trust_list_sync
 from verifier.lib.redis_server import free_port
 from verifier.upstream.server import UpstreamServer
 from verifier.upstream.simulator import Upstream
@@ -68,7 +68,7 @@ def simulated(redis_url: str, redis_sync: Any) -> Iterator[Simulated]:
                      and r.pn != active.pn)
     cancelled = upstream.apply("cancel", cancelled.pn).permit
     IndexHelper(redis_sync).load([upstream.permit(r.pn) for r in records])
-    run_async(redis_url, lambda r: save_trust_list(r, orjson.dumps(upstream.trust_list())))
+    save_trust_list_sync(redis_sync, orjson.dumps(upstream.trust_list()))
     tokens = {}
     for role in ("essc_platform", "exit_entry"):
         tokens[role] = run_async(redis_url, lambda r, role=role: add_api_key(r, role, f"test {role}"))[1]

@@ -185,8 +185,8 @@ def test_the_script_itself_guards_versions(leader: Leader, reader: SyncPermitInd
     """The Lua step refuses, before any write, a plan made on a record that changed
     or one that would not raise the version (belt and braces under the cursor check)."""
     from verifier.index import PermitIndexError
+    from verifier.index.apply_plan import V_INDEX, ApplyArgs
     from verifier.index.records import encode_record
-    from verifier.index.writer import _V_INDEX
 
     leader.load([make_record(1, v=3)], seq=1)
     writer = leader.writer
@@ -199,8 +199,9 @@ def test_the_script_itself_guards_versions(leader: Leader, reader: SyncPermitInd
             writer._apply,
             [keys.current, keys.leader, keys.meta(pointer.generation),
              keys.record_prefix(pointer.generation) + new.pn.encode()],
-            [pointer.raw, leader.fence, b"1", 2, 1, 0, keys.channel, b"", _V_INDEX, 0,
-             expected_old_v, new.v, encode_record(new)],
+            ApplyArgs(pointer=pointer.raw, fence=leader.fence, stored_cursor=b"1", cursor=2, records=1, lookups=0,
+                      channel=keys.channel, message=b"", v_index=V_INDEX, added=0,
+                      record_triples=[(expected_old_v, new.v, encode_record(new))], lookup_triples=[]).argv(),
         )
 
     with pytest.raises(PermitIndexError, match="RECORD_MOVED"):

@@ -18,7 +18,7 @@ from verifier.index import (
 )
 from verifier.index.keys import KeyLayout
 from verifier.lib.redis_client import async_client, sync_client
-from verifier.lib.redis_server import LocalCluster
+from tests.support.local_cluster import LocalCluster
 
 from .conftest import Leader, event, make_record, pn_of, run
 

@@ -19,7 +19,8 @@ from verifier.lib.redis_client import (
     is_cluster_url,
     sync_client,
 )
-from verifier.lib.redis_server import EmbeddedRedis, LocalCluster, find_server_binary, free_port
+from verifier.lib.redis_server import EmbeddedRedis, find_server_binary, free_port
+from tests.support.local_cluster import LocalCluster
 
 from .conftest import run
 

@@ -116,3 +116,20 @@ def test_unreachable_url_is_unavailable() -> None:
     with pytest.raises(IndexUnavailable):
         IndexWriter(client).acquire_leadership("x", 10)
     client.close()
+
+
+def test_one_definition_of_redis_unavailable() -> None:
+    import redis
+
+    from verifier.lib.redis_errors import REDIS_UNAVAILABLE, redis_unavailable
+
+    # what redis-py and the socket raise when Redis cannot answer; TimeoutError is an OSError
+    for raised in (redis.ConnectionError("refused"), redis.TimeoutError("slow"), TimeoutError(),
+                   asyncio.TimeoutError(), ConnectionResetError(), AttributeError("writelines")):
+        assert isinstance(raised, REDIS_UNAVAILABLE)
+    assert not isinstance(ValueError(), REDIS_UNAVAILABLE)
+    refused = redis_unavailable(redis.ResponseError("OOM command not allowed"), IndexUnavailable)
+    assert isinstance(refused, IndexUnavailable)
+    assert str(refused) == "redis refused a command: OOM command not allowed"
+    assert str(redis_unavailable(ConnectionRefusedError(111, "x"), IndexUnavailable)).startswith(
+        "redis unreachable: ConnectionRefusedError(")

@@ -32,7 +32,8 @@ from typing import Any
 import pytest
 
 from verifier.lib.redis_client import sync_client
-from verifier.lib.redis_server import EmbeddedRedis, LocalCluster
+from verifier.lib.redis_server import EmbeddedRedis
+from tests.support.local_cluster import LocalCluster
 
 __all__ = [
     "cluster_healed",

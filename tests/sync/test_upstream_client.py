@@ -8,13 +8,13 @@ import msgspec
 import pytest
 
 from verifier.index.records import ChangeEvent
+from verifier.lib import upstream_wire as wire
 from verifier.sync.upstream_client import (
     Backoff,
     UpstreamClient,
     UpstreamProtocolError,
     check_page,
 )
-from verifier.upstream import wire
 
 
 def _page(upstream, after: int, limit: int = 10) -> wire.FeedPage:

@@ -106,5 +106,5 @@ def test_a_million_permits_exist_without_being_generated() -> None:
     upstream = Upstream.create(permits=1_000_000, seed=1, as_of=AS_OF)
     last = upstream.record_at(999_999)
     assert upstream.permit(last.pn) == last
-    assert upstream._chunk_cache == {}  # nothing encoded until a snapshot asks
-    assert len(upstream._chunk_versions) == -(-1_000_000 // 1024)
+    assert upstream.snapshots.cached_chunks == 0  # nothing encoded until a snapshot asks
+    assert len(upstream.feed.chunk_versions) == -(-1_000_000 // 1024)

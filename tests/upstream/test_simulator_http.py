@@ -10,13 +10,13 @@ import pytest
 
 import fastpath
 from verifier.index.records import ChangeEvent, PermitRecord
+from verifier.lib import upstream_wire as wire
 from verifier.sync.upstream_client import (
     CursorTooOld,
     UpstreamClient,
     UpstreamError,
     UpstreamProtocolError,
 )
-from verifier.upstream import wire
 
 
 MSGPACK = {"Accept": "application/msgpack"}

@@ -23,6 +23,7 @@ from verifier.api.receipts.controller import ReceiptController
 from verifier.api.runtime import Runtime
 from verifier.api.trust.controller import TrustController
 from verifier.lib.problems import EXCEPTION_HANDLERS
+from verifier.lib.redis_client import AsyncRedisClient
 from verifier.lib.settings import Settings
 
 __all__ = ["create_app"]
@@ -31,7 +32,7 @@ __all__ = ["create_app"]
 DEFAULT_MAX_BODY = 64 * 1024
 
 
-def create_app(settings: Settings, *, redis: Any = None, tune_gc: bool = False) -> Litestar:
+def create_app(settings: Settings, *, redis: AsyncRedisClient | None = None, tune_gc: bool = False) -> Litestar:
     """The one factory. ``redis``: an asyncio client to use (tests); else one is made from ``settings.redis_url``.
     ``tune_gc``: a serving worker's garbage-collection policy once started (``runtime.tune_gc``;
     it affects the whole process, so only the worker's own factory asks for it)."""

@@ -1,7 +1,6 @@
-"""Sub-commands that run and operate the API: ``serve``, ``demo``, ``api-keys``, ``audit``.
+"""Sub-commands that operate the API: ``api-keys``, ``terminals``, ``audit`` (``serve`` and ``demo``
+are registered by ``verifier.run.cli``, which owns them).
 
-    verifier serve [--redis URL] [--upstream URL] [--host H] [--port P] [--workers N]
-    verifier demo [--port P] [--permits N] [--info FILE] [--state-dir DIR] ...
     verifier api-keys create --role ROLE --name NAME --organisation ORG [--employer CODE ...] [--full-fields]
     verifier api-keys add ...        (the same as create; --organisation defaults to --name)
     verifier api-keys list [--json]
@@ -21,10 +20,11 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Awaitable, Callable
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import msgspec
+
+from verifier.lib.redis_client import AsyncRedisClient
 
 T = TypeVar("T")
 
@@ -34,44 +34,6 @@ def _add_redis_flag(parser: argparse.ArgumentParser) -> None:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    serve = subparsers.add_parser(
-        "serve",
-        help="serve the API (production: uvicorn, several workers)",
-        description="Serve the API on uvicorn (uvloop, httptools, no access log) with several worker "
-        "processes. Settings from the environment (REDIS_URL, UPSTREAM_URL, VERIFIER_HOST, VERIFIER_PORT, "
-        "VERIFIER_WORKERS, VERIFIER_STALENESS_BOUND_S, VERIFIER_RATE_LIMIT_PER_S, ...); flags override them. "
-        "With no Redis URL a private server is started (data under --state-dir).",
-    )
-    _add_redis_flag(serve)
-    serve.add_argument("--upstream", default=None, help="upstream base URL (default: $UPSTREAM_URL)")
-    serve.add_argument("--host", default=None, help="address to bind (default: $VERIFIER_HOST or 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=None, help="port to bind, 0 for any (default: $VERIFIER_PORT or 8000)")
-    serve.add_argument("--workers", type=int, default=None, help="worker processes (default: $VERIFIER_WORKERS or 2)")
-    serve.add_argument("--state-dir", type=Path, default=None, help="private Redis data (default: .state)")
-    serve.add_argument("--log-level", default=None, help="log level (default: $VERIFIER_LOG_LEVEL or INFO)")
-    serve.set_defaults(func=_serve)
-
-    demo = subparsers.add_parser(
-        "demo",
-        help="run everything on this machine and print keys and sample requests",
-        description="Start a private Redis-protocol server, the upstream simulator with demo permits, the sync "
-        "job and the API; print the URL, one API key per role and ready-to-paste curl commands. Ctrl-C stops all.",
-    )
-    demo.add_argument("--port", type=int, default=8000, help="API port, 0 for a free one (default 8000)")
-    demo.add_argument("--host", default="127.0.0.1", help="API bind address (default 127.0.0.1)")
-    demo.add_argument("--permits", type=int, default=3000, help="demo permits in the simulator (default 3000)")
-    demo.add_argument("--seed", type=int, default=1, help="seed of the demo permits (default 1)")
-    demo.add_argument("--event-rate", type=float, default=2.0, help="lifecycle events per second (default 2)")
-    demo.add_argument("--workers", type=int, default=2, help="API worker processes (default 2)")
-    demo.add_argument("--rate-limit", type=float, default=None,
-                      help="requests/s per API key (default: $VERIFIER_RATE_LIMIT_PER_S or 200); "
-                      "raise it for load tests")
-    demo.add_argument("--state-dir", type=Path, default=None, help="where Redis data and logs go (default: .state)")
-    demo.add_argument("--info", type=Path, default=None, metavar="FILE",
-                      help="also write url, keys, upstream and samples as JSON (removed on exit: it holds keys)")
-    _add_redis_flag(demo)
-    demo.set_defaults(func=_demo)
-
     keys = subparsers.add_parser("api-keys", help="create, list and revoke API keys",
                                  description="API keys in Redis: tokens are shown once and stored hashed.")
     commands = keys.add_subparsers(dest="api_keys_command", metavar="COMMAND", required=True)
@@ -132,34 +94,7 @@ def _usage_error(message: str) -> int:
     return 2
 
 
-def _serve(args: argparse.Namespace) -> int:
-    from verifier.lib.settings import Settings
-    from verifier.run.serve import serve
-
-    settings = Settings.from_env(
-        redis_url=args.redis, upstream_url=args.upstream, host=args.host, port=args.port,
-        workers=args.workers, state_dir=args.state_dir, log_level=args.log_level,
-    )
-    if settings.workers < 1:
-        return _usage_error("--workers must be at least 1")
-    return serve(settings)
-
-
-def _demo(args: argparse.Namespace) -> int:
-    from verifier.lib.settings import Settings
-    from verifier.run.demo import DemoOptions, run_demo
-
-    if args.permits < 10:
-        return _usage_error("--permits must be at least 10")
-    settings = Settings.from_env(state_dir=args.state_dir)
-    return run_demo(DemoOptions(
-        state_dir=settings.state_dir, host=args.host, port=args.port, workers=args.workers,
-        permits=args.permits, seed=args.seed, event_rate=args.event_rate, rate_limit_per_s=args.rate_limit,
-        info_file=args.info, redis_url=args.redis or "",
-    ))
-
-
-def _with_redis(args: argparse.Namespace, work: Callable[[Any], Awaitable[T]]) -> T:
+def _with_redis(args: argparse.Namespace, work: Callable[[AsyncRedisClient], Awaitable[T]]) -> T:
     """Run ``work(redis)`` on an asyncio client of ``--redis``/``$REDIS_URL``."""
     from verifier.lib.redis_client import async_client
     from verifier.lib.settings import Settings

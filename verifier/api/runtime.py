@@ -43,7 +43,6 @@ from verifier.api.holder.upstream import NoticeClient
 from verifier.api.permits.service import PermitLookups
 from verifier.api.ratelimit.limiter import RateLimiter
 from verifier.api.receipts.signer import ReceiptSigner
-from verifier.api.redis_failures import REDIS_DOWN
 from verifier.api.trust.service import TrustHolder
 from verifier.api.verdicts.index_view import REFRESH_S, IndexView
 from verifier.api.verdicts.near_cache import NearCache
@@ -54,7 +53,8 @@ from verifier.index.sync_status import read_sync_status
 from verifier.index.trust_store import TRUST_CHANNEL
 from verifier.lib import metrics as metrics_lib
 from verifier.lib.metrics import METRICS_KEY, Metrics
-from verifier.lib.redis_client import async_client
+from verifier.lib.redis_client import AsyncRedisClient, async_client
+from verifier.lib.redis_errors import REDIS_UNAVAILABLE
 from verifier.lib.settings import Settings
 
 __all__ = ["Runtime", "tune_gc"]
@@ -86,9 +86,9 @@ def tune_gc() -> None:
 
 
 class Runtime:
-    def __init__(self, settings: Settings, redis: Any = None, *, tune_gc: bool = False) -> None:
+    def __init__(self, settings: Settings, redis: AsyncRedisClient | None = None, *, tune_gc: bool = False) -> None:
         self.settings = settings
-        self.redis: Any = redis
+        self.redis: AsyncRedisClient | None = redis
         self._tune_gc = tune_gc
         self._owns_redis = redis is None
         self.metrics = Metrics()
@@ -180,12 +180,12 @@ class Runtime:
         now = time.monotonic()
         if force_trust or self.trust.current is None or now - self._last_trust_check > TRUST_RECHECK_S:
             self._last_trust_check = now
-            with contextlib.suppress(*REDIS_DOWN):
+            with contextlib.suppress(*REDIS_UNAVAILABLE):
                 await self.trust.reload(self.redis)
-            with contextlib.suppress(*REDIS_DOWN):
+            with contextlib.suppress(*REDIS_UNAVAILABLE):
                 self.receipts.signer = await ReceiptSigner.load_or_create(self.redis, self.receipts.signer)
         elif self.receipts.signer is None:
-            with contextlib.suppress(*REDIS_DOWN):
+            with contextlib.suppress(*REDIS_UNAVAILABLE):
                 self.receipts.signer = await ReceiptSigner.load_or_create(self.redis)
         written = await self.audit.flush()
         if written:
@@ -203,7 +203,7 @@ class Runtime:
                 for field, value in fields.items():
                     pipe.hincrbyfloat(METRICS_KEY, field, value)
                 await pipe.execute()
-        except REDIS_DOWN:
+        except REDIS_UNAVAILABLE:
             self.metrics.give_back(fields)
 
     async def _subscriber_loop(self) -> None:
@@ -289,7 +289,7 @@ class Runtime:
         try:
             totals = await self.redis.hgetall(METRICS_KEY)
             store_up = 1.0
-        except REDIS_DOWN:
+        except REDIS_UNAVAILABLE:
             totals, store_up = {}, 0.0
         now = time.time()
         state = self.index.state
@@ -311,7 +311,7 @@ class Runtime:
     async def _sync_gauges(self) -> list[Any]:
         try:
             status = await read_sync_status(self.redis)
-        except REDIS_DOWN:
+        except REDIS_UNAVAILABLE:
             status = None
 
         def value(name: str) -> float | None:

@@ -5,20 +5,26 @@ the data, that the generation it read is still the live one (``{ns}:current``);
 a generation is only deleted after the switch away from it, so "still live after
 the read" proves the read saw it complete. On a switch the reader retries on the new
 generation. No live generation at all: :class:`IndexNotReady`, never "not found".
+
+Each read is written once, in :class:`_Reads`, as a generator that yields the Redis
+call it needs next (a function of no arguments) and is sent the reply; it returns
+its result. :class:`PermitIndex` awaits each call and :class:`SyncPermitIndex` makes
+it, and that is all either does (the sans-I/O style of h11 and h2), so the two can
+not drift apart.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from functools import partial
+from typing import Any, Generic, Literal, TypeVar
 from zlib import crc32
-from collections.abc import Iterable, Sequence
-from typing import Any, Literal
 
 import msgspec
-import redis
 
-from verifier.lib.redis_client import KeyRun, packs_key_runs
+from verifier.lib.redis_client import AsyncRedisClient, KeyRun, SyncRedisClient, packs_key_runs
+from verifier.lib.redis_errors import REDIS_UNAVAILABLE, redis_unavailable
 
 from .errors import IndexNotReady, IndexUnavailable
 from .keys import DEFAULT_NAMESPACE, KeyLayout, Pointer
@@ -33,13 +39,16 @@ _decoder = msgspec.msgpack.Decoder(PermitRecord)
 
 LookupBy = Literal["pn", "ssn", "cn"]
 
-# Errors that mean "Redis cannot answer now". AttributeError is on the list on
-# purpose: redis-py's asyncio cluster client was seen raising
-# "'NoneType' object has no attribute 'writelines'" for seconds after a primary died.
-_UNAVAILABLE = (redis.RedisError, OSError, TimeoutError, asyncio.TimeoutError, AttributeError)
-
 _MAX_SWITCH_RETRIES = 4
 _META_FIELDS = ("state", "seq", "as_of", "upstream_time", "count", "hb_seq")
+
+T = TypeVar("T")
+Client = TypeVar("Client", SyncRedisClient, AsyncRedisClient)
+
+_Call = Callable[[], Any]
+"""One Redis call, not made yet: it returns the reply (sync client) or an awaitable of it."""
+_Read = Generator[_Call, Any, T]
+"""A read: yields its calls, is sent their replies, returns its result."""
 
 
 class Freshness(msgspec.Struct, frozen=True):
@@ -87,17 +96,102 @@ def choose_record(by: LookupBy, ident: str, records: Iterable[PermitRecord]) -> 
     return best
 
 
-class _Plan:
-    """Key building and parsing shared by the sync and asyncio readers."""
+def _check_by(by: str) -> None:
+    if by not in ("pn", "ssn", "cn"):
+        raise ValueError(f"look-up by {by!r}: expected 'pn', 'ssn' or 'cn'")
 
-    def __init__(self, namespace: str) -> None:
+
+def _decode(raw: bytes) -> PermitRecord:
+    try:
+        return decode_record(raw)
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # a corrupt record is an outage, not "not found"
+        raise IndexUnavailable(f"undecodable permit record in the index: {exc}") from exc
+
+
+class _Reads(Generic[Client]):
+    """What both readers do: key building, the generation check and its retries,
+    decoding. Every Redis call is yielded (see the module docstring), never made here."""
+
+    def __init__(self, redis_client: Client, namespace: str) -> None:
+        self.redis = redis_client
         self.keys = KeyLayout(namespace)
+        self.pointer: Pointer | None = None
+        """The live generation as last read; re-read when a read finds it switched."""
+        self.lookup = redis_client.register_script(LOOKUP)
+        self.key_runs = packs_key_runs(redis_client)
+
+    def live_pointer(self) -> _Read[Pointer]:
+        if self.pointer is None:
+            self.switched((yield partial(self.redis.get, self.keys.current)))
+        assert self.pointer is not None
+        return self.pointer
+
+    def switched(self, seen: bytes | None) -> None:
+        self.pointer = Pointer.parse(seen)
+        if self.pointer is None:
+            raise IndexNotReady("no live generation (flushed or new Redis, or first load unfinished)")
 
     def record_keys(self, pointer: Pointer, pns: Sequence[str]) -> list[str]:
         # str keys: the client encodes them (UTF-8) while packing, in C with hiredis;
         # a bulk look-up's 10,000 pn.encode() calls cost more than that
         prefix = self.keys.record_prefix(pointer.generation).decode()
         return [prefix + pn for pn in pns]
+
+    def get_many(self, by: LookupBy, ids: Sequence[str]) -> _Read[dict[str, PermitRecord]]:
+        _check_by(by)
+        wanted = list(dict.fromkeys(ids))
+        for _ in range(_MAX_SWITCH_RETRIES):
+            pointer = self.pointer or (yield from self.live_pointer())  # no sub-generator when known
+            if by == "pn":
+                # the pointer first: the keys then make one uniform run for the client to pack
+                values = yield partial(self.redis.mget, [self.keys.current, *self.record_keys(pointer, wanted)])
+                if values[0] != pointer.raw:
+                    self.switched(values[0])
+                    continue
+                return self.decode_many(wanted, values[1:])
+            keys, args = self.lookup_args(pointer, by, wanted)
+            out = yield partial(self.lookup, keys=keys, args=args)
+            found = self.lookup_result(by, wanted, out)
+            if found is None:
+                self.switched(out[1])
+                continue
+            return found
+        raise IndexUnavailable("the index switched generations repeatedly during a read")
+
+    def get_many_stored(self, pns: Sequence[str]) -> _Read[list[bytes | None]]:
+        for _ in range(_MAX_SWITCH_RETRIES):
+            pointer = self.pointer or (yield from self.live_pointer())
+            if self.key_runs:  # the keys packed straight from the permit numbers
+                run = KeyRun(self.keys.record_prefix(pointer.generation).decode(), pns)
+                values = yield partial(self.redis.execute_command, "MGET", self.keys.current, run)
+            else:
+                values = yield partial(self.redis.mget, [self.keys.current, *self.record_keys(pointer, pns)])
+            if values[0] != pointer.raw:
+                self.switched(values[0])
+                continue
+            del values[0]
+            return values  # type: ignore[no-any-return]
+        raise IndexUnavailable("the index switched generations repeatedly during a read")
+
+    def freshness(self) -> _Read[Freshness]:
+        for _ in range(_MAX_SWITCH_RETRIES):
+            try:
+                pointer = yield from self.live_pointer()
+            except IndexNotReady:
+                return _NOT_READY
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.hmget(self.keys.meta(pointer.generation), _META_FIELDS)
+            pipe.get(self.keys.current)
+            meta, seen = yield pipe.execute
+            now = yield self.redis.time
+            if seen != pointer.raw:
+                try:
+                    self.switched(seen)
+                except IndexNotReady:
+                    return _NOT_READY
+                continue
+            return self.freshness_of(pointer, meta, now)
+        raise IndexUnavailable("the index switched generations repeatedly during a read")
 
     def lookup_args(self, pointer: Pointer, by: LookupBy, ids: Sequence[str]) -> tuple[list[bytes], list[bytes]]:
         """KEYS and ARGV of the LOOKUP script for ``ids``."""
@@ -109,11 +203,11 @@ class _Plan:
         keys = [self.keys.current, *[prefix + b"%d" % (crc32(ident) & mask) for ident in idents]]
         return keys, [pointer.raw, self.keys.record_prefix(generation), *idents]
 
-    def lookup_result(self, by: LookupBy, ids: Sequence[str], out: list[Any]) -> dict[str, PermitRecord] | None:
+    @staticmethod
+    def lookup_result(by: LookupBy, ids: Sequence[str], out: list[Any]) -> dict[str, PermitRecord] | None:
         """Records by id from the LOOKUP script's answer; None when the generation switched."""
         if out and out[0] == -1:
             return None
-        decode = self.decode
         found: dict[str, PermitRecord] = {}
         at = 0
         for ident in ids:
@@ -122,12 +216,12 @@ class _Plan:
             if count == 0:
                 continue
             if count == 1:
-                record = decode(out[at])
+                record = _decode(out[at])
                 # A stale mapping (a record without that id) is ignored, as in choose_record.
                 if record.ssn == ident if by == "ssn" else record.card_status(ident) is not None:
                     found[ident] = record
             else:
-                chosen = choose_record(by, ident, [decode(raw) for raw in out[at:at + count]])
+                chosen = choose_record(by, ident, [_decode(raw) for raw in out[at:at + count]])
                 if chosen is not None:
                     found[ident] = chosen
             at += count
@@ -143,13 +237,7 @@ class _Plan:
             raise IndexUnavailable(f"undecodable permit record in the index: {exc}") from exc
 
     @staticmethod
-    def decode(raw: bytes) -> PermitRecord:
-        try:
-            return decode_record(raw)
-        except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # a corrupt record is an outage, not "not found"
-            raise IndexUnavailable(f"undecodable permit record in the index: {exc}") from exc
-
-    def freshness(self, pointer: Pointer, meta: list[bytes | None], now: tuple[int, int]) -> Freshness:
+    def freshness_of(pointer: Pointer, meta: list[bytes | None], now: tuple[int, int]) -> Freshness:
         fields = dict(zip(_META_FIELDS, meta))
         if fields["state"] != b"live":
             return _NOT_READY
@@ -166,11 +254,6 @@ class _Plan:
         )
 
 
-def _check_by(by: str) -> None:
-    if by not in ("pn", "ssn", "cn"):
-        raise ValueError(f"look-up by {by!r}: expected 'pn', 'ssn' or 'cn'")
-
-
 class PermitIndex:
     """Asyncio reader (the API). ``redis`` from ``verifier.lib.redis_client.async_client``.
 
@@ -178,77 +261,38 @@ class PermitIndex:
     :class:`IndexNotReady` when there is no complete index.
     """
 
-    def __init__(self, redis_client: Any, namespace: str = DEFAULT_NAMESPACE) -> None:
+    def __init__(self, redis_client: AsyncRedisClient, namespace: str = DEFAULT_NAMESPACE) -> None:
         self.redis = redis_client
-        self._plan = _Plan(namespace)
-        self.keys = self._plan.keys
-        self._pointer: Pointer | None = None
-        self._lookup = redis_client.register_script(LOOKUP)
-        self._key_runs = packs_key_runs(redis_client)
+        self._reads = _Reads(redis_client, namespace)
+        self.keys = self._reads.keys
 
-    async def _io(self, awaitable: Any) -> Any:
-        try:
-            return await awaitable
-        except _UNAVAILABLE as exc:
-            raise IndexUnavailable(f"redis unreachable: {exc!r}") from exc
-
-    async def _live_pointer(self) -> Pointer:
-        if self._pointer is None:
-            self._pointer = Pointer.parse(await self._io(self.redis.get(self.keys.current)))
-            if self._pointer is None:
-                raise IndexNotReady("no live generation (flushed or new Redis, or first load unfinished)")
-        return self._pointer
-
-    def _switched(self, seen: bytes | None) -> None:
-        self._pointer = Pointer.parse(seen)
-        if self._pointer is None:
-            raise IndexNotReady("no live generation (flushed or new Redis, or first load unfinished)")
+    async def _run(self, read: _Read[T]) -> T:
+        reply: Any = None
+        while True:
+            try:
+                call = read.send(reply)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+            try:
+                reply = await call()
+            except REDIS_UNAVAILABLE as exc:
+                raise redis_unavailable(exc, IndexUnavailable) from exc
 
     async def get(self, pn: str) -> PermitRecord | None:
         """The permit ``pn``, or None when the (complete) index has no such permit."""
-        return (await self.get_many("pn", [pn])).get(pn)
+        return (await self._run(self._reads.get_many("pn", [pn]))).get(pn)
 
     async def get_many(self, by: LookupBy, ids: Sequence[str]) -> dict[str, PermitRecord]:
         """Bulk look-up by permit number, ssn or card number: ``{id: record}`` for the ids
         found (an id missing from the result is not in the index)."""
-        _check_by(by)
-        wanted = list(dict.fromkeys(ids))
-        for _ in range(_MAX_SWITCH_RETRIES):
-            pointer = await self._live_pointer()
-            if by == "pn":
-                # the pointer first: the keys then make one uniform run for the client to pack
-                values = await self._io(self.redis.mget([self.keys.current, *self._plan.record_keys(pointer, wanted)]))
-                if values[0] != pointer.raw:
-                    self._switched(values[0])
-                    continue
-                return self._plan.decode_many(wanted, values[1:])
-            keys, args = self._plan.lookup_args(pointer, by, wanted)
-            out = await self._io(self._lookup(keys=keys, args=args))
-            found = self._plan.lookup_result(by, wanted, out)
-            if found is None:
-                self._switched(out[1])
-                continue
-            return found
-        raise IndexUnavailable("the index switched generations repeatedly during a read")
+        return await self._run(self._reads.get_many(by, ids))
 
     async def get_many_stored(self, pns: Sequence[str]) -> list[bytes | None]:
         """The stored records of ``pns`` in their order, undecoded (None: no such permit),
         read from the live generation with the same check as :meth:`get_many`: for a
         caller that renders the msgpack itself (the API's bulk look-up by pn). A permit
         number asked twice is read twice (cheaper than looking for repeats)."""
-        for _ in range(_MAX_SWITCH_RETRIES):
-            pointer = await self._live_pointer()
-            if self._key_runs:  # the keys packed straight from the permit numbers
-                run = KeyRun(self.keys.record_prefix(pointer.generation).decode(), pns)
-                values = await self._io(self.redis.execute_command("MGET", self.keys.current, run))
-            else:
-                values = await self._io(self.redis.mget([self.keys.current, *self._plan.record_keys(pointer, pns)]))
-            if values[0] != pointer.raw:
-                self._switched(values[0])
-                continue
-            del values[0]
-            return values  # type: ignore[no-any-return]
-        raise IndexUnavailable("the index switched generations repeatedly during a read")
+        return await self._run(self._reads.get_many_stored(pns))
 
     async def freshness(self) -> Freshness:
         """Whether the index is complete, its cursor and how old its last confirmation is.
@@ -256,101 +300,45 @@ class PermitIndex:
         Returns ``ready=False`` (rather than raising) when there is no complete index;
         raises :class:`IndexUnavailable` when Redis cannot answer.
         """
-        for _ in range(_MAX_SWITCH_RETRIES):
-            try:
-                pointer = await self._live_pointer()
-            except IndexNotReady:
-                return _NOT_READY
-            pipe = self.redis.pipeline(transaction=False)
-            pipe.hmget(self.keys.meta(pointer.generation), _META_FIELDS)
-            pipe.get(self.keys.current)
-            meta, seen = await self._io(pipe.execute())
-            now = await self._io(self.redis.time())
-            if seen != pointer.raw:
-                try:
-                    self._switched(seen)
-                except IndexNotReady:
-                    return _NOT_READY
-                continue
-            return self._plan.freshness(pointer, meta, now)
-        raise IndexUnavailable("the index switched generations repeatedly during a read")
+        return await self._run(self._reads.freshness())
 
 
 class SyncPermitIndex:
     """The same reader over a sync client (tools, ``verifier index check``, tests)."""
 
-    def __init__(self, redis_client: Any, namespace: str = DEFAULT_NAMESPACE) -> None:
+    def __init__(self, redis_client: SyncRedisClient, namespace: str = DEFAULT_NAMESPACE) -> None:
         self.redis = redis_client
-        self._plan = _Plan(namespace)
-        self.keys = self._plan.keys
-        self._pointer: Pointer | None = None
-        self._lookup = redis_client.register_script(LOOKUP)
+        self._reads = _Reads(redis_client, namespace)
+        self.keys = self._reads.keys
 
-    def _io(self, fn: Any, *args: Any) -> Any:
-        try:
-            return fn(*args)
-        except _UNAVAILABLE as exc:
-            raise IndexUnavailable(f"redis unreachable: {exc!r}") from exc
-
-    def _live_pointer(self) -> Pointer:
-        if self._pointer is None:
-            self._pointer = Pointer.parse(self._io(self.redis.get, self.keys.current))
-            if self._pointer is None:
-                raise IndexNotReady("no live generation (flushed or new Redis, or first load unfinished)")
-        return self._pointer
-
-    def _switched(self, seen: bytes | None) -> None:
-        self._pointer = Pointer.parse(seen)
-        if self._pointer is None:
-            raise IndexNotReady("no live generation (flushed or new Redis, or first load unfinished)")
+    def _run(self, read: _Read[T]) -> T:
+        reply: Any = None
+        while True:
+            try:
+                call = read.send(reply)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+            try:
+                reply = call()
+            except REDIS_UNAVAILABLE as exc:
+                raise redis_unavailable(exc, IndexUnavailable) from exc
 
     def get(self, pn: str) -> PermitRecord | None:
-        return self.get_many("pn", [pn]).get(pn)
+        return self._run(self._reads.get_many("pn", [pn])).get(pn)
 
     def get_many(self, by: LookupBy, ids: Sequence[str]) -> dict[str, PermitRecord]:
-        _check_by(by)
-        wanted = list(dict.fromkeys(ids))
-        for _ in range(_MAX_SWITCH_RETRIES):
-            pointer = self._live_pointer()
-            if by == "pn":
-                values = self._io(self.redis.mget, [*self._plan.record_keys(pointer, wanted), self.keys.current])
-                if values[-1] != pointer.raw:
-                    self._switched(values[-1])
-                    continue
-                return self._plan.decode_many(wanted, values)
-            keys, args = self._plan.lookup_args(pointer, by, wanted)
-            out = self._io(lambda: self._lookup(keys=keys, args=args))
-            found = self._plan.lookup_result(by, wanted, out)
-            if found is None:
-                self._switched(out[1])
-                continue
-            return found
-        raise IndexUnavailable("the index switched generations repeatedly during a read")
+        return self._run(self._reads.get_many(by, ids))
+
+    def get_many_stored(self, pns: Sequence[str]) -> list[bytes | None]:
+        return self._run(self._reads.get_many_stored(pns))
 
     def freshness(self) -> Freshness:
-        for _ in range(_MAX_SWITCH_RETRIES):
-            try:
-                pointer = self._live_pointer()
-            except IndexNotReady:
-                return _NOT_READY
-            pipe = self.redis.pipeline(transaction=False)
-            pipe.hmget(self.keys.meta(pointer.generation), _META_FIELDS)
-            pipe.get(self.keys.current)
-            meta, seen = self._io(pipe.execute)
-            now = self._io(self.redis.time)
-            if seen != pointer.raw:
-                try:
-                    self._switched(seen)
-                except IndexNotReady:
-                    return _NOT_READY
-                continue
-            return self._plan.freshness(pointer, meta, now)
-        raise IndexUnavailable("the index switched generations repeatedly during a read")
+        return self._run(self._reads.freshness())
 
-    def iter_records(self, batch: int = 1000) -> Iterable[PermitRecord]:
+    def iter_records(self, batch: int = 1000) -> Iterator[PermitRecord]:
         """Every record of the live generation (for ``verifier index check``); raises
         :class:`IndexNotReady` if the generation is switched during the walk."""
-        pointer = self._live_pointer()
+        pointer = self._run(self._reads.live_pointer())
         match = self.keys.record_prefix(pointer.generation) + b"*"
         pending: list[bytes] = []
         try:
@@ -361,12 +349,12 @@ class SyncPermitIndex:
                     pending = []
             if pending:
                 yield from self._fetch(pointer, pending)
-        except _UNAVAILABLE as exc:
-            raise IndexUnavailable(f"redis unreachable: {exc!r}") from exc
+        except REDIS_UNAVAILABLE as exc:
+            raise redis_unavailable(exc, IndexUnavailable) from exc
 
     def _fetch(self, pointer: Pointer, keys: list[bytes]) -> list[PermitRecord]:
         values = self.redis.mget([*keys, self.keys.current])
         if values[-1] != pointer.raw:
-            self._pointer = None
+            self._reads.pointer = None
             raise IndexNotReady("the live generation changed during the walk; start again")
-        return [self._plan.decode(v) for v in values[:-1] if v is not None]
+        return [_decode(v) for v in values[:-1] if v is not None]

@@ -107,13 +107,22 @@ return previous
 """
 )
 
-# One page of the change feed, atomically with the cursor.
+# One page of the change feed, atomically with the cursor (planned by
+# verifier.index.apply_plan; its ApplyArgs has one field per argument, these names).
 # KEYS: 1 current, 2 leader, 3 meta, 4..3+n record keys, 4+n..3+n+m bucket keys (one per op).
-# ARGV: 1 pointer, 2 fence, 3 expected cursor (as stored), 4 new cursor, 5 n, 6 m,
-#       7 channel, 8 message ('' = publish nothing), 9 index of `v` in a record array,
-#       10 permits added (count delta),
-#       then n triples (expected old v or -1, new v, new record bytes),
-#       then m triples (op '+' or '-', id, permit number).
+# ARGV:
+#   1  pointer         the live generation's pointer the page was planned on
+#   2  fence
+#   3  stored_cursor   the cursor as read (refused if it moved since)
+#   4  cursor          the new cursor
+#   5  records         n, the record triples below
+#   6  lookups         m, the look-up triples below
+#   7  channel
+#   8  message         '' = publish nothing
+#   9  v_index         index of `v` in a record array
+#   10 added           permits added (count delta)
+#   then n record_triples (expected old v or -1, new v, new record bytes),
+#   then m lookup_triples (op '+' or '-', id, permit number).
 APPLY = (
     _CHECK_FENCE
     + """

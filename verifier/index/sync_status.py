@@ -14,9 +14,11 @@ its age by ``updated_at``: a sync job that died stops updating it.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 import msgspec
+
+from verifier.lib.redis_client import AsyncRedisClient, SyncRedisClient
 
 from .keys import DEFAULT_NAMESPACE, KeyLayout
 
@@ -96,15 +98,15 @@ def decode_status(data: bytes | None) -> SyncStatus | None:
         return None
 
 
-def write_sync_status(redis: Any, status: SyncStatus, namespace: str = DEFAULT_NAMESPACE) -> None:
+def write_sync_status(redis: SyncRedisClient, status: SyncStatus, namespace: str = DEFAULT_NAMESPACE) -> None:
     """Store the status (sync client)."""
     redis.set(status_key(namespace), encode_status(status))
 
 
-def read_sync_status_sync(redis: Any, namespace: str = DEFAULT_NAMESPACE) -> SyncStatus | None:
+def read_sync_status_sync(redis: SyncRedisClient, namespace: str = DEFAULT_NAMESPACE) -> SyncStatus | None:
     return decode_status(redis.get(status_key(namespace)))
 
 
-async def read_sync_status(redis: Any, namespace: str = DEFAULT_NAMESPACE) -> SyncStatus | None:
+async def read_sync_status(redis: AsyncRedisClient, namespace: str = DEFAULT_NAMESPACE) -> SyncStatus | None:
     """The status the sync job wrote last (asyncio client), or None."""
     return decode_status(await redis.get(status_key(namespace)))

@@ -6,7 +6,6 @@ See the package docstring for the key layout and the guarantees.
 from __future__ import annotations
 
 import logging
-import re
 import time
 import zlib
 from collections.abc import Iterable, Sequence
@@ -15,6 +14,10 @@ from typing import Any
 import msgspec
 import redis
 
+from verifier.lib.redis_client import SyncRedisClient
+from verifier.lib.redis_errors import REDIS_UNAVAILABLE, redis_unavailable
+
+from .apply_plan import apply_call, check_identifiers, page_permits, plan_page
 from .changes import ChangeMessage, encode_change
 from .errors import (
     CursorMismatch,
@@ -25,16 +28,13 @@ from .errors import (
     SnapshotAborted,
     StaleFence,
 )
-from .keys import DEFAULT_NAMESPACE, KeyLayout, Pointer, bucket_of, buckets_for
+from .keys import DEFAULT_NAMESPACE, KeyLayout, Pointer, buckets_for
 from .records import ChangeEvent, PermitRecord, decode_record, encode_record
 from . import scripts
 
 __all__ = ["ApplyResult", "IndexState", "IndexWriter", "SnapshotLoad"]
 
 log = logging.getLogger(__name__)
-
-# Position of `v` in the msgpack array of a PermitRecord (1-based, for Lua).
-_V_INDEX = PermitRecord.__struct_fields__.index("v") + 1
 
 _SCRIPT_ERRORS: dict[str, type[PermitIndexError]] = {
     "STALE_FENCE": StaleFence,
@@ -124,7 +124,7 @@ class IndexWriter:
     or cluster.
     """
 
-    def __init__(self, redis_client: Any, namespace: str = DEFAULT_NAMESPACE) -> None:
+    def __init__(self, redis_client: SyncRedisClient, namespace: str = DEFAULT_NAMESPACE) -> None:
         self.redis = redis_client
         self.keys = KeyLayout(namespace)
         self._acquire = redis_client.register_script(scripts.ACQUIRE)
@@ -144,17 +144,15 @@ class IndexWriter:
             mapped = _script_error(exc)
             if mapped is not None:
                 raise mapped from None
-            raise IndexUnavailable(f"redis refused an index script: {exc}") from exc
-        except (redis.RedisError, OSError) as exc:
-            raise IndexUnavailable(f"redis unreachable: {exc!r}") from exc
+            raise redis_unavailable(exc, IndexUnavailable) from exc
+        except REDIS_UNAVAILABLE as exc:
+            raise redis_unavailable(exc, IndexUnavailable) from exc
 
     def _io(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except redis.ResponseError as exc:
-            raise IndexUnavailable(f"redis refused a command: {exc}") from exc
-        except (redis.RedisError, OSError) as exc:
-            raise IndexUnavailable(f"redis unreachable: {exc!r}") from exc
+        except REDIS_UNAVAILABLE as exc:
+            raise redis_unavailable(exc, IndexUnavailable) from exc
 
     def _pipeline(self) -> Any:
         return self.redis.pipeline(transaction=False)
@@ -245,24 +243,24 @@ class IndexWriter:
 
     def _apply_once(self, pointer: Pointer, events: Sequence[ChangeEvent], *,
                     cursor_before: int, fence: int) -> ApplyResult:
+        """Read what the page touches, plan it (:func:`plan_page`), run the plan."""
         generation = pointer.generation
-        record_prefix = self.keys.record_prefix(generation)
         meta_key = self.keys.meta(generation)
-        pns = list(dict.fromkeys(e.permit.pn for e in events))
+        record_prefix = self.keys.record_prefix(generation)
+        pns = page_permits(events)
         pipe = self._pipeline()
         pipe.hget(meta_key, "seq")
         # execute_command: redis-py's cluster pipeline refuses .mget()/.mset() by name,
         # although keys of one slot are fine.
         pipe.execute_command("MGET", self.keys.current, self.keys.leader,
                              *(record_prefix + pn.encode() for pn in pns))
-        stored_raw, fetched = self._io(pipe.execute)
-        if fetched[0] != pointer.raw:
+        stored_raw, (live, lock, *records) = self._io(pipe.execute)
+        if live != pointer.raw:
             raise _Retry()
         # Checked here too (the script checks again, atomically) so that a stale writer
         # is told even when its page turns out to be all no-ops.
-        if fetched[1] is None or fetched[1].split(b":", 1)[0] != b"%d" % fence:
-            raise StaleFence(f"fence {fence} is not the leader's ({fetched[1]!r})")
-        fetched = [fetched[0], *fetched[2:]]
+        if lock is None or lock.split(b":", 1)[0] != b"%d" % fence:
+            raise StaleFence(f"fence {fence} is not the leader's ({lock!r})")
         if stored_raw is None:
             raise IndexNotReady(f"generation {generation} has no metadata: a full resync is needed")
         stored = int(stored_raw)
@@ -270,62 +268,18 @@ class IndexWriter:
             raise CursorMismatch(
                 f"cursor_before {cursor_before} is ahead of the index's cursor {stored}: "
                 "changes in between would be lost", stored=stored)
-        old: dict[str, PermitRecord | None] = {
-            pn: (decode_record(raw) if raw is not None else None) for pn, raw in zip(pns, fetched[1:])
-        }
-        current = dict(old)
-        duplicates = unchanged = applied = 0
-        cursor = stored
-        for event in events:
-            check_identifiers(event.permit)
-        for event in sorted(events, key=lambda e: e.seq):
-            if event.seq <= stored:
-                duplicates += 1  # WIRE/DESIGN "Sync": a replayed event is a no-op
-                continue
-            cursor = max(cursor, event.seq)
-            held = current[event.permit.pn]
-            if held is not None and event.permit.v <= held.v:
-                unchanged += 1  # version guard: never replace with an older or equal version
-                continue
-            current[event.permit.pn] = event.permit
-            applied += 1
-        changed = [pn for pn in pns if current[pn] is not old[pn]]
-        if cursor == stored and not changed:
-            return ApplyResult(applied=0, unchanged=unchanged, duplicates=duplicates,
-                               cursor=stored, generation=generation, changed=[])
-
-        keys: list[bytes] = [self.keys.current, self.keys.leader, meta_key]
-        args: list[Any] = [pointer.raw, fence, stored_raw, cursor, len(changed), 0,
-                           self.keys.channel, b"", _V_INDEX, 0]
-        added = 0
-        for pn in changed:
-            before, after = old[pn], current[pn]
-            assert after is not None
-            keys.append(record_prefix + pn.encode())
-            args += [before.v if before is not None else -1, after.v, encode_record(after)]
-            added += before is None
-        ops = 0
-        ssn_prefix, cn_prefix = self.keys.ssn_prefix(generation), self.keys.cn_prefix(generation)
-        buckets = pointer.buckets
-        for pn in changed:
-            for op, kind, ident in _mapping_changes(old[pn], current[pn]):  # type: ignore[arg-type]
-                prefix = ssn_prefix if kind == _SSN else cn_prefix
-                ident_b = ident.encode()
-                keys.append(prefix + b"%d" % bucket_of(ident_b, buckets))
-                args += [op, ident_b, pn]
-                ops += 1
-        args[5] = ops
-        args[9] = added
-        if changed:
-            args[7] = encode_change(ChangeMessage("apply", generation, cursor, changed))
-        try:
-            self._call(self._apply, keys, args)
-        except CursorMismatch as exc:
-            # Another apply got in between our read and our script: read again.
-            log.info("index cursor moved under apply_page (now %s); retrying", exc.stored)
-            raise _Retry() from None
-        return ApplyResult(applied=applied, unchanged=unchanged, duplicates=duplicates,
-                           cursor=cursor, generation=generation, changed=changed)
+        held = {pn: (decode_record(raw) if raw is not None else None) for pn, raw in zip(pns, records)}
+        plan = plan_page(events, stored, held)
+        if not plan.writes_nothing:
+            keys, args = apply_call(plan, self.keys, pointer, fence, stored_raw)
+            try:
+                self._call(self._apply, keys, args.argv())
+            except CursorMismatch as exc:
+                # Another apply got in between our read and our script: read again.
+                log.info("index cursor moved under apply_page (now %s); retrying", exc.stored)
+                raise _Retry() from None
+        return ApplyResult(applied=plan.applied, unchanged=plan.unchanged, duplicates=plan.duplicates,
+                           cursor=plan.cursor, generation=generation, changed=plan.changed)
 
     def heartbeat(self, seq: int, upstream_time: float | None, fence: int) -> float:
         """Mark the index consistent with the upstream as of now (the sync job has read
@@ -393,60 +347,14 @@ class IndexWriter:
             if pending:
                 self.redis.unlink(*pending)
                 deleted += len(pending)
-        except (redis.RedisError, OSError) as exc:
-            raise IndexUnavailable(f"redis unreachable while dropping a generation: {exc!r}") from exc
+        except REDIS_UNAVAILABLE as exc:
+            raise redis_unavailable(exc, IndexUnavailable) from exc
         self._io(self.redis.srem, self.keys.gens, generation)
         return deleted
 
 
 class _Retry(Exception):
     """Internal: the state read before a script changed; read again."""
-
-
-_UNUSABLE_IN_PN = re.compile(r"[\s\x00]")
-
-
-def check_identifiers(record: PermitRecord) -> None:
-    """Refuse identifiers the index cannot store unambiguously: a permit number with
-    white space (look-up values are space-separated lists of permit numbers), or any
-    id with a NUL or empty. Raised as ValueError naming the permit: a corrupt upstream
-    record stops the sync rather than being indexed wrongly."""
-    pn = record.pn
-    if not pn or _UNUSABLE_IN_PN.search(pn):
-        raise ValueError(f"unusable permit number {pn!r}")
-    if record.ssn is not None and (not record.ssn or "\0" in record.ssn):
-        raise ValueError(f"unusable ssn on permit {pn!r}")
-    for card in record.cards:
-        if not card.cn or "\0" in card.cn:
-            raise ValueError(f"unusable card number on permit {pn!r}")
-
-
-# Kinds of secondary look-up in a mapping change.
-_SSN = b"s"
-_CN = b"c"
-
-
-def _mapping_changes(old: PermitRecord | None, new: PermitRecord) -> list[tuple[bytes, bytes, str]]:
-    """(op, look-up kind, id) for the secondary look-ups of one changed permit: ids the
-    new record gained are added, ids it lost are removed; most events (an extension,
-    a new employer, a cancellation) touch neither. The diff is exact because the page
-    is planned on the records read under the cursor the script then checks. Cards stay
-    in a record when lost or replaced, so an old card number keeps resolving to the
-    permit (with its card status).
-    """
-    ops: list[tuple[bytes, bytes, str]] = []
-    old_ssn = old.ssn if old is not None else None
-    old_cns = {c.cn for c in old.cards} if old is not None else set()
-    new_cns = {c.cn for c in new.cards}
-    if old_ssn and old_ssn != new.ssn:
-        ops.append((b"-", _SSN, old_ssn))
-    for cn in sorted(old_cns - new_cns):
-        ops.append((b"-", _CN, cn))
-    if new.ssn and new.ssn != old_ssn:
-        ops.append((b"+", _SSN, new.ssn))
-    for cn in sorted(new_cns - old_cns):
-        ops.append((b"+", _CN, cn))
-    return ops
 
 
 class SnapshotLoad:

@@ -244,7 +244,7 @@ class KeyRun:
         return len(self.names)
 
 
-def packs_key_runs(client: Any) -> bool:
+def packs_key_runs(client: object) -> bool:
     """Whether ``client`` (from :func:`async_client`) takes a :class:`KeyRun` argument."""
     connection_class = getattr(getattr(client, "connection_pool", None), "connection_class", None)
     return isinstance(connection_class, type) and issubclass(connection_class, _HiredisPacking)

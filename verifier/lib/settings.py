@@ -19,6 +19,10 @@ def _env(name: str, default: str) -> str:
 class Settings:
     redis_url: str = ""
     """Redis or Valkey URL (redis://, rediss://, redis+cluster:// for a Cluster); empty: start a private server."""
+    store_url: str = ""
+    """The store of record (API keys, terminals, webhook subscriptions, the notification outbox, the audit):
+    what cannot be rebuilt from the upstream. A Redis/Valkey URL, apart from the index's; empty: see
+    ``store_url_or_index``."""
     upstream_url: str = ""
     """Base URL of the upstream permit system (or its simulator)."""
     state_dir: Path = Path(".state")
@@ -60,6 +64,7 @@ class Settings:
     def from_env(cls, **overrides: object) -> "Settings":
         env = {
             "redis_url": _env("REDIS_URL", ""),
+            "store_url": _env("VERIFIER_STORE_URL", ""),
             "upstream_url": _env("UPSTREAM_URL", ""),
             "state_dir": Path(_env("VERIFIER_STATE_DIR", ".state")),
             "host": _env("VERIFIER_HOST", "127.0.0.1"),
@@ -86,6 +91,7 @@ class Settings:
         """The environment that makes ``from_env`` in a child process (an API worker) rebuild these settings."""
         return {
             "REDIS_URL": self.redis_url,
+            "VERIFIER_STORE_URL": self.store_url,
             "UPSTREAM_URL": self.upstream_url,
             "VERIFIER_STATE_DIR": str(self.state_dir),
             "VERIFIER_HOST": self.host,
@@ -104,6 +110,11 @@ class Settings:
             "VERIFIER_HOLDER_MATCH_PER_S": repr(self.holder_match_per_s),
             "VERIFIER_HOLDER_MATCH_PER_IDENTIFIER_PER_H": str(self.holder_match_per_identifier_per_h),
         }
+
+    @property
+    def store_url_or_index(self) -> str:
+        """Where the store of record is: ``store_url``, or (not set) the index's own Redis."""
+        return self.store_url or self.redis_url
 
     def with_(self, **changes: object) -> "Settings":
         return replace(self, **changes)  # type: ignore[arg-type]

@@ -44,6 +44,7 @@ from verifier.index.errors import IndexNotReady
 from verifier.index.reader import SyncPermitIndex
 from verifier.index.records import PermitRecord, encode_record
 from verifier.index.writer import IndexWriter
+from verifier.lib.redis_client import SyncRedisClient
 from verifier.sync.upstream_client import CursorTooOld, UpstreamClient, UpstreamError
 
 log = logging.getLogger("verifier.index.check")
@@ -90,7 +91,7 @@ def _fields_differ(a: PermitRecord, b: PermitRecord) -> list[str]:
 
 
 def check_index(
-    redis_client: Any,
+    redis_client: SyncRedisClient,
     upstream: UpstreamClient,
     *,
     namespace: str = "pv",
@@ -114,7 +115,7 @@ def check_index(
     raise CheckError(f"the comparison kept being overtaken ({last}); try again")
 
 
-def _check_once(redis_client: Any, upstream: UpstreamClient, *, namespace: str, wait_s: float,
+def _check_once(redis_client: SyncRedisClient, upstream: UpstreamClient, *, namespace: str, wait_s: float,
                 page_size: int, sleep: Callable[[float], None]) -> CheckReport:
     writer = IndexWriter(redis_client, namespace)  # read-only use: state()
     reader = SyncPermitIndex(redis_client, namespace)

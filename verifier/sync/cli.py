@@ -1,4 +1,12 @@
-"""``verifier sync``: run the sync job (leader or standby) until SIGINT/SIGTERM."""
+"""The sync job's sub-commands.
+
+``verifier sync``: run the sync job (leader or standby) until SIGINT/SIGTERM.
+
+``verifier index check``: compare the permit index with the upstream (an operator's
+check). Exit 0 when identical, 1 when not (differences printed), 2 when the comparison
+could not be made (usage error, upstream or Redis unusable). How it stays correct
+while both sides keep changing: :mod:`verifier.sync.check`.
+"""
 
 from __future__ import annotations
 
@@ -25,6 +33,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--page-size", type=int, default=None, help="events per feed page (default 1000)")
     parser.add_argument("--log-level", default=None, help="log level (default: settings, INFO)")
     parser.set_defaults(func=_run)
+
+    index = subparsers.add_parser("index", help="operate on the permit index in Redis")
+    commands = index.add_subparsers(dest="index_command", metavar="COMMAND", required=True)
+    check = commands.add_parser(
+        "check",
+        help="compare the index with the upstream's snapshot (exit 0 identical, 1 not)",
+        description="Compare every permit of the index with the upstream at the same feed sequence "
+        "number; changes in flight that the feed confirms are not differences.",
+    )
+    check.add_argument("--upstream", default=None, help="upstream base URL (default: $UPSTREAM_URL)")
+    check.add_argument("--redis", default=None, help="Redis URL (default: $REDIS_URL)")
+    check.add_argument("--wait", type=float, default=60.0,
+                       help="seconds to wait for the index to reach the snapshot's sequence (default 60)")
+    check.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    check.add_argument("--max-listed", type=int, default=50, help="differences to list (default 50)")
+    check.set_defaults(func=_check)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -64,3 +88,44 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     job.run()
     return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    import msgspec
+
+    from verifier.lib.redis_client import sync_client
+    from verifier.lib.settings import Settings
+    from verifier.sync.check import CheckError, check_index
+    from verifier.sync.upstream_client import UpstreamClient
+
+    settings = Settings.from_env(redis_url=args.redis, upstream_url=args.upstream)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s %(message)s")
+    if not settings.redis_url or not settings.upstream_url:
+        print("verifier index check: needs --redis (or REDIS_URL) and --upstream (or UPSTREAM_URL)",
+              file=sys.stderr)
+        return 2
+    redis_client = sync_client(settings.redis_url)
+    try:
+        with UpstreamClient(settings.upstream_url, retries=3) as upstream:
+            report = check_index(redis_client, upstream, wait_s=args.wait, page_size=settings.sync_page_size)
+    except (CheckError, ValueError) as exc:
+        print(f"verifier index check: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        redis_client.close()
+    if args.json:
+        print(msgspec.json.encode(report).decode())
+    else:
+        print(f"index check: {report.reason}")
+        print(f"  upstream: feed {report.feed_id}, snapshot at seq {report.snapshot_seq}, "
+              f"{report.upstream_permits} permits")
+        print(f"  index:    cursor {report.index_cursor_before}..{report.index_cursor_after}, "
+              f"{report.index_permits} permits; {report.explained_by_feed} changed since the snapshot "
+              "as the feed confirms")
+        for difference in report.differences[: args.max_listed]:
+            detail = f" ({', '.join(difference.fields)})" if difference.fields else ""
+            print(f"  {difference.kind}: {difference.pn} upstream v={difference.upstream_v} "
+                  f"index v={difference.index_v}{detail}")
+        if len(report.differences) > args.max_listed:
+            print(f"  ... and {len(report.differences) - args.max_listed} more")
+    return 0 if report.identical else 1

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import hashlib
 import logging
 import os
 import secrets
@@ -51,19 +52,24 @@ from typing import Any, TextIO
 
 import msgspec
 
+import fastpath
 from verifier.index.errors import (
     CursorMismatch,
     IndexNotReady,
+    IndexUnavailable,
     PermitIndexError,
     SnapshotAborted,
     StaleFence,
 )
 from verifier.index.keys import DEFAULT_NAMESPACE
 from verifier.index.sync_status import SyncStatus, write_sync_status
+from verifier.index.trust_store import save_trust_list_sync
 from verifier.index.writer import IndexWriter
+from verifier.lib import upstream_wire as wire
+from verifier.lib.redis_client import SyncRedisClient
+from verifier.lib.redis_errors import REDIS_UNAVAILABLE, redis_unavailable
 from verifier.lib.settings import Settings
 from verifier.sync.progress import Progress
-from verifier.upstream import wire
 from verifier.sync.upstream_client import (
     Backoff,
     CursorTooOld,
@@ -92,32 +98,6 @@ class SyncCounts(msgspec.Struct):
     errors: int = 0
     leaderships: int = 0
     """How many times this process became the leader."""
-
-
-class _AwaitableRedis:
-    """Lets the asyncio helpers of ``verifier.index.trust_store`` run on a sync client
-    (with :func:`_run_now`: no event loop needed, so it works from any thread)."""
-
-    def __init__(self, client: Any) -> None:
-        self._client = client
-
-    def __getattr__(self, name: str) -> Any:
-        method = getattr(self._client, name)
-
-        async def call(*args: Any, **kwargs: Any) -> Any:
-            return method(*args, **kwargs)
-
-        return call
-
-
-def _run_now(coroutine: Any) -> Any:
-    """Run a coroutine whose awaits never suspend (they are sync calls in disguise)."""
-    try:
-        coroutine.send(None)
-    except StopIteration as done:
-        return done.value
-    coroutine.close()
-    raise RuntimeError("the coroutine suspended; it needs an event loop")
 
 
 def _describe(exc: BaseException) -> str:
@@ -167,7 +147,7 @@ class SyncJob:
         settings: Settings,
         stop: threading.Event | None = None,
         *,
-        redis_client: Any = None,
+        redis_client: SyncRedisClient | None = None,
         upstream: UpstreamClient | None = None,
         namespace: str = DEFAULT_NAMESPACE,
         owner: str | None = None,
@@ -221,7 +201,7 @@ class SyncJob:
             status = msgspec.structs.replace(self._status, updated_at=time.time())
             try:
                 write_sync_status(self.redis, status, self.namespace)
-            except Exception as exc:  # Redis down: the status waits for the next write
+            except REDIS_UNAVAILABLE as exc:  # the status waits for the next write
                 log.debug("could not write the sync status: %s", _describe(exc))
 
     @property
@@ -476,11 +456,6 @@ class SyncJob:
         if now - self._trust_at < self.trust_list_interval_s:
             return
         self._trust_at = now
-        import hashlib
-
-        import fastpath
-        from verifier.index.trust_store import save_trust_list
-
         try:
             data = self.upstream.trust_list()
         except UpstreamError as exc:
@@ -494,14 +469,14 @@ class SyncJob:
         if digest == self._trust_digest:
             return
         try:
-            changed = _run_now(save_trust_list(_AwaitableRedis(self.redis), data))
+            changed = save_trust_list_sync(self.redis, data)
         except fastpath.TrustListError as exc:
             # WIRE-FORMAT 4: a bad list is refused as a whole; the previous one stays.
             self._failed(UpstreamError(f"the upstream's trust list was refused: {exc}"))
             return
-        except Exception as exc:  # Redis down: try again next time
+        except REDIS_UNAVAILABLE as exc:  # try again next time
             self._trust_at = -1e9
-            self._failed(exc)
+            self._failed(redis_unavailable(exc, IndexUnavailable))
             return
         self._trust_digest = digest
         if changed:

@@ -4,7 +4,7 @@ httpx, with timeouts on every phase; failures (transport errors, 5xx, 429, and a
 answer that is not exactly what the interface promises) are retried with jittered
 exponential backoff ("full jitter": a random delay up to base * 2**attempt, capped).
 Every answer is decoded strictly with msgspec into the shapes of
-:mod:`verifier.upstream.wire`, and checked: a feed page must hold exactly the dense
+:mod:`verifier.lib.upstream_wire`, and checked: a feed page must hold exactly the dense
 run of events after the cursor it was asked for; a snapshot stream must be framed
 correctly, start with its header and end with a trailer whose counts agree. A
 truncated or malformed answer is an error, retried, never applied.
@@ -22,7 +22,7 @@ import httpx
 import msgspec
 
 from verifier.index.records import PermitRecord
-from verifier.upstream import wire
+from verifier.lib import upstream_wire as wire
 
 log = logging.getLogger("verifier.sync.upstream")
 

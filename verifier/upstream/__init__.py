@@ -3,8 +3,9 @@
 The upstream (the Foreigner Work Management Service System) is somebody else's
 system. This package documents what the sync job needs from it, and ships a
 reference simulator of that interface for the demo, the tests and the load tests.
-The request path never imports this package (DESIGN "Which part may use which");
-the sync job imports only :mod:`verifier.upstream.wire`, the shapes of the contract.
+Production code never imports this package (DESIGN "Which part may use which"):
+the shapes of the contract are in :mod:`verifier.lib.upstream_wire`, which the sync
+job and this simulator both import.
 
 The interface a real upstream must offer
 ========================================
@@ -16,7 +17,7 @@ every change bumps it.
 
 ``GET /feed?after=SEQ&limit=N`` (N <= 10,000, default 1,000)
     The change feed. With ``Accept: application/msgpack`` the body is msgpack,
-    otherwise JSON; both are a :class:`~verifier.upstream.wire.FeedPage`
+    otherwise JSON; both are a :class:`~verifier.lib.upstream_wire.FeedPage`
     ``{feed_id, after, page_end, last_seq, head_time, events: [...]}``. Each event is
     ``{seq, time, type, permit}`` with the permit's whole state after the change, so
     applying it is an idempotent upsert guarded by ``v``. Sequence numbers are dense
@@ -33,7 +34,7 @@ every change bumps it.
     Every permit, consistent with exactly one sequence number: a stream
     (``application/x-permit-snapshot``) of length-prefixed msgpack frames: a header
     ``{format, feed_id, seq, count, time}``, arrays of records, and a trailer
-    ``{count, seq}`` (framing in :mod:`verifier.upstream.wire`). The snapshot holds
+    ``{count, seq}`` (framing in :mod:`verifier.lib.upstream_wire`). The snapshot holds
     every change up to ``seq`` and none after it; a client loads it and then follows
     the feed from ``seq``. ``?format=ndjson`` gives the same as NDJSON lines (header,
     one record per line, trailer) for people and ``curl``.

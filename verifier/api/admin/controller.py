@@ -19,8 +19,8 @@ from verifier.api.auth.terminals import (
 )
 from verifier.api.body import json_body, read_json
 from verifier.api.openapi import API_KEY_SECURITY, PROTECTED, problems
-from verifier.api.redis_failures import REDIS_DOWN
 from verifier.lib.problems import Problem
+from verifier.lib.redis_errors import REDIS_UNAVAILABLE
 
 _STORE_DOWN = "The key store cannot be reached; retry shortly."
 
@@ -52,7 +52,7 @@ class AdminController(Controller):
             raise Problem(404, str(exc)) from None
         except TerminalError as exc:
             raise Problem(400, str(exc)) from None
-        except REDIS_DOWN:
+        except REDIS_UNAVAILABLE:
             raise Problem(503, _STORE_DOWN, headers={"Retry-After": "1"}) from None
         return Response(terminal, status_code=201 if new else 200)
 
@@ -60,5 +60,5 @@ class AdminController(Controller):
     async def terminals(self, request: Request[Any, Any, Any]) -> TerminalsOut:
         try:
             return TerminalsOut(terminals=await list_terminals(request.app.state.runtime.redis))
-        except REDIS_DOWN:
+        except REDIS_UNAVAILABLE:
             raise Problem(503, _STORE_DOWN, headers={"Retry-After": "1"}) from None

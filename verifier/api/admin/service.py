@@ -7,18 +7,19 @@ from typing import Any
 import msgspec
 
 from verifier.api.admin.schemas import SyncOut
-from verifier.api.redis_failures import REDIS_DOWN
 from verifier.api.verdicts.schemas import IndexAsOf
 from verifier.api.verdicts.status import rfc3339
 from verifier.index import IndexNotReady, IndexUnavailable
 from verifier.index.sync_status import read_sync_status
 from verifier.lib.problems import Problem
+from verifier.lib.redis_client import AsyncRedisClient
+from verifier.lib.redis_errors import REDIS_UNAVAILABLE
 
 
 async def sync_overview(runtime: Any) -> SyncOut:
     try:
         freshness = await runtime.index.index.freshness()
-    except (IndexUnavailable, IndexNotReady, *REDIS_DOWN):
+    except (IndexUnavailable, IndexNotReady, *REDIS_UNAVAILABLE):
         raise Problem(503, "The index cannot be reached.", headers={"Retry-After": "1"}) from None
     report = await _sync_report(runtime.redis)
     return SyncOut(
@@ -34,10 +35,10 @@ async def sync_overview(runtime: Any) -> SyncOut:
     )
 
 
-async def _sync_report(redis: Any) -> dict[str, Any] | None:
+async def _sync_report(redis: AsyncRedisClient) -> dict[str, Any] | None:
     try:
         status = await read_sync_status(redis)
-    except REDIS_DOWN:
+    except REDIS_UNAVAILABLE:
         return None
     if status is None:
         return None

@@ -8,6 +8,7 @@ from typing import Any, TextIO
 import orjson
 
 from verifier.api.audit.log import AUDIT_STREAM
+from verifier.lib.redis_client import AsyncRedisClient
 
 __all__ = ["export_audit", "parse_since"]
 
@@ -46,7 +47,7 @@ def _line(record: dict[str, Any]) -> bytes:
     return orjson.dumps(out) + b"\n"
 
 
-async def export_audit(redis: Any, out: TextIO, since: float = 0.0, until: float | None = None) -> int:
+async def export_audit(redis: AsyncRedisClient, out: TextIO, since: float = 0.0, until: float | None = None) -> int:
     """Write every audit record made from ``since`` (epoch s) up to ``until`` as one JSON object a line,
     oldest batch first; returns the count."""
     since_ms = int(since * 1000)

@@ -42,7 +42,8 @@ from __future__ import annotations
 import base64
 import hashlib
 from dataclasses import dataclass
-from typing import Any
+
+from verifier.lib.redis_client import AsyncRedisClient
 
 __all__ = [
     "HISTORY_PREFIX",
@@ -210,7 +211,7 @@ def history_key(permit_number: str) -> str:
 
 
 async def read_history(
-    redis: Any, permit_number: str, policy: HistoryPolicy, *, since_ms: int, cursor: Cursor | None, limit: int
+    redis: AsyncRedisClient, permit_number: str, policy: HistoryPolicy, *, since_ms: int, cursor: Cursor | None, limit: int
 ) -> tuple[list[HistoryEntry], Cursor | None]:
     """A page of the permit's checks, newest first, from ``since_ms`` on; and the cursor of
     the next page (None: this was the last)."""

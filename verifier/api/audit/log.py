@@ -40,7 +40,8 @@ from typing import Any
 import orjson
 
 from verifier.api.audit.history import INDEX, INDEX_CHUNK, WRITE, HistoryPolicy
-from verifier.api.redis_failures import REDIS_DOWN
+from verifier.lib.redis_client import AsyncRedisClient
+from verifier.lib.redis_errors import REDIS_UNAVAILABLE
 
 __all__ = ["AUDIT_STREAM", "AuditLog"]
 
@@ -64,7 +65,7 @@ class AuditLog:
 
     __slots__ = ("_redis", "_buffer", "dropped", "written", "history")
 
-    def __init__(self, redis: Any, history: HistoryPolicy | None = None) -> None:
+    def __init__(self, redis: AsyncRedisClient, history: HistoryPolicy | None = None) -> None:
         self._redis = redis
         self.history = history or HistoryPolicy()
         self._buffer: list[dict[str, str]] = []
@@ -120,7 +121,7 @@ class AuditLog:
                             pipe.eval(INDEX, 1, AUDIT_STREAM, orjson.dumps([chunk]), retention, cap, "")
                     await pipe.execute()
                 written += sum(len(batch) for batch in pipeline)
-        except REDIS_DOWN:
+        except REDIS_UNAVAILABLE:
             # Keep what was not written for the next flush, oldest first; bound what an outage can hold.
             self._buffer = records[written:] + self._buffer
             excess = len(self._buffer) - BUFFER_LIMIT

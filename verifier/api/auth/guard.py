@@ -20,8 +20,8 @@ from litestar.connection import ASGIConnection
 
 from verifier.api.auth.keys import Caller
 from verifier.api.ratelimit.limiter import retry_after
-from verifier.api.redis_failures import REDIS_DOWN
 from verifier.lib.problems import Problem
+from verifier.lib.redis_errors import REDIS_UNAVAILABLE
 
 __all__ = ["CALLER_SCOPE_KEY", "caller_of", "require_key"]
 
@@ -54,7 +54,7 @@ async def require_key(connection: Request[Any, Any, Any]) -> None:
                       headers=_CHALLENGE_HEADERS)
     try:
         caller = await runtime.keys.authenticate(token)
-    except REDIS_DOWN:
+    except REDIS_UNAVAILABLE:
         # A key this worker has never seen, and Redis cannot be asked: not the caller's fault.
         raise Problem(503, "The key store cannot be reached; retry shortly.", headers={"Retry-After": "1"}) from None
     if caller is None:

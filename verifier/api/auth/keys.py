@@ -34,7 +34,8 @@ from typing import Any
 import msgspec
 
 from verifier.api.auth.roles import Role
-from verifier.api.redis_failures import REDIS_DOWN
+from verifier.lib.redis_client import AsyncRedisClient
+from verifier.lib.redis_errors import REDIS_UNAVAILABLE
 
 __all__ = [
     "ApiKeyError",
@@ -115,7 +116,7 @@ def check_organisation(organisation: str) -> str:
 
 
 async def add_api_key(
-    redis: Any,
+    redis: AsyncRedisClient,
     role: str,
     name: str,
     employers: Iterable[str] = (),
@@ -162,7 +163,7 @@ async def add_api_key(
     return key_id, token
 
 
-async def organisations_of(redis: Any, key_ids: Iterable[str]) -> dict[str, str]:
+async def organisations_of(redis: AsyncRedisClient, key_ids: Iterable[str]) -> dict[str, str]:
     """The organisation name behind each key id (revoked keys too; keys of before
     organisations existed: their name). A key id with no record is left out."""
     ids = list(dict.fromkeys(key_ids))
@@ -180,7 +181,7 @@ async def organisations_of(redis: Any, key_ids: Iterable[str]) -> dict[str, str]
     return names
 
 
-async def list_api_keys(redis: Any) -> list[ApiKeyInfo]:
+async def list_api_keys(redis: AsyncRedisClient) -> list[ApiKeyInfo]:
     """Every key ever created, revoked ones included, oldest first."""
     ids = sorted(
         (i.decode() if isinstance(i, bytes) else i) for i in await redis.smembers(KEY_SET)
@@ -210,7 +211,7 @@ async def list_api_keys(redis: Any) -> list[ApiKeyInfo]:
     return keys
 
 
-async def revoke_api_key(redis: Any, key_id: str) -> bool:
+async def revoke_api_key(redis: AsyncRedisClient, key_id: str) -> bool:
     """Revoke a key (by id, or by its whole token); False when there is no such live key."""
     match = _TOKEN_RE.fullmatch(key_id)
     if match:
@@ -229,7 +230,7 @@ class KeyVerifier:
 
     __slots__ = ("_redis", "_cache")
 
-    def __init__(self, redis: Any) -> None:
+    def __init__(self, redis: AsyncRedisClient) -> None:
         self._redis = redis
         # key id -> (fetched_at, digest or None for "no such live key", caller)
         self._cache: dict[str, tuple[float, str | None, Caller | None]] = {}
@@ -249,7 +250,7 @@ class KeyVerifier:
         if entry is None or now - entry[0] > (CACHE_TTL_S if entry[1] else _NEGATIVE_TTL_S):
             try:
                 entry = await self._fetch(key_id, now)
-            except REDIS_DOWN:
+            except REDIS_UNAVAILABLE:
                 if entry is None:
                     raise
                 # Redis is away: keep the record we had (see the module docstring).

@@ -19,11 +19,11 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterable
-from typing import Any
 
 import msgspec
 
 from verifier.api.auth.keys import ORGANISATION_SET, ApiKeyError, check_organisation
+from verifier.lib.redis_client import AsyncRedisClient
 
 __all__ = ["TERMINALS_PREFIX", "Terminal", "TerminalError", "UnknownOrganisation", "list_terminals", "register_terminal", "terminal_names"]
 
@@ -71,7 +71,7 @@ def _text(value: str, what: str) -> str:
     return value
 
 
-async def register_terminal(redis: Any, organisation: str, terminal_id: str, name: str, place: str) -> tuple[Terminal, bool]:
+async def register_terminal(redis: AsyncRedisClient, organisation: str, terminal_id: str, name: str, place: str) -> tuple[Terminal, bool]:
     """Register (or rename) a terminal; returns it and whether it is new.
     The organisation must be one that API keys were made for."""
     try:
@@ -88,7 +88,7 @@ async def register_terminal(redis: Any, organisation: str, terminal_id: str, nam
     return terminal, bool(added)
 
 
-async def list_terminals(redis: Any) -> list[Terminal]:
+async def list_terminals(redis: AsyncRedisClient) -> list[Terminal]:
     """Every registered terminal, by organisation and id."""
     organisations = sorted(o.decode() if isinstance(o, bytes) else o for o in await redis.smembers(ORGANISATION_SET))
     if not organisations:
@@ -106,7 +106,7 @@ async def list_terminals(redis: Any) -> list[Terminal]:
     return terminals
 
 
-async def terminal_names(redis: Any, wanted: Iterable[tuple[str, str]]) -> dict[tuple[str, str], tuple[str, str]]:
+async def terminal_names(redis: AsyncRedisClient, wanted: Iterable[tuple[str, str]]) -> dict[tuple[str, str], tuple[str, str]]:
     """``(organisation, terminal id) -> (name, place)`` for those registered."""
     pairs = [pair for pair in dict.fromkeys(wanted) if pair[1]]
     if not pairs:

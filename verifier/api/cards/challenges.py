@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import secrets
 import time
-from typing import Any
+
+from verifier.lib.redis_client import AsyncRedisClient
 
 __all__ = ["CHALLENGE_TTL_S", "ChallengeStore"]
 
@@ -21,7 +22,7 @@ CHALLENGE_BYTES = 32
 class ChallengeStore:
     __slots__ = ("_redis",)
 
-    def __init__(self, redis: Any) -> None:
+    def __init__(self, redis: AsyncRedisClient) -> None:
         self._redis = redis
 
     async def issue(self, key_id: str) -> tuple[bytes, float]:

@@ -12,11 +12,11 @@ from verifier.api.auth.roles import VERIFIERS
 from verifier.api.body import json_body, read_json
 from verifier.api.cards.schemas import CardRequest, ChallengeOut
 from verifier.api.openapi import API_KEY_SECURITY, PROTECTED, problems
-from verifier.api.redis_failures import REDIS_DOWN
 from verifier.api.responses import JsonAnswer
 from verifier.api.verdicts.schemas import VerdictOut
 from verifier.api.verdicts.status import rfc3339
 from verifier.lib.problems import Problem
+from verifier.lib.redis_errors import REDIS_UNAVAILABLE
 
 
 class CardController(Controller):
@@ -32,7 +32,7 @@ class CardController(Controller):
         store = request.app.state.runtime.challenges
         try:
             challenge, expires_at = await store.issue(caller_of(request).key_id)
-        except REDIS_DOWN:
+        except REDIS_UNAVAILABLE:
             raise Problem(503, "Challenges cannot be issued now; retry shortly.", headers={"Retry-After": "1"}) from None
         return ChallengeOut(challenge=challenge, expires_at=rfc3339(expires_at))
 

@@ -9,8 +9,8 @@ from litestar import Controller, MediaType, Request, Response, get
 from litestar.openapi.datastructures import ResponseSpec
 
 from verifier.api.health.schemas import LiveOut, ReadyChecks, ReadyOut
-from verifier.api.redis_failures import REDIS_DOWN
 from verifier.api.verdicts.index_view import IndexUnavailableError
+from verifier.lib.redis_errors import REDIS_UNAVAILABLE
 
 
 class HealthController(Controller):
@@ -27,7 +27,7 @@ class HealthController(Controller):
         now = time.time()
         try:
             redis_ok = bool(await runtime.redis.ping())
-        except REDIS_DOWN:
+        except REDIS_UNAVAILABLE:
             redis_ok = False
         state = runtime.index.state
         try:

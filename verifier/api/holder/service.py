@@ -50,13 +50,14 @@ from verifier.api.holder.schemas import (
 from verifier.api.holder.sessions import HolderSession, HolderSessions, SessionRefused
 from verifier.api.holder.upstream import NoNotice, NoticeClient, NoticeUnavailable
 from verifier.api.ratelimit.limiter import RateLimiter, retry_after
-from verifier.api.redis_failures import REDIS_DOWN
 from verifier.api.trust.service import TrustHolder
 from verifier.api.verdicts.index_view import IndexUnavailableError, IndexView
 from verifier.api.verdicts.service import Verifications
 from verifier.api.verdicts.status import R_REPLAYED, rfc3339
 from verifier.api.verdicts.views import view_spec
 from verifier.lib.problems import Problem
+from verifier.lib.redis_client import AsyncRedisClient
+from verifier.lib.redis_errors import REDIS_UNAVAILABLE
 
 __all__ = ["NOTICE_FORMATS", "HolderService", "SESSION_RESULTS"]
 
@@ -145,7 +146,7 @@ class HolderService:
     def __init__(
         self,
         *,
-        redis: Any,
+        redis: AsyncRedisClient,
         verifications: Verifications,
         index: IndexView,
         audit: AuditLog,
@@ -204,7 +205,7 @@ class HolderService:
                           reasons=[R_REPLAYED])
         try:
             token, expires_at = await self.sessions.create(verdict.permit.pn, caller.key_id, now)
-        except REDIS_DOWN:
+        except REDIS_UNAVAILABLE:
             raise _store_problem() from None
         return SessionOut(token=token, expires_at=rfc3339(expires_at), result=verdict.result)
 
@@ -219,7 +220,7 @@ class HolderService:
         try:
             outcome = await self.verifications.replay.accept(claims["cti"], claims["exp"], caller.key_id + "/",
                                                              now)
-        except REDIS_DOWN:
+        except REDIS_UNAVAILABLE:
             raise _store_problem() from None
         return outcome == "first"
 
@@ -228,13 +229,13 @@ class HolderService:
             return await self.sessions.resolve(token, caller.key_id, time.time())
         except SessionRefused as refused:
             raise Problem(401, _TOKEN_DETAIL[refused.why], type=_TOKEN, title=_TOKEN_TITLE) from None
-        except REDIS_DOWN:
+        except REDIS_UNAVAILABLE:
             raise _store_problem() from None
 
     async def sign_out(self, session: HolderSession, caller: Caller) -> None:
         try:
             await self.sessions.end(session)
-        except REDIS_DOWN:
+        except REDIS_UNAVAILABLE:
             raise _store_problem() from None
         self._audit(caller, "holder_sign_out", "ended", session.permit_number)
 
@@ -310,7 +311,7 @@ class HolderService:
             terminals = await self._names.resolve(
                 ((organisations.get(e.key_id, ""), e.terminal) for e in entries if e.terminal),
                 lambda pairs: terminal_names(self.redis, pairs), now)
-        except REDIS_DOWN:
+        except REDIS_UNAVAILABLE:
             raise Problem(503, "The audit cannot be read now; retry shortly.", headers=_UNAVAILABLE) from None
         items = []
         for entry in entries:

@@ -22,6 +22,8 @@ import secrets
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from verifier.lib.redis_client import AsyncRedisClient
+
 __all__ = ["EXPIRED_MEMORY_S", "HolderSession", "HolderSessions", "SessionRefused"]
 
 SESSION_PREFIX = "pv:holder:session:"
@@ -59,7 +61,7 @@ def _text(value: Any) -> str:
 class HolderSessions:
     __slots__ = ("_redis", "ttl_s")
 
-    def __init__(self, redis: Any, ttl_s: float) -> None:
+    def __init__(self, redis: AsyncRedisClient, ttl_s: float) -> None:
         if ttl_s <= 0:
             raise ValueError("a holder session needs a positive lifetime")
         self._redis = redis

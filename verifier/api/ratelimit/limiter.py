@@ -27,9 +27,9 @@ import asyncio
 import logging
 import math
 import time
-from typing import Any
 
-from verifier.api.redis_failures import REDIS_DOWN
+from verifier.lib.redis_client import AsyncRedisClient
+from verifier.lib.redis_errors import REDIS_UNAVAILABLE
 
 __all__ = ["RateLimiter"]
 
@@ -98,7 +98,7 @@ class RateLimiter:
 
     __slots__ = ("_redis", "_script", "rate", "burst", "lease_size", "_top_up_below", "_leases", "_local")
 
-    def __init__(self, redis: Any, rate: float, burst: int) -> None:
+    def __init__(self, redis: AsyncRedisClient, rate: float, burst: int) -> None:
         if rate <= 0 or burst < 1:
             raise ValueError("a rate limit needs rate > 0 and burst >= 1")
         self._redis = redis
@@ -149,7 +149,7 @@ class RateLimiter:
             lease.tokens = (lease.tokens if now < lease.expires else 0) + granted
             lease.expires = now + LEASE_S
             return None
-        except REDIS_DOWN:
+        except REDIS_UNAVAILABLE:
             return _FALLBACK
         except Exception:  # a bug, but a background refill has nobody to raise it to
             log.exception("rate limit refill failed")

@@ -24,6 +24,8 @@ import nacl.exceptions
 import nacl.signing
 import orjson
 
+from verifier.lib.redis_client import AsyncRedisClient
+
 __all__ = ["RECEIPT_KEY", "Receipt", "ReceiptSigner", "canonical_verdict", "verify_receipt"]
 
 RECEIPT_KEY = "pv:receipt-key"
@@ -65,7 +67,7 @@ class ReceiptSigner:
         self.kid = _b64url(hashlib.sha256(self.public_key).digest()[:8])
 
     @classmethod
-    async def load_or_create(cls, redis: Any, current: "ReceiptSigner | None" = None) -> "ReceiptSigner":
+    async def load_or_create(cls, redis: AsyncRedisClient, current: "ReceiptSigner | None" = None) -> "ReceiptSigner":
         """The service's receipt key, made by whichever worker starts first.
 
         With ``current`` (the key this worker signs with) a Redis that lost the key

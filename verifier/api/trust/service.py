@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import fastpath
 from verifier.index.trust_store import load_trust_list, trust_list_digest
+from verifier.lib.redis_client import AsyncRedisClient
 
 __all__ = ["TrustHolder"]
 
@@ -22,7 +22,7 @@ class TrustHolder:
         self.refused_digest: str | None = None
         """The digest of the last list refused, so that it is not parsed (and logged) again and again."""
 
-    async def reload(self, redis: Any) -> bool:
+    async def reload(self, redis: AsyncRedisClient) -> bool:
         """Load the stored list if it changed; True when a new list is now in force. Raises RedisError."""
         data = await load_trust_list(redis)
         if data is None:

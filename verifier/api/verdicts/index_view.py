@@ -24,13 +24,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from verifier.api.redis_failures import REDIS_DOWN
 from verifier.api.verdicts.near_cache import NearCache
 from verifier.api.verdicts.schemas import IndexAsOf
 from verifier.api.verdicts.status import R_INDEX_NOT_READY, R_INDEX_STALE, R_UNAVAILABLE, rfc3339
 from verifier.index import IndexNotReady, IndexUnavailable, PermitIndex
 from verifier.index.records import PermitRecord
 from verifier.lib.metrics import Metrics
+from verifier.lib.redis_errors import REDIS_UNAVAILABLE
 
 __all__ = ["IndexState", "IndexUnavailableError", "IndexView"]
 
@@ -88,7 +88,7 @@ class IndexView:
         """Poll the index's freshness; a failure makes every status unavailable until the next success."""
         try:
             freshness = await self.index.freshness()
-        except (IndexUnavailable, IndexNotReady, *REDIS_DOWN):
+        except (IndexUnavailable, IndexNotReady, *REDIS_UNAVAILABLE):
             self.state, self._error = None, R_UNAVAILABLE
             return None
         if not freshness.ready:
@@ -157,7 +157,7 @@ class IndexView:
             records = await self.index.get_many("pn", list(batch))
         except IndexNotReady:
             failed = _ReadFailed(R_INDEX_NOT_READY)
-        except (IndexUnavailable, *REDIS_DOWN):
+        except (IndexUnavailable, *REDIS_UNAVAILABLE):
             failed = _ReadFailed(R_UNAVAILABLE)
         except asyncio.CancelledError:  # shutdown
             for future in batch.values():
@@ -216,7 +216,7 @@ class IndexView:
             return await self.index.get_many_stored(permit_numbers), state
         except IndexNotReady:
             raise IndexUnavailableError(R_INDEX_NOT_READY, state) from None
-        except (IndexUnavailable, *REDIS_DOWN):
+        except (IndexUnavailable, *REDIS_UNAVAILABLE):
             raise IndexUnavailableError(R_UNAVAILABLE, state) from None
 
     async def _get_many(self, by: Any, ids: Sequence[str], state: IndexState) -> dict[str, PermitRecord]:
@@ -224,5 +224,5 @@ class IndexView:
             return await self.index.get_many(by, ids)
         except IndexNotReady:
             raise IndexUnavailableError(R_INDEX_NOT_READY, state) from None
-        except (IndexUnavailable, *REDIS_DOWN):
+        except (IndexUnavailable, *REDIS_UNAVAILABLE):
             raise IndexUnavailableError(R_UNAVAILABLE, state) from None

@@ -11,7 +11,9 @@ again, marked as a repeat; any other terminal, or later, is REPLAYED.
 from __future__ import annotations
 
 import time
-from typing import Any, Literal
+from typing import Literal
+
+from verifier.lib.redis_client import AsyncRedisClient
 
 __all__ = ["ReplayGuard", "DOUBLE_READ_S"]
 
@@ -24,7 +26,7 @@ Outcome = Literal["first", "repeat", "replayed"]
 class ReplayGuard:
     __slots__ = ("_redis",)
 
-    def __init__(self, redis: Any) -> None:
+    def __init__(self, redis: AsyncRedisClient) -> None:
         self._redis = redis
 
     async def accept(self, cti: bytes, exp: int, reader: str, now: float | None = None) -> Outcome:

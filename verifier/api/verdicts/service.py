@@ -25,7 +25,6 @@ from verifier.api.audit.log import AuditLog
 from verifier.api.auth.keys import Caller
 from verifier.api.cards.challenges import ChallengeStore
 from verifier.api.receipts.signer import ReceiptSigner
-from verifier.api.redis_failures import REDIS_DOWN
 from verifier.api.trust.service import TrustHolder
 from verifier.api.verdicts.index_view import IndexState, IndexUnavailableError, IndexView
 from verifier.api.verdicts.replay import ReplayGuard
@@ -43,6 +42,7 @@ from verifier.api.verdicts.status import (
 from verifier.api.verdicts.views import ViewSpec, view_spec
 from verifier.index.records import PermitRecord
 from verifier.lib.metrics import Metrics
+from verifier.lib.redis_errors import REDIS_UNAVAILABLE
 
 __all__ = ["PROFILE_MANUAL", "ReceiptHolder", "Verifications"]
 
@@ -210,7 +210,7 @@ class Verifications:
             reader = f"{answer.caller.key_id}/{answer.terminal}"
             try:
                 outcome = await self.replay.accept(claims["cti"], claims["exp"], reader, answer.now)
-            except REDIS_DOWN:
+            except REDIS_UNAVAILABLE:
                 return answer.give(codes.STATUS_UNAVAILABLE, (R_UNAVAILABLE,), verdict.profile, view, state)
             if outcome == "replayed" or (outcome == "repeat" and not answer.double_reads):
                 return answer.give(codes.REPLAYED, (R_REPLAYED,), verdict.profile, view, state)
@@ -231,7 +231,7 @@ class Verifications:
         try:
             # Any attempt uses the challenge up, good or bad: it is single-use.
             fresh: bool | None = await self.challenges.consume(challenge, caller.key_id)
-        except REDIS_DOWN:
+        except REDIS_UNAVAILABLE:
             fresh = None
         if verdict.result != codes.VALID:
             return answer.give(verdict.result, verdict.reasons, profile)

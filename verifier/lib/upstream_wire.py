@@ -1,8 +1,11 @@
 """The upstream's wire interface: shapes shared by the simulator and the sync client.
 
 This module is the contract (see the ``verifier.upstream`` docstring for the
-endpoints). It holds data shapes and the snapshot framing only; importing it does
-not import the simulator.
+endpoints). It holds data shapes and the snapshot framing only, here in ``lib``
+rather than in the simulator's package so that the sync job (production code) and
+the simulator both import it and neither imports the other. Its records are the
+index's own (``verifier.index.records``, plain msgspec Structs): the upstream's
+record is what the index stores.
 
 Snapshot stream framing (``GET /snapshot``, media type ``application/x-permit-snapshot``):
 a sequence of frames, each ``kind`` (1 byte) + ``length`` (4 bytes, big-endian,
