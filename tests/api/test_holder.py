@@ -12,6 +12,8 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from verifier.api.audit.log import AUDIT_STREAM
 from verifier.api.auth.terminals import register_terminal
@@ -428,3 +430,11 @@ def test_match_is_limited_per_platform_key(world: World) -> None:
             == 200
     finally:
         client.__exit__(None, None, None)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=300))
+def test_any_name_normalises_without_error(name: str) -> None:
+    parts = name_parts(name)
+    assert parts == tuple(sorted(parts)) and all(parts)
+    assert name_parts(" ".join(reversed(parts))) == parts  # order of the parts never matters

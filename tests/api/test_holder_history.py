@@ -5,11 +5,14 @@ paged by cursor. Real Redis, and a real Redis Cluster for the one-slot layout.""
 from __future__ import annotations
 
 import asyncio
+import base64
 import time
 from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from verifier.api.audit.history import (
     HISTORY_PREFIX,
@@ -201,3 +204,15 @@ def test_on_a_cluster_the_index_is_in_the_audits_slot(redis_cluster: Any, redis_
         assert client.zcard(history_key("WP0000000000001199")) == 1
     finally:
         client.close()
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(max_size=200) | st.binary(max_size=150).map(lambda b: base64.urlsafe_b64encode(b).decode()))
+def test_any_cursor_text_is_a_cursor_or_a_cursor_error(text: str) -> None:
+    # the client's cursor is untrusted input: nothing but CursorError may come of it
+    try:
+        cursor = Cursor.decode(text, "WP1")
+    except CursorError:
+        return
+    assert cursor.score >= 0 and cursor.skip >= 0
+    assert Cursor.decode(cursor.encode("WP1"), "WP1") == cursor
