@@ -82,6 +82,16 @@ class Settings:
     """The counter page's card-reader bridge (loopback HTTP); the one origin its CSP lets it connect to besides its own."""
     counter_clear_s: float = 30.0
     """Default seconds after which the counter page clears a verdict (each terminal may change it)."""
+    holder_session_ttl_s: float = 600.0
+    """How long a holder token of the e-card platform is valid (seconds)."""
+    holder_history_days: int = 365
+    """How long "who verified me" keeps each check of a permit (days; 12 months by default)."""
+    holder_history_cap: int = 10_000
+    """The most checks "who verified me" keeps per permit (the oldest go first)."""
+    holder_match_per_s: float = 5.0
+    """Real-name match attempts per second allowed per platform key (burst: 4 s worth)."""
+    holder_match_per_identifier_per_h: int = 10
+    """Real-name match attempts per hour allowed per permit or social security number."""
     extra: dict[str, str] = field(default_factory=dict)
     """Reserved."""
 
@@ -105,6 +115,11 @@ class Settings:
             "cors_origins": parse_origins(_env("VERIFIER_CORS_ORIGINS", "")),
             "card_bridge_origin": _env("VERIFIER_CARD_BRIDGE_ORIGIN", DEFAULT_CARD_BRIDGE_ORIGIN),
             "counter_clear_s": float(_env("VERIFIER_COUNTER_CLEAR_S", "30")),
+            "holder_session_ttl_s": float(_env("VERIFIER_HOLDER_SESSION_TTL_S", "600")),
+            "holder_history_days": int(_env("VERIFIER_HOLDER_HISTORY_DAYS", "365")),
+            "holder_history_cap": int(_env("VERIFIER_HOLDER_HISTORY_CAP", "10000")),
+            "holder_match_per_s": float(_env("VERIFIER_HOLDER_MATCH_PER_S", "5")),
+            "holder_match_per_identifier_per_h": int(_env("VERIFIER_HOLDER_MATCH_PER_IDENTIFIER_PER_H", "10")),
         }
         known = {f.name for f in fields(cls)}
         env.update({k: v for k, v in overrides.items() if k in known and v is not None})
@@ -135,6 +150,11 @@ class Settings:
             "VERIFIER_CORS_ORIGINS": ",".join(self.cors_origins),
             "VERIFIER_CARD_BRIDGE_ORIGIN": self.card_bridge_origin,
             "VERIFIER_COUNTER_CLEAR_S": repr(self.counter_clear_s),
+            "VERIFIER_HOLDER_SESSION_TTL_S": repr(self.holder_session_ttl_s),
+            "VERIFIER_HOLDER_HISTORY_DAYS": str(self.holder_history_days),
+            "VERIFIER_HOLDER_HISTORY_CAP": str(self.holder_history_cap),
+            "VERIFIER_HOLDER_MATCH_PER_S": repr(self.holder_match_per_s),
+            "VERIFIER_HOLDER_MATCH_PER_IDENTIFIER_PER_H": str(self.holder_match_per_identifier_per_h),
         }
 
     @property

@@ -246,6 +246,10 @@ def _print_banner(info: dict[str, Any], samples: dict[str, Any], problems: list[
     for name, sample in samples.items():
         expect = " or ".join(sample.expect) if sample.expect else "found and missing"
         out.write(f"\n# {name}: {sample.note} -> {expect}\n{sample.curl}\n")
+    if info.get("holder_flow"):
+        out.write("\n# holder services: the e-card platform signs the holder in with a fresh ES1 code, reads the\n"
+                  "# permit, downloads the notice (notice.pdf) and lists who verified them; paste in one shell:\n")
+        out.write("\n".join(info["holder_flow"]) + "\n")
     if problems:
         out.write("\nwarning: the demo's own check of its samples disagreed (events may have changed a permit):\n")
         for line in problems:
@@ -255,7 +259,7 @@ def _print_banner(info: dict[str, Any], samples: dict[str, Any], problems: list[
 
 
 def run_demo(options: DemoOptions) -> int:
-    from verifier.run.samples import build_samples, curl_command, pick_permits, write_qr_images
+    from verifier.run.samples import build_samples, curl_command, holder_flow, pick_permits, write_qr_images
 
     def on_signal(signum: int, frame: object) -> None:
         options.stop_event.set()
@@ -289,6 +293,7 @@ def run_demo(options: DemoOptions) -> int:
                 "seed": options.seed,
                 "permits": options.permits,
                 "samples": {name: msgspec.to_builtins(s) for name, s in samples.items()},
+                "holder_flow": holder_flow(stack.api_url, stack.upstream_url, tokens["essc_platform"], picked.valid.pn),
                 "pids": stack.pids,
                 "logs": str(stack.log_dir),
                 "started_in_s": round(time.monotonic() - started, 1),
