@@ -23,6 +23,7 @@ import pytest
 from verifier.api.audit import log as audit_log
 from verifier.api.audit.chain import Chain, Link
 from verifier.api.audit.files import shard_folders
+from verifier.api.audit.history import history_key
 from verifier.api.audit.log import AuditLog
 from verifier.api.audit.stream import AUDIT_STREAM, deliver
 from verifier.cli import main
@@ -185,6 +186,7 @@ def test_without_history_the_store_holds_a_shard_until_restore(redis_url: str, r
     redis_sync.flushall()  # the store of record is lost
     run(lambda s: write(s, 10), redis_url)  # the next worker puts the shard back, from record 1
     assert len(ids(stream_records(redis_url))) == 60
+    assert redis_sync.zcard(history_key("P40")) == 1  # "who verified me" with it (P40: in the first 50 only)
     chain_ok(capsys, redis_url)
 
     # Archived: the oldest file goes away; then the store is lost again.

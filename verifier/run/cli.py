@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from verifier.api.cli import STORE_HELP
+from verifier.api.counter.flags import add_counter_flags, counter_overrides
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -37,6 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     serve.add_argument("--audit-dir", default=None,
                        help="the audit's append-only files (default: $VERIFIER_AUDIT_DIR or STATE_DIR/audit)")
     serve.add_argument("--log-level", default=None, help="log level (default: $VERIFIER_LOG_LEVEL or INFO)")
+    add_counter_flags(serve)
     serve.set_defaults(func=_serve)
 
     demo = subparsers.add_parser(
@@ -72,11 +74,14 @@ def _serve(args: argparse.Namespace) -> int:
     from verifier.lib.settings import Settings
     from verifier.run.serve import serve
 
-    settings = Settings.from_env(
-        redis_url=args.redis, store_url=args.store, upstream_url=args.upstream, host=args.host, port=args.port,
-        audit_dir=args.audit_dir,
-        workers=args.workers, state_dir=args.state_dir, log_level=args.log_level,
-    )
+    try:
+        settings = Settings.from_env(
+            redis_url=args.redis, store_url=args.store, upstream_url=args.upstream, host=args.host, port=args.port,
+            audit_dir=args.audit_dir, workers=args.workers, state_dir=args.state_dir, log_level=args.log_level,
+            **counter_overrides(args),
+        )
+    except ValueError as exc:  # a CORS or card-bridge origin that is not one
+        return _usage_error(str(exc))
     if settings.workers < 1:
         return _usage_error("--workers must be at least 1")
     return serve(settings)

@@ -33,8 +33,8 @@ a shard of its own (``<node>-m<random>``), holding undelivered records in memory
 most ``BUFFER_LIMIT``, past that the oldest are dropped, counted and logged.
 
 A record: ``t`` (epoch ms, as the worker saw it), ``key`` (key id), ``role``,
-``terminal``, ``kind`` (qr, card, manual, permit, lookup; checkpoint for the chain's
-seals), ``profile``, ``pn`` (permit number; a bulk look-up names the permits it
+``terminal``, ``kind`` (qr, card, manual, permit, lookup; sign_in, match and holder_*
+for the e-card platform's holder calls; checkpoint for the chain's seals), ``profile``, ``pn`` (permit number; a bulk look-up names the permits it
 showed, comma-separated, with the counts ``asked`` and ``missing``), ``result``; then
 ``id`` and ``h`` (chain.py). :func:`verifier.api.audit.export.export_audit` writes one
 NDJSON line per record.
@@ -52,6 +52,7 @@ import orjson
 
 from verifier.api.audit.chain import CHECKPOINT_INTERVAL_S, CHECKPOINT_KIND, Chain, CheckpointSigner, Link
 from verifier.api.audit.files import AuditFiles
+from verifier.api.audit.history import HistoryPolicy
 from verifier.api.audit.stream import AUDIT_STREAM, Delivered, Numbered, deliver, hash_of, head_key, publish_key
 from verifier.lib.redis_client import AsyncRedisClient
 from verifier.lib.redis_errors import REDIS_UNAVAILABLE
@@ -77,11 +78,14 @@ class AuditLog:
 
     __slots__ = ("_store", "_files", "_chain", "_signer", "_buffer", "_unsent", "_behind", "_held_until",
                  "_last_checkpoint", "_since_checkpoint", "_last_sweep", "_key_published", "_gap_logged",
-                 "_known_head", "dropped", "written")
+                 "_known_head", "dropped", "written", "history")
 
-    def __init__(self, store: AsyncRedisClient, files: AuditFiles | None = None) -> None:
-        """Without ``files``: no write-through, a shard of its own (tools, tests, a folder that failed)."""
+    def __init__(self, store: AsyncRedisClient, history: HistoryPolicy | None = None, *,
+                 files: AuditFiles | None = None) -> None:
+        """``history``: what "who verified me" keeps (written with each batch the store takes).
+        Without ``files``: no write-through, a shard of its own (tools, tests, a folder that failed)."""
         self._store = store
+        self.history = history or HistoryPolicy()
         self._files = files
         if files is not None:
             self._chain = Chain(files.link)
@@ -106,16 +110,16 @@ class AuditLog:
         self.written = 0
 
     @classmethod
-    def open(cls, store: AsyncRedisClient, audit_dir: Path) -> "AuditLog":
+    def open(cls, store: AsyncRedisClient, audit_dir: Path, history: HistoryPolicy | None = None) -> "AuditLog":
         """The worker's audit with its shard claimed in ``audit_dir``; without files if the folder fails."""
         try:
             files = AuditFiles.claim(audit_dir)
         except OSError as exc:
             log.error("audit files: cannot use %s (%s); going on without them: undelivered records are then "
                       "held in memory only", audit_dir, exc)
-            return cls(store)
+            return cls(store, history)
         log.info("audit: shard %s in %s, from record %d", files.name, files.shard.directory, files.link.seq + 1)
-        return cls(store, files)
+        return cls(store, history, files=files)
 
     @property
     def shard(self) -> str:
@@ -358,7 +362,7 @@ class AuditLog:
         return taken
 
     async def _deliver(self, shard: str, numbered: list[Numbered], *, adopt: bool = False) -> Delivered:
-        delivered = await deliver(self._store, shard, numbered, adopt=adopt)
+        delivered = await deliver(self._store, shard, numbered, adopt=adopt, history=self.history)
         self.written += delivered.taken
         if delivered.gaps and not self._gap_logged:
             self._gap_logged = True

@@ -36,6 +36,7 @@ import orjson
 from verifier.api.audit.chain import Link, parse_id
 from verifier.api.audit.export import entries, exported_form
 from verifier.api.audit.files import shard_folders
+from verifier.api.audit.history import HistoryPolicy
 from verifier.api.audit.stream import AUDIT_STREAM, TRIMMED_KEY, deliver, head_key
 from verifier.lib.redis_client import AsyncRedisClient
 
@@ -142,8 +143,9 @@ class Restored:
     """Shards whose files hold other records than the store under the same numbers (left as they are)."""
 
 
-async def restore_from_files(store: AsyncRedisClient, audit_dir: Path) -> Restored:
-    """Deliver every record of the folder's shards that the store lacks (after each shard's head)."""
+async def restore_from_files(store: AsyncRedisClient, audit_dir: Path, history: HistoryPolicy = HistoryPolicy()) -> Restored:
+    """Deliver every record of the folder's shards that the store lacks (after each shard's head), their
+    "who verified me" index with them."""
     restored = Restored()
     for shard in shard_folders(audit_dir):
         files = shard.files()
@@ -156,7 +158,7 @@ async def restore_from_files(store: AsyncRedisClient, audit_dir: Path) -> Restor
             lines = shard.read_after(head, _RESTORE_CHUNK)
             if not lines:
                 break
-            delivered = await deliver(store, shard.name, lines, adopt=True)
+            delivered = await deliver(store, shard.name, lines, adopt=True, history=history)
             if delivered.forked is not None:
                 restored.forked.append(shard.name)
                 break

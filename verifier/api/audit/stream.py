@@ -15,7 +15,9 @@ Cluster everything here lives on one node, the audit's):
 :data:`APPEND` adds a batch of one shard only if it begins after the shard's head,
 and moves the head, atomically: a batch sent twice (a flush that failed half-way and
 was sent again, a spool replayed twice, a restore run over records the stream has)
-is taken once. So within a shard the stream holds each record once, in order.
+is taken once. So within a shard the stream holds each record once, in order. The
+same call writes the per-permit index of "who verified me" for the batch it took
+(verifier/api/audit/history.py: the index is written with the audit, or not at all).
 :func:`deliver` is the one client of the script: the API workers' flush, their sweep
 of slots no worker holds, and ``verifier audit restore``.
 """
@@ -28,6 +30,7 @@ from typing import Any
 import orjson
 
 from verifier.api.audit.chain import Link
+from verifier.api.audit.history import INDEX, INDEX_BODY, INDEX_CHUNK, HistoryPolicy
 from verifier.lib.redis_client import AsyncRedisClient
 
 __all__ = [
@@ -98,12 +101,17 @@ end
 redis.call('XADD', KEYS[1], '*', 'r', ARGV[4])
 redis.call('HSET', KEYS[2], 'seq', ARGV[2], 'h', ARGV[3])
 redis.call('SADD', KEYS[3], ARGV[5])
+local records = cjson.decode(ARGV[4])
+local retention, cap, skip = tonumber(ARGV[8]), tonumber(ARGV[9]), ARGV[10]
+""" + INDEX_BODY + """
 return {status, head, ''}
 """
 """KEYS: the stream, the shard's head, the set of shards. ARGV: 1 the batch's first record
 number, 2 its last, 3 the last one's h, 4 the batch (JSON array), 5 the shard, 6 '1' to
 take a batch of a shard the store has no history of (restore), 7 '1' if the batch must
-follow the head (any batch of a pipeline but its first). Replies
+follow the head (any batch of a pipeline but its first), 8 9 the "who verified me"
+retention (ms) and cap, 10 the batch's records (",<i>,...,") whose permits ``INDEX``
+calls index instead (bulk look-ups of more than INDEX_CHUNK permits). Replies
 ``{status, head, head's h when OVERLAP}``."""
 
 
@@ -195,8 +203,30 @@ class Delivered:
     """Records (first, last) between the store's head and a batch taken, which never reached the store."""
 
 
-async def deliver(store: AsyncRedisClient, shard: str, numbered: list[Numbered], *, adopt: bool = False) -> Delivered:
-    """Send one shard's records (in order) to the stream with :data:`APPEND`.
+def _large_records(batch: list[Numbered]) -> tuple[str, list[tuple[int, bytes]]]:
+    """The records of ``batch`` that name more than INDEX_CHUNK permits (bulk look-ups), as
+    APPEND's skip list, and their permits in chunks of INDEX_CHUNK for INDEX calls
+    (``(record number, JSON array of one record)``)."""
+    skip: list[str] = []
+    chunks: list[tuple[int, bytes]] = []
+    for i, (seq, line) in enumerate(batch, 1):
+        if line.count(b",") < INDEX_CHUNK:  # cheap: only a line this long can name that many permits
+            continue
+        record = orjson.loads(line)
+        permits = record.get("pn")
+        if not isinstance(permits, str) or permits.count(",") < INDEX_CHUNK:
+            continue
+        skip.append(str(i))
+        names = permits.split(",")
+        for start in range(0, len(names), INDEX_CHUNK):
+            chunks.append((seq, orjson.dumps([{**record, "pn": ",".join(names[start:start + INDEX_CHUNK])}])))
+    return ("," + ",".join(skip) + ",") if skip else "", chunks
+
+
+async def deliver(store: AsyncRedisClient, shard: str, numbered: list[Numbered], *, adopt: bool = False,
+                  history: HistoryPolicy = HistoryPolicy()) -> Delivered:
+    """Send one shard's records (in order) to the stream with :data:`APPEND`, and index their permits
+    for "who verified me" as ``history`` says.
 
     A batch the store took already is refused by the head check: the records up to the
     head it names are dropped (the same records: the head's hash is theirs, checked
@@ -210,18 +240,26 @@ async def deliver(store: AsyncRedisClient, shard: str, numbered: list[Numbered],
     while pending:
         done_upto = 0
         for pipeline in pipelines(pending):
+            appends = []  # the place of each batch's APPEND reply among the pipeline's replies
+            calls = 0
             async with store.pipeline(transaction=False) as pipe:
                 for i, batch in enumerate(pipeline):
                     last, last_line = batch[-1]
-                    # EVAL, not EVALSHA: the same in every kind of pipeline (cluster too), and ~1 KB
+                    skip, chunks = _large_records(batch)
+                    # EVAL, not EVALSHA: the same in every kind of pipeline (cluster too), and ~3 KB
                     # of script beside a batch of up to 128 KB. Only a pipeline's first batch may leave
                     # a gap after the head: the others follow it, or an earlier one was refused.
+                    appends.append(calls)
+                    calls += 1 + len(chunks)
                     pipe.eval(APPEND, 3, AUDIT_STREAM, head_key(shard), SHARDS_KEY, batch[0][0], last,
                               hash_of(last_line), b"[" + b",".join(line for _n, line in batch) + b"]", shard,
-                              "1" if adopt else "", "1" if i else "")
+                              "1" if adopt else "", "1" if i else "", history.retention_ms, history.cap, skip)
+                    for seq, chunk in chunks:
+                        pipe.eval(INDEX, 2, AUDIT_STREAM, head_key(shard), chunk, history.retention_ms,
+                                  history.cap, "", seq)
                 replies = await pipe.execute()
             overlapped = False
-            for batch, (status, head, digest) in zip(pipeline, replies):
+            for batch, (status, head, digest) in zip(pipeline, (replies[i] for i in appends)):
                 head = int(head)
                 if status == NOT_NEXT:
                     overlapped = True
