@@ -123,16 +123,16 @@ def test_who_verified_me_against_a_bare_zrange(tmp_path_factory: pytest.TempPath
     stack = DemoStack(DemoOptions(state_dir=tmp_path_factory.mktemp("holder-bench"), port=0, workers=1,
                                   permits=PERMITS, seed=SEED, event_rate=0.0, rate_limit_per_s=1e9))
     with stack:
-        tokens = {role: k["token"] for role, k in create_demo_keys(stack.redis_url, ["91110000100000000A"]).items()}
+        tokens = {role: k["token"] for role, k in create_demo_keys(stack.store_url, ["91110000100000000A"]).items()}
         today = dt.datetime.now(CST).date().isoformat()
         snapshot = httpx.get(f"{stack.upstream_url}/snapshot", params={"format": "ndjson"}, timeout=60).text
         rows = [json.loads(line) for line in snapshot.splitlines() if line.startswith("[")]
         holder_pn = next(r[0] for r in rows if r[9] == "active" and r[6] <= today < r[7] and r[10] and r[11])
-        anchor = redis.Redis.from_url(stack.redis_url)
+        anchor = redis.Redis.from_url(stack.store_url)  # the audit and its index: the store of record
         try:
             before = anchor.info("memory")["used_memory"]
             started = time.perf_counter()
-            filled = asyncio.run(_fill(stack.redis_url, holder_pn))
+            filled = asyncio.run(_fill(stack.store_url, holder_pn))
             fill_s = time.perf_counter() - started
             used = anchor.info("memory")["used_memory"] - before
             stream = anchor.memory_usage(AUDIT_STREAM, samples=0) or 0

@@ -222,7 +222,7 @@ def test_a_cancelled_permits_holder_reads_that_it_is_cancelled(client: Any, worl
 # --- who verified me ---------------------------------------------------------------
 
 def _register(world: World, organisation: str, terminal: str, name: str, place: str) -> None:
-    run_async(world.redis_url, lambda r: register_terminal(r, organisation, terminal, name, place))
+    run_async(world.store, lambda r: register_terminal(r, organisation, terminal, name, place))
 
 
 def _items(client: Any, world: World, token: str, **params: Any) -> dict[str, Any]:

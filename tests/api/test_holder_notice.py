@@ -12,6 +12,7 @@ import datetime as dt
 import io
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -45,6 +46,8 @@ class Simulated:
     tokens: dict[str, str]
     active: PermitRecord
     cancelled: PermitRecord
+    state_dir: Path
+    """The workers' state (their audit files)."""
 
     def headers(self, role: str, holder: str | None = None) -> dict[str, str]:
         headers = {"Authorization": f"Bearer {self.tokens[role]}"}
@@ -59,7 +62,7 @@ class Simulated:
 
 
 @pytest.fixture
-def simulated(redis_url: str, redis_sync: Any) -> Iterator[Simulated]:
+def simulated(redis_url: str, redis_sync: Any, tmp_path: Path) -> Iterator[Simulated]:
     upstream = Upstream.create(permits=200, seed=11)
     today = dt.datetime.now(_CST).date().isoformat()
     records = list(upstream.records())
@@ -73,14 +76,15 @@ def simulated(redis_url: str, redis_sync: Any) -> Iterator[Simulated]:
     for role in ("essc_platform", "exit_entry"):
         tokens[role] = run_async(redis_url, lambda r, role=role: add_api_key(r, role, f"test {role}"))[1]
     with UpstreamServer(upstream) as server:
-        yield Simulated(upstream, server, redis_url, tokens, active, cancelled)
+        yield Simulated(upstream, server, redis_url, tokens, active, cancelled, tmp_path / "state")
 
 
 @pytest.fixture
 def client(simulated: Simulated) -> Iterator[TestClient[Any]]:
     from verifier.lib.settings import Settings
 
-    client = open_client(Settings(redis_url=simulated.redis_url, upstream_url=simulated.server.url))
+    client = open_client(Settings(redis_url=simulated.redis_url, upstream_url=simulated.server.url,
+                                  state_dir=simulated.state_dir))
     try:
         yield client
     finally:
@@ -183,7 +187,8 @@ def test_a_media_type_it_cannot_give_is_406(client: Any, simulated: Simulated) -
 def test_an_unreachable_upstream_is_503_and_the_notice_is_never_made_up(simulated: Simulated) -> None:
     from verifier.lib.settings import Settings
 
-    client = open_client(Settings(redis_url=simulated.redis_url, upstream_url=f"http://127.0.0.1:{free_port()}"))
+    client = open_client(Settings(redis_url=simulated.redis_url, upstream_url=f"http://127.0.0.1:{free_port()}",
+                                  state_dir=simulated.state_dir))
     try:
         token = signed_in(client, simulated, simulated.active)
         reply = notice(client, simulated, token, "text/plain")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -29,10 +30,10 @@ def scan(client: Any, world: World, text: str, terminal: str = "T-1", role: str 
 
 
 @pytest.fixture
-def own_world(own_redis_server: EmbeddedRedis, issuer: IssuerKey) -> Iterator[tuple[World, EmbeddedRedis]]:
+def own_world(own_redis_server: EmbeddedRedis, issuer: IssuerKey, tmp_path: Path) -> Iterator[tuple[World, EmbeddedRedis]]:
     redis_sync = sync_client(own_redis_server.url)
     try:
-        yield make_world(own_redis_server.url, redis_sync, issuer), own_redis_server
+        yield make_world(own_redis_server.url, redis_sync, issuer, tmp_path / "state"), own_redis_server
     finally:
         redis_sync.close()
 

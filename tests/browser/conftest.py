@@ -117,8 +117,9 @@ def stack(redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory)
         redis_server.start()
     redis = sync_client(redis_server.url)
     redis.flushall()
-    world = in_thread(make_world, redis_server.url, redis, IssuerKey.generate([ISSUER, "CN-310000"]))
-    started = start_stack(world, tmp_path_factory.mktemp("counter-stack"))
+    folder = tmp_path_factory.mktemp("counter-stack")
+    world = in_thread(make_world, redis_server.url, redis, IssuerKey.generate([ISSUER, "CN-310000"]), folder / "state")
+    started = start_stack(world, folder)
     try:
         yield started
     finally:
@@ -130,7 +131,8 @@ def stack(redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory)
 def own_stack(own_redis_server: EmbeddedRedis, tmp_path: Path) -> Iterator[Stack]:
     """A stack on a Redis of its own, for tests that stop Redis or the API."""
     redis = own_redis_server.client()
-    world = in_thread(make_world, own_redis_server.url, redis, IssuerKey.generate([ISSUER, "CN-310000"]))
+    world = in_thread(make_world, own_redis_server.url, redis, IssuerKey.generate([ISSUER, "CN-310000"]),
+                      tmp_path / "state")
     started = start_stack(world, tmp_path, with_bridge=False)
     try:
         yield started

@@ -31,7 +31,8 @@ def test_demo_serves_its_samples_and_stops_everything_on_sigint(tmp_path: Path, 
     demo = start_demo(tmp_path, "--permits", "400", "--event-rate", "0")
     info = demo.info
 
-    # What the info file promises: the URL, one key per role, the upstream, the samples.
+    # What the info file promises: the URL, one key per role, the upstream, both Redis servers, the samples.
+    assert info["redis"] != info["store"] and info["store"].startswith("redis://127.0.0.1:")
     assert set(info["keys"]) == {"exit_entry", "service_hall", "social_insurance", "partner", "admin",
                                  "essc_platform"}
     assert all(token.startswith("pvk_") for token in info["keys"].values())
@@ -85,7 +86,7 @@ def test_demo_serves_its_samples_and_stops_everything_on_sigint(tmp_path: Path, 
     def audited() -> list[dict[str, object]]:
         export = subprocess.run(
             [sys.executable, "-m", "verifier", "audit", "export", "--since", str(int(started) - 1),
-             "--redis", info["redis"]], capture_output=True, cwd=REPO, env=child_env(), timeout=60,
+             "--store", info["store"]], capture_output=True, cwd=REPO, env=child_env(), timeout=60,
         )
         assert export.returncode == 0, export.stderr
         return [orjson.loads(line) for line in export.stdout.splitlines()]
@@ -98,11 +99,11 @@ def test_demo_serves_its_samples_and_stops_everything_on_sigint(tmp_path: Path, 
     # Ctrl-C: every process it started is gone, every port closed, the keys file removed.
     tree = demo.tree | descendants(demo.process.pid)
     names = set(info["pids"])
-    assert {"redis", "upstream", "sync", "api"} <= names
-    assert len(tree) >= 6  # redis helper + server, upstream, sync, serve + 2 workers
+    assert {"redis", "store", "upstream", "sync", "api"} <= names
+    assert len(tree) >= 8  # two redis helpers + servers, upstream, sync, serve + 2 workers
     assert demo.interrupt(signal.SIGINT) == 0
     wait_for(lambda: not alive(tree), 30, "every child of the demo to exit")
-    for url in (info["url"], info["upstream"], info["redis"]):
+    for url in (info["url"], info["upstream"], info["redis"], info["store"]):
         assert not port_open(url), url
     assert not demo.info_file.exists()
     assert "stopped." in demo.output_text()

@@ -10,6 +10,7 @@ from litestar import Litestar
 from litestar.openapi import OpenAPIConfig
 
 from verifier.api.admin.controller import AdminController
+from verifier.api.audit.controller import AuditKeysController
 from verifier.api.auth.controller import MeController
 from verifier.api.body import request_components
 from verifier.api.cards.controller import CardController
@@ -35,13 +36,15 @@ __all__ = ["create_app"]
 DEFAULT_MAX_BODY = 64 * 1024
 
 
-def create_app(settings: Settings, *, redis: AsyncRedisClient | None = None, tune_gc: bool = False) -> Litestar:
+def create_app(settings: Settings, *, redis: AsyncRedisClient | None = None, store: AsyncRedisClient | None = None,
+               tune_gc: bool = False) -> Litestar:
     """The one factory. ``redis``: an asyncio client to use (tests); else one is made from ``settings.redis_url``.
+    ``store``: the same for the store of record (else ``settings.store_url``'s, or the index's client).
     ``tune_gc``: a serving worker's garbage-collection policy once started (``runtime.tune_gc``;
     it affects the whole process, so only the worker's own factory asks for it)."""
     if redis is None and not settings.redis_url:
         raise ValueError("create_app needs settings.redis_url (or a client): the API never runs without Redis")
-    runtime = Runtime(settings, redis, tune_gc=tune_gc)
+    runtime = Runtime(settings, redis, store=store, tune_gc=tune_gc)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -54,7 +57,8 @@ def create_app(settings: Settings, *, redis: AsyncRedisClient | None = None, tun
     app = Litestar(
         route_handlers=[
             QrController, CardController, PermitController, TrustController, ReceiptController,
-            AdminController, HealthController, HolderController, MeController, *counter_routes(settings),
+            AuditKeysController, AdminController, HealthController, HolderController, MeController,
+            *counter_routes(settings),
         ],
         lifespan=[lifespan],
         state=_state(runtime),

@@ -8,10 +8,15 @@ are registered by ``verifier.run.cli``, which owns them).
     verifier terminals register --organisation ORG --id TERMINAL_ID --name NAME --place PLACE
     verifier terminals list [--json]
     verifier audit export --since ISO_OR_EPOCH [--until ...] > file.ndjson
+    verifier audit verify [EXPORT.ndjson ...] [--files DIR] [--keys JWKS]   (default: the live stream)
+    verifier audit keys [--files DIR]
+    verifier audit restore [--files DIR]
+    verifier audit retain --archive DIR [--max-age-days D] [--max-mb M]
 
 Settings come from the environment (``verifier.lib.settings``); the flags override
 them and bear the same names across the whole CLI. Exit codes (``verifier/cli.py``):
-0 success, 1 a negative answer (no such key), 2 a usage error.
+0 success, 1 a negative answer (no such key, a broken audit chain), 2 a usage error,
+3 the store failed.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TypeVar
 
 import msgspec
@@ -29,8 +35,15 @@ from verifier.lib.redis_client import AsyncRedisClient
 T = TypeVar("T")
 
 
+STORE_HELP = ("the store of record's Redis URL: API keys, the audit, what the upstream cannot rebuild "
+              "(default: $VERIFIER_STORE_URL, else the index's Redis)")
+
+
 def _add_redis_flag(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--redis", default=None, help="Redis URL (default: $REDIS_URL)")
+    # These commands work on the store of record; --redis (the index's) is its fallback, as in `serve`.
+    parser.add_argument("--store", default=None, help=STORE_HELP)
+    parser.add_argument("--redis", default=None, help="the index's Redis URL, used when no store URL is set "
+                        "(default: $REDIS_URL)")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -88,6 +101,48 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     _add_redis_flag(export)
     export.set_defaults(func=_audit_export)
 
+    verify = audit_commands.add_parser(
+        "verify", help="check the hash chain and signed checkpoints; names the first broken link",
+        description="Check the audit's hash chain (every record's SHA-256 over its content and the record before "
+        "it, per shard) and its signed checkpoints, in exports (in order: the oldest archive first), in an audit "
+        "folder's files, or (neither given) in the live stream of the store. Exit 0: every link holds; 1: the "
+        "first broken link is printed.")
+    verify.add_argument("exports", nargs="*", metavar="EXPORT", help="NDJSON exports or archives ('-': stdin)")
+    verify.add_argument("--files", type=Path, default=None, metavar="DIR", help="an audit folder (VERIFIER_AUDIT_DIR)")
+    verify.add_argument("--keys", type=Path, default=None, metavar="JWKS",
+                        help="the trusted checkpoint keys (as `verifier audit keys` prints them); default: the "
+                        "keys the store publishes")
+    _add_redis_flag(verify)
+    verify.set_defaults(func=_audit_verify)
+
+    keys_cmd = audit_commands.add_parser("keys", help="print the public checkpoint keys as a JWK Set",
+                                         description="The public keys that sign the audit's checkpoints: those the "
+                                         "store publishes, or the one of an audit folder (--files). Keep a copy "
+                                         "apart from the store, for `audit verify --keys`.")
+    keys_cmd.add_argument("--files", type=Path, default=None, metavar="DIR", help="an audit folder's own key")
+    _add_redis_flag(keys_cmd)
+    keys_cmd.set_defaults(func=_audit_keys)
+
+    restore = audit_commands.add_parser(
+        "restore", help="put an audit folder's records back into the store (those it lacks)",
+        description="Deliver every record of an audit folder's shards that the store lacks (a store that was lost "
+        "or replaced), as the workers do: records the stream holds already are not written again.")
+    restore.add_argument("--files", type=Path, default=None, metavar="DIR",
+                         help="the audit folder (default: $VERIFIER_AUDIT_DIR or STATE_DIR/audit)")
+    _add_redis_flag(restore)
+    restore.set_defaults(func=_audit_restore)
+
+    retain = audit_commands.add_parser(
+        "retain", help="trim the stream by age and size, exporting what goes first",
+        description="Export the oldest stream entries that are older than --max-age-days, or that keep the "
+        "stream over --max-mb, to an fsynced NDJSON archive in --archive, then trim exactly those (XTRIM MINID). "
+        "Run it daily from a timer.")
+    retain.add_argument("--archive", type=Path, required=True, metavar="DIR", help="where the archives go")
+    retain.add_argument("--max-age-days", type=float, default=None, metavar="D", help="keep records this young")
+    retain.add_argument("--max-mb", type=float, default=None, metavar="M", help="keep the stream under this size")
+    _add_redis_flag(retain)
+    retain.set_defaults(func=_audit_retain)
+
 
 def _usage_error(message: str) -> int:
     print(f"verifier: {message}", file=sys.stderr)
@@ -95,11 +150,12 @@ def _usage_error(message: str) -> int:
 
 
 def _with_redis(args: argparse.Namespace, work: Callable[[AsyncRedisClient], Awaitable[T]]) -> T:
-    """Run ``work(redis)`` on an asyncio client of ``--redis``/``$REDIS_URL``."""
+    """Run ``work(store)`` on an asyncio client of the store of record (``--store``/``$VERIFIER_STORE_URL``,
+    else ``--redis``/``$REDIS_URL``)."""
     from verifier.lib.redis_client import async_client
     from verifier.lib.settings import Settings
 
-    url = Settings.from_env(redis_url=args.redis).redis_url
+    url = Settings.from_env(redis_url=args.redis, store_url=args.store).store_url_or_index
     if not url:
         raise _NoRedis()
 
@@ -126,7 +182,7 @@ def _redis_command(func: Callable[[argparse.Namespace], int]) -> Callable[[argpa
         try:
             return func(args)
         except _NoRedis:
-            return _usage_error("no Redis URL: set REDIS_URL or pass --redis")
+            return _usage_error("no store URL: set VERIFIER_STORE_URL (or REDIS_URL) or pass --store")
         except (RedisError, OSError) as exc:
             print(f"verifier: Redis: {exc}", file=sys.stderr)
             return 3
@@ -228,4 +284,116 @@ def _audit_export(args: argparse.Namespace) -> int:
     count = _with_redis(args, lambda r: export_audit(r, sys.stdout, since, until))
     sys.stdout.flush()
     print(f"exported {count} audit records", file=sys.stderr)
+    return 0
+
+
+def _trusted_keys(args: argparse.Namespace) -> dict[str, bytes] | None:
+    """``--keys``, else the store's published keys (None: no store to ask)."""
+    import orjson
+
+    from verifier.api.audit.chain import keys_of_jwks
+    from verifier.api.audit.stream import read_keys
+
+    if args.keys is not None:
+        return keys_of_jwks(orjson.loads(args.keys.read_bytes()))
+    try:
+        return keys_of_jwks(_with_redis(args, read_keys))
+    except _NoRedis:
+        return None
+
+
+@_redis_command
+def _audit_verify(args: argparse.Namespace) -> int:
+    from verifier.api.audit.verify import report_lines, verify_exports, verify_files, verify_stream
+
+    if args.exports and args.files is not None:
+        return _usage_error("audit verify: exports or --files, not both")
+    try:
+        keys = _trusted_keys(args)
+    except (OSError, ValueError) as exc:
+        return _usage_error(f"--keys: {exc}")
+    if keys is None and args.files is not None and (args.files / "checkpoint-key").exists():
+        from verifier.api.audit.chain import CheckpointSigner
+
+        own = CheckpointSigner.load_or_create(args.files / "checkpoint-key")
+        keys = {own.kid: own.public_key}
+        print("audit verify: checkpoints checked against the folder's own key (--keys, a copy kept apart, "
+              "is the stronger check)", file=sys.stderr)
+    if keys is None:
+        return _usage_error("no checkpoint keys to trust: pass --keys FILE (see `verifier audit keys`) or a store URL")
+    try:
+        if args.exports:
+            verifier = verify_exports(args.exports, keys)
+        elif args.files is not None:
+            if not args.files.is_dir():
+                return _usage_error(f"--files: {args.files} is not a folder")
+            verifier = verify_files(args.files, keys)
+        else:
+            verifier = _with_redis(args, lambda r: verify_stream(r, keys))
+    except FileNotFoundError as exc:
+        return _usage_error(str(exc))
+    for line in report_lines(verifier):
+        print(line)
+    return 0 if verifier.ok else 1
+
+
+@_redis_command
+def _audit_keys(args: argparse.Namespace) -> int:
+    import orjson
+
+    from verifier.api.audit.chain import CheckpointSigner
+    from verifier.api.audit.stream import read_keys
+
+    if args.files is not None:
+        path = args.files / "checkpoint-key"
+        if not path.exists():
+            return _usage_error(f"{path}: no checkpoint key (has a worker ever written to this folder?)")
+        jwks = {"keys": [CheckpointSigner.load_or_create(path).jwk()]}
+    else:
+        jwks = _with_redis(args, read_keys)
+    print(orjson.dumps(jwks, option=orjson.OPT_INDENT_2).decode())
+    return 0
+
+
+@_redis_command
+def _audit_restore(args: argparse.Namespace) -> int:
+    from verifier.api.audit.history import HistoryPolicy
+    from verifier.api.audit.retention import restore_from_files
+    from verifier.lib.settings import Settings
+
+    settings = Settings.from_env()
+    folder = args.files if args.files is not None else settings.audit_path
+    if not folder.is_dir():
+        return _usage_error(f"{folder} is not an audit folder")
+    # the "who verified me" index comes back with the records, kept as the service keeps it
+    history = HistoryPolicy.of(settings.holder_history_days, settings.holder_history_cap)
+    restored = _with_redis(args, lambda r: restore_from_files(r, folder, history))
+    for shard, (taken, first) in sorted(restored.shards.items()):
+        note = f" (its files begin at record {first}: the ones before are in the archive)" if first > 1 else ""
+        print(f"shard {shard}: {taken} records restored{note}", file=sys.stderr)
+    for shard in restored.forked:
+        print(f"shard {shard}: NOT restored: the store holds other records under the same numbers", file=sys.stderr)
+    print(f"restored {sum(t for t, _ in restored.shards.values())} audit records from {folder}", file=sys.stderr)
+    return 1 if restored.forked else 0
+
+
+@_redis_command
+def _audit_retain(args: argparse.Namespace) -> int:
+    from verifier.api.audit.retention import RetentionBusy, retain
+
+    if args.max_age_days is None and args.max_mb is None:
+        return _usage_error("audit retain: give --max-age-days, --max-mb or both")
+    if (args.max_age_days is not None and args.max_age_days <= 0) or (args.max_mb is not None and args.max_mb <= 0):
+        return _usage_error("audit retain: the bounds are positive numbers")
+    try:
+        done = _with_redis(args, lambda r: retain(r, args.archive, max_age_days=args.max_age_days,
+                                                  max_mb=args.max_mb))
+    except RetentionBusy as exc:
+        print(f"verifier: {exc}", file=sys.stderr)
+        return 1
+    if done.archive is None:
+        print("nothing to trim: the stream is within its bounds", file=sys.stderr)
+    else:
+        print(f"exported {done.records} records ({done.entries} stream entries) to {done.archive}, then trimmed "
+              f"them from the stream", file=sys.stderr)
     return 0

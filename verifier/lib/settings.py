@@ -55,7 +55,10 @@ class Settings:
     upstream_url: str = ""
     """Base URL of the upstream permit system (or its simulator)."""
     state_dir: Path = Path(".state")
-    """Where the private Redis-protocol server keeps its data and the demo its keys."""
+    """Where the private Redis-protocol servers keep their data and the demo its keys."""
+    audit_dir: str = ""
+    """Where each API worker writes its audit records through to append-only files (a durable local
+    disk in production); empty: ``state_dir/audit``. See ``audit_path``."""
     host: str = "127.0.0.1"
     """Address the API binds to."""
     port: int = 8000
@@ -102,6 +105,7 @@ class Settings:
             "store_url": _env("VERIFIER_STORE_URL", ""),
             "upstream_url": _env("UPSTREAM_URL", ""),
             "state_dir": Path(_env("VERIFIER_STATE_DIR", ".state")),
+            "audit_dir": _env("VERIFIER_AUDIT_DIR", ""),
             "host": _env("VERIFIER_HOST", "127.0.0.1"),
             "port": int(_env("VERIFIER_PORT", "8000")),
             "workers": int(_env("VERIFIER_WORKERS", "2")),
@@ -137,6 +141,7 @@ class Settings:
             "VERIFIER_STORE_URL": self.store_url,
             "UPSTREAM_URL": self.upstream_url,
             "VERIFIER_STATE_DIR": str(self.state_dir),
+            "VERIFIER_AUDIT_DIR": self.audit_dir,
             "VERIFIER_HOST": self.host,
             "VERIFIER_PORT": str(self.port),
             "VERIFIER_WORKERS": str(self.workers),
@@ -161,6 +166,11 @@ class Settings:
     def store_url_or_index(self) -> str:
         """Where the store of record is: ``store_url``, or (not set) the index's own Redis."""
         return self.store_url or self.redis_url
+
+    @property
+    def audit_path(self) -> Path:
+        """The audit files' folder: ``audit_dir``, or (not set) ``state_dir/audit``."""
+        return Path(self.audit_dir) if self.audit_dir else self.state_dir / "audit"
 
     def with_(self, **changes: object) -> "Settings":
         return replace(self, **changes)  # type: ignore[arg-type]

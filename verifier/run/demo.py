@@ -2,7 +2,9 @@
 
 Starts, each as a child process of its own (:mod:`verifier.run.processes`):
 
-1. a private Redis-protocol server, data under the state folder;
+1. two private Redis-protocol servers, data under the state folder: the index's, and
+   beside it the store of record's (API keys and the audit; AOF fsynced on every
+   write), so that losing the index's data costs a resync and nothing else;
 2. the upstream simulator with demo permits and a few lifecycle events a second;
 3. the sync job, mirroring the simulator into the permit index;
 4. the API (``verifier serve``, 2 workers);
@@ -35,7 +37,7 @@ import msgspec
 
 from verifier.lib.redis_server import free_port
 from verifier.lib.settings import Settings
-from verifier.run.private_redis import private_redis_child, wait_for_url
+from verifier.run.private_redis import INDEX, STORE, private_redis_child, wait_for_url
 from verifier.run.processes import Child, ChildFailed, http_ok, wait_until
 
 __all__ = ["DemoOptions", "DemoStack", "run_demo"]
@@ -63,7 +65,9 @@ class DemoOptions:
     info_file: Path | None = None
     ready_timeout_s: float = 180.0
     redis_url: str = ""
-    """An existing Redis to use instead of starting a private one."""
+    """An existing Redis to use for the index instead of starting a private one."""
+    store_url: str = ""
+    """An existing Redis for the store of record; empty: a private one, or ``redis_url``'s when that is given."""
     stop_event: threading.Event = field(default_factory=threading.Event)
 
 
@@ -76,6 +80,8 @@ class DemoStack:
         self.log_dir = self.state_dir / "logs"
         self.children: list[Child] = []
         self.redis_url = options.redis_url
+        self.store_url = options.store_url or options.redis_url
+        self.audit_path = self.state_dir / "audit"
         self.upstream_url = ""
         self.api_url = ""
         self.api_port = 0
@@ -99,9 +105,13 @@ class DemoStack:
         options = self.options
         self.log_dir.mkdir(parents=True, exist_ok=True)
         if not self.redis_url:
-            redis, url_file = private_redis_child(self.state_dir, self.log_dir / "redis.log")
+            redis, url_file = private_redis_child(self.state_dir, self.log_dir, INDEX)
             self._start(redis)
             self.redis_url = wait_for_url(url_file, self._abort_if_needed)
+        if not self.store_url:
+            store, url_file = private_redis_child(self.state_dir, self.log_dir, STORE)
+            self._start(store)
+            self.store_url = wait_for_url(url_file, self._abort_if_needed)
 
         self.upstream_port = free_port()
         self.upstream_url = f"http://127.0.0.1:{self.upstream_port}"
@@ -115,17 +125,19 @@ class DemoStack:
 
         self.api_port = options.port or free_port()
         settings = Settings.from_env(
-            redis_url=self.redis_url, upstream_url=self.upstream_url, state_dir=self.state_dir,
+            redis_url=self.redis_url, store_url=self.store_url, upstream_url=self.upstream_url,
+            state_dir=self.state_dir,
             host=options.host, port=self.api_port, workers=options.workers,
             rate_limit_per_s=options.rate_limit_per_s,
             rate_limit_burst=int(options.rate_limit_per_s * 2) if options.rate_limit_per_s else None,
             card_bridge_origin=self.bridge_url,
         )
+        self.audit_path = settings.audit_path.resolve()
         env = {**os.environ, **settings.to_env()}
         self._start(Child.verifier("sync", ["sync", "--redis", self.redis_url, "--upstream", self.upstream_url],
                                    self.log_dir, env))
         self._start(Child.verifier("api", [
-            "serve", "--redis", self.redis_url, "--upstream", self.upstream_url,
+            "serve", "--redis", self.redis_url, "--store", self.store_url, "--upstream", self.upstream_url,
             "--host", options.host, "--port", str(self.api_port), "--workers", str(options.workers),
         ], self.log_dir, env))
         url_host = "127.0.0.1" if options.host in ("0.0.0.0", "::") else options.host
@@ -160,7 +172,7 @@ class DemoStack:
         return {c.name: c.pid for c in self.children if c.pid is not None}
 
     def stop(self) -> None:
-        """API first (it flushes audit records to Redis), then sync, upstream, Redis last."""
+        """API first (it flushes audit records to the store), then sync, upstream, the Redis servers last."""
         for child in reversed(self.children):
             with contextlib.suppress(Exception):
                 child.stop()
@@ -179,14 +191,14 @@ class DemoStack:
 # -- API keys -------------------------------------------------------------------------
 
 
-def create_demo_keys(redis_url: str, partner_employers: list[str]) -> dict[str, dict[str, str]]:
-    """One key per role, named ``demo <role>``; the previous demo's keys are revoked first."""
+def create_demo_keys(store_url: str, partner_employers: list[str]) -> dict[str, dict[str, str]]:
+    """One key per role, named ``demo <role>``, in the store of record; the previous demo's keys are revoked first."""
     from verifier.api.auth.keys import add_api_key, list_api_keys, revoke_api_key
     from verifier.api.auth.roles import Role
     from verifier.lib.redis_client import async_client
 
     async def make() -> dict[str, dict[str, str]]:
-        redis = async_client(redis_url)
+        redis = async_client(store_url)
         try:
             for key in await list_api_keys(redis):
                 if key.name.startswith(DEMO_KEY_PREFIX) and key.revoked is None:
@@ -234,7 +246,9 @@ def _print_banner(info: dict[str, Any], samples: dict[str, Any], problems: list[
     out.write(f"counter     {info['counter']}   (the terminal page: sign in with a key below and any terminal id)\n")
     out.write(f"card bridge {info['card_bridge']}   (holds the card of the 'valid' permit: press Read card)\n")
     out.write(f"upstream    {info['upstream']}   (simulator; permits, events, issuing)\n")
-    out.write(f"redis       {info['redis']}\n")
+    out.write(f"redis       {info['redis']}   (the index: a mirror of the upstream)\n")
+    out.write(f"store       {info['store']}   (the store of record: API keys, audit)\n")
+    out.write(f"audit files {info['audit_files']}\n")
     out.write(f"logs        {info['logs']}\n\n")
     out.write("API keys (shown once, stored only hashed):\n")
     for role, token in info["keys"].items():
@@ -273,7 +287,7 @@ def run_demo(options: DemoOptions) -> int:
               f"the sync job and the API; logs in {stack.log_dir}", flush=True)
         with stack:
             picked = pick_permits(stack.upstream_url)
-            keys = create_demo_keys(stack.redis_url, [picked.valid.emp])
+            keys = create_demo_keys(stack.store_url, [picked.valid.emp])
             tokens = {role: k["token"] for role, k in keys.items()}
             samples = build_samples(stack.upstream_url, picked)
             for sample in samples.values():
@@ -290,6 +304,8 @@ def run_demo(options: DemoOptions) -> int:
                 "key_ids": {role: k["key_id"] for role, k in keys.items()},
                 "upstream": stack.upstream_url,
                 "redis": stack.redis_url,
+                "store": stack.store_url,
+                "audit_files": str(stack.audit_path),
                 "seed": options.seed,
                 "permits": options.permits,
                 "samples": {name: msgspec.to_builtins(s) for name, s in samples.items()},

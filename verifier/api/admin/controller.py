@@ -46,7 +46,7 @@ class AdminController(Controller):
         for it in "who verified me" (for earlier checks too). 201 when new, 200 when renamed."""
         data = await read_json(request, TerminalRequest)
         try:
-            terminal, new = await register_terminal(request.app.state.runtime.redis, data.organisation, data.id,
+            terminal, new = await register_terminal(request.app.state.runtime.store, data.organisation, data.id,
                                                     data.name, data.place)
         except UnknownOrganisation as exc:
             raise Problem(404, str(exc)) from None
@@ -59,6 +59,6 @@ class AdminController(Controller):
     @get("/terminals", responses=problems(*PROTECTED), summary="Every registered terminal")
     async def terminals(self, request: Request[Any, Any, Any]) -> TerminalsOut:
         try:
-            return TerminalsOut(terminals=await list_terminals(request.app.state.runtime.redis))
+            return TerminalsOut(terminals=await list_terminals(request.app.state.runtime.store))
         except REDIS_UNAVAILABLE:
             raise Problem(503, _STORE_DOWN, headers={"Retry-After": "1"}) from None

@@ -3,9 +3,11 @@
 Every audit record that names a permit (a scan, a card read, a manual check, a
 look-up, a holder's sign-in or real-name match) also becomes an entry of that
 permit's index, in the same Lua call that appends the record's batch to the audit
-stream (:data:`WRITE`): one call per stream entry, in the audit's own pipelines
-(verifier/api/audit/log.py), so the index costs the worker no more commands than
-the audit did; the work is Redis's. A bulk look-up's record names up to 10,000
+stream (``APPEND``, verifier/api/audit/stream.py, which runs :data:`INDEX_BODY` for a
+batch it took): one call per stream entry, in the audit's own pipelines, so the index
+costs the worker no more commands than the audit did; the work is Redis's. A batch
+sent again (the audit is delivered effectively once) is neither appended nor indexed
+twice. A bulk look-up's record names up to 10,000
 permits: each gets an entry; records naming more than :data:`INDEX_CHUNK` permits are
 indexed by further calls of at most that many in the same pipeline (:data:`INDEX`), so
 no one call holds Redis for long. The holder's own reads through the e-card platform
@@ -50,8 +52,8 @@ __all__ = [
     "INDEX",
     "INDEX_CHUNK",
     "READ",
+    "INDEX_BODY",
     "TRIM_EVERY",
-    "WRITE",
     "Cursor",
     "CursorError",
     "HistoryEntry",
@@ -65,13 +67,10 @@ INDEX_CHUNK = 1000
 """At most this many permits are indexed by one Lua call (~3 ms of Redis)."""
 TRIM_EVERY = 8
 
-# Shared: index the records of a decoded batch. ARGV[2] retention ms, ARGV[3] cap,
-# ARGV[4] ",<i>,<j>," 1-based records not to index here (their permits come in INDEX
-# calls), or "".
-_INDEX_RECORDS = """
-local retention = tonumber(ARGV[2])
-local cap = tonumber(ARGV[3])
-local skip = ARGV[4]
+# Shared: index the records of a decoded batch ``records``, with the locals ``retention``
+# (ms), ``cap`` and ``skip`` (",<i>,<j>," 1-based records not to index here: their permits
+# come in INDEX calls; or "") set by the script around it; counts into ``indexed``.
+INDEX_BODY = """
 local clock = redis.call('TIME')
 local cutoff = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000) - retention
 local indexed = 0
@@ -98,22 +97,23 @@ for i, rec in ipairs(records) do
     end
   end
 end
-return indexed
 """.replace("PREFIX", HISTORY_PREFIX).replace("TRIM_EVERY", str(TRIM_EVERY))
-
-WRITE = """
-redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[5], '*', 'r', ARGV[1])
-local records = cjson.decode(ARGV[1])
-""" + _INDEX_RECORDS
-"""KEYS[1] the audit stream. ARGV: 1 the batch (JSON array of records), 2 retention ms,
-3 cap, 4 records to skip, 5 the stream's MAXLEN. Appends the batch, indexes its permits;
-returns how many entries it indexed."""
+"""The indexing part of the audit's APPEND script (verifier/api/audit/stream.py), which runs it
+for a batch the stream took, and of :data:`INDEX`."""
 
 INDEX = """
+local seq = redis.call('HGET', KEYS[2], 'seq')
+if not seq or tonumber(seq) < tonumber(ARGV[5]) then return 0 end
 local records = cjson.decode(ARGV[1])
-""" + _INDEX_RECORDS
-"""KEYS[1] the audit stream (only for routing: the index is in its slot). ARGV as WRITE's
-without 5; ARGV[1] a JSON array of records (chunks of one large record's permits)."""
+local retention, cap, skip = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+""" + INDEX_BODY + """
+return indexed
+"""
+"""KEYS: the audit stream (for routing: the index is in its slot), the record's shard head.
+ARGV: 1 a JSON array of records (chunks of one large record's permits), 2 retention ms,
+3 cap, 4 "", 5 the large record's number in its shard. Indexes only if the stream took
+that record (the APPEND before it in the pipeline did, now or earlier: ZADD of the same
+member again changes nothing), so the index never runs ahead of the audit."""
 
 READ = """
 local retention = tonumber(ARGV[1])

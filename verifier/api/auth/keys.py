@@ -5,20 +5,25 @@ the audit stream and ``api-keys list``; the secret (32 random bytes) is shown on
 creation and stored only as SHA-256 of the whole token (a high-entropy secret needs
 no slow hash), compared with ``hmac.compare_digest``.
 
-Redis layout: ``pv:apikey:<id>`` a hash (digest, role, name, organisation, employers,
-full_fields, created, revoked), ``pv:apikeys`` the set of ids,
-``pv:apikeys:organisations`` the set of organisation names keys were made for (the
-terminal registry, :mod:`verifier.api.auth.terminals`, lives beside them under the same
-prefix: all of it is data of record, not a cache). A revoked key keeps its record, so
-audit records stay explainable (and "who verified me" can name its organisation).
+Layout, in the store of record (``settings.store_url``: nothing can rebuild a key,
+so keys never live in the index's Redis unless no store is configured):
+``pv:apikey:<id>`` a hash (digest, role, name, organisation, employers, full_fields,
+created, revoked), ``pv:apikeys`` the set of ids, ``pv:apikeys:organisations`` the set
+of organisation names keys were made for (the terminal registry,
+:mod:`verifier.api.auth.terminals`, lives beside them under the same prefix: all of it
+is data of record, not a cache). A revoked key keeps its record, so audit records stay
+explainable (and "who verified me" can name its organisation).
 
 Each worker keeps the records it has seen for ``CACHE_TTL_S`` seconds, so a request
 usually needs no Redis round trip to authenticate. A revocation is published on
 ``REVOKED_CHANNEL``; every worker's subscriber drops that key at once (pub/sub
 delivery time). Pub/sub is at-most-once: a worker whose subscription was down
 clears its whole cache when it subscribes again, and ``CACHE_TTL_S`` bounds the
-delay in any case. While Redis is unreachable a worker keeps using the records
-it has (the verdicts then say STATUS_UNAVAILABLE anyway).
+delay in any case. While the store is unreachable a worker keeps using the records
+it has read for up to ``STALE_LIMIT_S`` (5 minutes) after reading them, so that
+verification goes on through a short outage of the store (no key can be revoked
+meanwhile: revoking needs the store); past that, and for a key it never saw, it
+answers 503.
 """
 
 from __future__ import annotations
@@ -57,7 +62,10 @@ REVOKED_CHANNEL = "pv:apikeys:revoked"
 """Pub/sub channel: the id of each key just revoked."""
 CACHE_TTL_S = 5.0
 """How long a worker trusts a key record it read (the revocation delay)."""
+STALE_LIMIT_S = 300.0
+"""While the store is unreachable: how long after reading it a worker still trusts a key record."""
 _NEGATIVE_TTL_S = 1.0
+_RETRY_S = 0.5
 _CACHE_LIMIT = 10_000
 
 _TOKEN_RE = re.compile(r"pvk_([0-9a-f]{12})_([A-Za-z0-9_-]{43})")
@@ -228,18 +236,21 @@ async def revoke_api_key(redis: AsyncRedisClient, key_id: str) -> bool:
 class KeyVerifier:
     """One worker's key checker, with its small cache of key records."""
 
-    __slots__ = ("_redis", "_cache")
+    __slots__ = ("_redis", "_cache", "stale_limit_s", "_retry_at")
 
-    def __init__(self, redis: AsyncRedisClient) -> None:
+    def __init__(self, redis: AsyncRedisClient, stale_limit_s: float = STALE_LIMIT_S) -> None:
         self._redis = redis
+        self.stale_limit_s = stale_limit_s
+        self._retry_at = 0.0
+        """After a failed read: no read of a record this worker holds before this (monotonic) time."""
         # key id -> (fetched_at, digest or None for "no such live key", caller)
         self._cache: dict[str, tuple[float, str | None, Caller | None]] = {}
 
     async def authenticate(self, token: str) -> Caller | None:
         """The caller behind a token, or None for a missing, malformed, unknown or revoked key.
 
-        Raises ``RedisError`` only when the key was never seen by this worker and
-        Redis cannot be asked.
+        Raises the REDIS_UNAVAILABLE errors when the store cannot be asked and this worker
+        never read the key, or read it more than ``stale_limit_s`` ago.
         """
         match = _TOKEN_RE.fullmatch(token)
         if match is None:
@@ -247,13 +258,17 @@ class KeyVerifier:
         key_id = match.group(1)
         now = time.monotonic()
         entry = self._cache.get(key_id)
-        if entry is None or now - entry[0] > (CACHE_TTL_S if entry[1] else _NEGATIVE_TTL_S):
+        if entry is None or (now - entry[0] > (CACHE_TTL_S if entry[1] else _NEGATIVE_TTL_S) and now >= self._retry_at):
             try:
                 entry = await self._fetch(key_id, now)
             except REDIS_UNAVAILABLE:
-                if entry is None:
+                if entry is None or now - entry[0] > self.stale_limit_s:
                     raise
-                # Redis is away: keep the record we had (see the module docstring).
+                # The store is away: keep the record we had, for a while (see the module docstring),
+                # and do not ask again on every request.
+                self._retry_at = now + _RETRY_S
+        elif now - entry[0] > self.stale_limit_s:
+            raise ConnectionError("the store of record has not answered for longer than the key cache may be trusted")
         digest, caller = entry[1], entry[2]
         if digest is None or caller is None:
             return None

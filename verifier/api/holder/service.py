@@ -146,7 +146,7 @@ class HolderService:
     def __init__(
         self,
         *,
-        redis: AsyncRedisClient,
+        store: AsyncRedisClient,
         verifications: Verifications,
         index: IndexView,
         audit: AuditLog,
@@ -157,7 +157,8 @@ class HolderService:
         match_per_key: RateLimiter,
         match_per_identifier: RateLimiter,
     ) -> None:
-        self.redis = redis
+        self.store = store
+        """The store of record: "who verified me", organisations and terminals."""
         self.verifications = verifications
         self.index = index
         self.audit = audit
@@ -303,14 +304,14 @@ class HolderService:
                               type="/problems/another-holder", title="This belongs to another holder") from None
             raise Problem(400, f"cursor: {exc}; use the `next` of this holder's own last page.") from None
         try:
-            entries, following = await read_history(self.redis, session.permit_number, self.history,
+            entries, following = await read_history(self.store, session.permit_number, self.history,
                                                     since_ms=max(since_ms, 0), cursor=position, limit=limit)
             now = time.monotonic()
             organisations = await self._names.resolve(
-                (e.key_id for e in entries), lambda ids: organisations_of(self.redis, ids), now)
+                (e.key_id for e in entries), lambda ids: organisations_of(self.store, ids), now)
             terminals = await self._names.resolve(
                 ((organisations.get(e.key_id, ""), e.terminal) for e in entries if e.terminal),
-                lambda pairs: terminal_names(self.redis, pairs), now)
+                lambda pairs: terminal_names(self.store, pairs), now)
         except REDIS_UNAVAILABLE:
             raise Problem(503, "The audit cannot be read now; retry shortly.", headers=_UNAVAILABLE) from None
         items = []
