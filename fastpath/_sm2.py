@@ -30,6 +30,7 @@ __all__ = [
     "ALG_SM2_SM3",
     "DEFAULT_USER_ID",
     "JWK_ALG_SM2_SM3",
+    "LIBCRYPTO_SONAME",
     "MAX_USER_ID",
     "N",
     "P",
@@ -57,6 +58,11 @@ P = 0xFFFFFFFE_FFFFFFFF_FFFFFFFF_FFFFFFFF_FFFFFFFF_00000000_FFFFFFFF_FFFFFFFF
 N = 0xFFFFFFFE_FFFFFFFF_FFFFFFFF_FFFFFFFF_7203DF6B_21C6052B_53BBF409_39D54123
 N_BYTES = N.to_bytes(32, "big")
 """n big-endian: the compiled twin compares r and s with it byte by byte."""
+
+LIBCRYPTO_SONAME = "libcrypto.so.3"
+"""OpenSSL 3's libcrypto, opened by its soname after ``import _ssl``: the dynamic linker
+then gives the copy Python's ssl module already loaded, if it loaded one (the
+compiled twin verifies through it, the issuing side signs through it)."""
 
 # DER SubjectPublicKeyInfo of an SM2 key before its 65-byte point (RFC 5480 with
 # the SM2 curve OID 1.2.156.10197.1.301): how libcrypto takes a public key in.

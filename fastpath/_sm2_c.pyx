@@ -26,7 +26,7 @@ from posix.dlfcn cimport dlopen, dlsym, dlerror, RTLD_NOW, RTLD_LOCAL
 from libc.string cimport memcmp
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize
 
-from fastpath._sm2 import N_BYTES as _N_BYTES_OBJECT, SPKI_PREFIX as _SPKI_PREFIX
+from fastpath._sm2 import LIBCRYPTO_SONAME, N_BYTES as _N_BYTES_OBJECT, SPKI_PREFIX as _SPKI_PREFIX
 
 cdef extern from "<dlfcn.h>" nogil:
     ctypedef struct Dl_info:
@@ -298,15 +298,16 @@ def _load():
         import _ssl  # noqa: F401  (loads the libcrypto that Python's ssl module uses)
     except ImportError:
         pass  # a Python without ssl: the system's libcrypto, if any
-    handle = dlopen(b"libcrypto.so.3", RTLD_NOW | RTLD_LOCAL)
+    cdef bytes soname = LIBCRYPTO_SONAME.encode()
+    handle = dlopen(soname, RTLD_NOW | RTLD_LOCAL)
     if handle == NULL:
         message = dlerror()
-        raise _Unavailable(f"cannot dlopen libcrypto.so.3: {message.decode() if message != NULL else '?'}")
+        raise _Unavailable(f"cannot dlopen {LIBCRYPTO_SONAME}: {message.decode() if message != NULL else '?'}")
     version_num = <version_num_t>_symbol(handle, b"OpenSSL_version_num")
     if version_num() < OPENSSL_VERSION_3:
         raise _Unavailable(f"libcrypto is older than OpenSSL 3 ({version_num():#x})")
     version = <version_t>_symbol(handle, b"OpenSSL_version")
-    path = "libcrypto.so.3"
+    path = LIBCRYPTO_SONAME
     if dladdr(<void*>version, &info) != 0 and info.dli_fname != NULL:
         path = info.dli_fname.decode()
     _d2i_PUBKEY = <d2i_pubkey_t>_symbol(handle, b"d2i_PUBKEY")

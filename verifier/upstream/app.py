@@ -311,9 +311,13 @@ async def admin_faults(request: Request[Any, Any, Any], data: JSONBody[FaultsReq
 
 
 @post("/admin/keys/rotate", status_code=200)
-async def admin_rotate(request: Request[Any, Any, Any]) -> dict[str, Any]:
-    """A new active key; the old one retired."""
-    return _upstream(request).rotate_key()
+async def admin_rotate(request: Request[Any, Any, Any], alg: str | None = None) -> dict[str, Any]:
+    """A new active key (``?alg=EdDSA`` or ``SM2-SM3``; default: the newest key's); the old one retired."""
+    from verifier.issuing.keys import ALG_NAMES
+
+    if alg is not None and alg not in ALG_NAMES:
+        raise Problem(400, f"alg is one of {', '.join(ALG_NAMES)}")
+    return _upstream(request).rotate_key(alg)  # type: ignore[arg-type]
 
 
 @post("/admin/keys/{kid:str}/revoke", status_code=200)
