@@ -1,7 +1,7 @@
 # cython: language_level=3
 """The compiled twin of ``fastpath/_verify_py.py``: same names, same verdicts.
 
-WIRE-FORMAT 1-4, 6 and the status claim of 8, in the order of WIRE-FORMAT 7:
+WIRE-FORMAT 1-4, 6, the status claim of 8 and SM2 (9), in the order of WIRE-FORMAT 7:
 
     prefix -> base45 -> zlib -> CBOR -> COSE structure -> header (alg, crit, kid)
     -> key known (a permit issuer's) -> key not revoked -> signature -> claims
@@ -9,7 +9,8 @@ WIRE-FORMAT 1-4, 6 and the status claim of 8, in the order of WIRE-FORMAT 7:
     allowed for iss -> times
 
 The byte work (base45, inflate, CBOR validation, COSE parsing, the signed bytes,
-Ed25519) runs in C without the GIL and without Python objects; Python objects
+Ed25519 through libsodium, SM2 with SM3 through OpenSSL's libcrypto) runs in C
+without the GIL and without Python objects; Python objects
 are made only for what the verdict carries (claims, permit, kid). The Python
 twin is the reference: where the two could disagree, this one follows it check
 for check and reason for reason (the shared test suite and the fuzz harness

@@ -1,6 +1,6 @@
 """The pure-Python twin: the readable reference of the verification pipeline.
 
-WIRE-FORMAT 1-4, 6 and the status claim of 8, in the order of WIRE-FORMAT 7:
+WIRE-FORMAT 1-4, 6, the status claim of 8 and SM2 (9), in the order of WIRE-FORMAT 7:
 
     prefix -> base45 -> zlib -> CBOR -> COSE structure -> header (alg, crit, kid)
     -> key known (a permit issuer's) -> key not revoked -> signature -> claims
