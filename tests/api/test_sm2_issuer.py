@@ -4,6 +4,7 @@ and a real Redis."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import msgspec
@@ -67,3 +68,15 @@ def test_an_sm2_issuer_rotates_to_ed25519_then_revokes_its_sm2_key(client: Any, 
     world.store_trust_list(retired.with_status("revoked"), world.revoked, newcomer)
     wait_until(lambda: scan(client, world, old)["result"] == "KEY_REVOKED", timeout_s=3, what="the revocation")
     assert scan(client, world, old)["reasons"] == ["key.revoked"]
+
+
+def test_the_worker_says_what_verifies_its_sm2_keys(client: Any, world: World, caplog: Any) -> None:
+    # An operator sees in the log whether SM2 is OpenSSL's or gmalg's fallback.
+    caplog.set_level(logging.INFO, logger="verifier.trust")
+    world.store_trust_list(world.issuer, world.revoked, IssuerKey.generate([ISSUER], alg="SM2-SM3"))
+
+    def said() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.name == "verifier.trust" and "in force" in r.getMessage()]
+
+    wait_until(said, timeout_s=3, what="the new list's log line")
+    assert "3 keys, 2 SM2, verified by openssl (OpenSSL 3" in said()[-1], said()
