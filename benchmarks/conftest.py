@@ -63,6 +63,18 @@ def wp1_text(issuing: Issuing) -> str:
 
 
 @pytest.fixture(scope="session")
+def sm2_issuing() -> Issuing:
+    """An SM2-with-SM3 issuer (WIRE-FORMAT 9), its trust list; the same permit's codes."""
+    key = IssuerKey.generate(["CN-310000"], alg="SM2-SM3")
+    return Issuing(key, trust_list([key]), int(time.time()))
+
+
+@pytest.fixture(scope="session")
+def sm2_text(sm2_issuing: Issuing) -> str:
+    return sm2_issuing.wp1()
+
+
+@pytest.fixture(scope="session")
 def batch_texts(issuing: Issuing) -> list[str]:
     """BATCH_SIZE different codes (one permit number each)."""
     return [issuing.wp1({**PERMIT, "pn": f"WP31000020250{i:05d}", "v": i % 7})

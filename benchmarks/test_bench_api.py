@@ -22,6 +22,12 @@ keep-alive; a bounded Python generator where wrk is absent) in a separate proces
 - Latency: p50/p99 with each run paced at half of its own saturating rate (wrk's
   ``delay``: a pause before each request on each connection; the achieved rate is
   recorded).
+- The same endpoint with an all-SM2 population (WIRE-FORMAT 9): a second stack whose
+  simulator signs with SM2 and SM3 (``verifier demo --issuer-alg SM2-SM3``), every
+  request a new SM2-signed code, in 3 rounds interleaved with rounds of new Ed25519
+  codes on the first stack and of an SM2 anchor (the bare endpoint running OpenSSL's
+  SM2 verify of one code's bytes); the ratio of the SM2 population's requests/s to
+  the Ed25519 one's, so that the capacity report can size for either.
 - ``POST /v1/permits/lookup`` with 1,000 permit numbers: permits/s through HTTP
   against a bare redis-py (hiredis) MGET of the same 1,000 index keys, timed by
   pytest-benchmark in this process. Target >= 0.4x.
@@ -32,6 +38,7 @@ average at the start is recorded). Ratios are what to read, not absolute rates.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -71,6 +78,8 @@ CODES = WARM_CODES + ROUNDS * ROUND_CODES + PACED_CODES
 RUN_S = 8.0
 PACE_MS = 10  # wrk delay per connection in the paced runs
 LOOKUP_IDS = 1000
+SM2_ROUND_CODES = 25_000  # SM2 rounds run at about a fifth of Ed25519's rate: fewer codes fill 5 s
+SM2_WARM_CODES = 1_000
 VERIFY_QR_TARGET = 0.6
 LOOKUP_TARGET = 0.4
 CST = dt.timezone(dt.timedelta(hours=8))
@@ -83,6 +92,9 @@ class Bench:
     tokens: dict[str, str]
     codes: list[str]
     permit_numbers: list[str]
+    twin: Any
+    """The simulator's twin (same seed), to mint more codes."""
+    usable: list[Any]
 
 
 @pytest.fixture(scope="module")
@@ -111,29 +123,40 @@ def _usable_records(upstream_twin: Any) -> list[Any]:
     return [r for r in records if r.status == "active" and r.vf <= today < r.vt]
 
 
-@pytest.fixture(scope="module")
-def bench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bench]:
+def _mint(twin: Any, usable: list[Any], count: int, iat_offset: int = 0) -> list[str]:
+    """``count`` distinct WP1 codes of usable permits, minted by the simulator's twin (on 2
+    threads: SM2 signing through libcrypto releases the GIL)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    now = int(time.time()) - iat_offset
+    with ThreadPoolExecutor(2) as pool:
+        return list(pool.map(lambda i: twin.mint_wp1(usable[i % len(usable)].pn, iat=now - 60 - i // len(usable))[0],
+                             range(count), chunksize=500))
+
+
+@contextlib.contextmanager
+def _stack_and_anchor(state: Path, issuer_alg: str, codes: int) -> Iterator[Bench]:
+    """A demo stack whose simulator signs with ``issuer_alg``, codes for it, and its anchor."""
     from verifier.upstream.simulator import Upstream
 
-    state = tmp_path_factory.mktemp("api-bench")
     stack = DemoStack(DemoOptions(
         state_dir=state, port=0, workers=1, permits=PERMITS, seed=SEED, event_rate=0.0,
         rate_limit_per_s=1e9,  # the limiter's Redis round trips stay in; its 429s do not
+        issuer_alg=issuer_alg,
     ))
     anchor: Child | None = None
     with stack:
         tokens = {role: k["token"] for role, k in create_demo_keys(stack.store_url, ["91110000100000000A"]).items()}
         # The simulator's own keys and permits, recreated here from its seed (no events: identical),
         # so 100,000 codes are minted at library speed rather than over HTTP.
-        twin = Upstream.create(permits=PERMITS, seed=SEED)
+        twin = Upstream.create(permits=PERMITS, seed=SEED, issuer_alg=issuer_alg)  # type: ignore[arg-type]
         usable = _usable_records(twin)
-        now = int(time.time())
-        codes = [twin.mint_wp1(usable[i % len(usable)].pn, iat=now - 60 - i // len(usable))[0] for i in range(CODES)]
+        minted = _mint(twin, usable, codes)
         trust = httpx.get(f"{stack.upstream_url}/trust-list", timeout=10).json()
-        signed, signature, public_key = signed_parts(codes[0], trust)
+        signed, signature, public_key = signed_parts(minted[0], trust)
         vector = state / "anchor-vector.json"
         vector.write_text(json.dumps({"signed_hex": signed.hex(), "signature_hex": signature.hex(),
-                                      "public_key_hex": public_key.hex()}))
+                                      "public_key_hex": public_key.hex(), "alg": issuer_alg}))
         anchor_port = free_port()
         anchor = Child(
             "anchor",
@@ -145,9 +168,23 @@ def bench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bench]:
         try:
             anchor_url = f"http://127.0.0.1:{anchor_port}"
             wait_until(lambda: _answers(anchor_url), timeout_s=60, what="the anchor app", abort=anchor.check_running)
-            yield Bench(stack, anchor_url, tokens, codes, [r.pn for r in usable])
+            yield Bench(stack, anchor_url, tokens, minted, [r.pn for r in usable], twin, usable)
         finally:
             anchor.stop()
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bench]:
+    with _stack_and_anchor(tmp_path_factory.mktemp("api-bench"), "EdDSA", CODES) as made:
+        yield made
+
+
+@pytest.fixture(scope="module")
+def sm2_bench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bench]:
+    """The all-SM2 population's stack (started after the Ed25519 tests, beside their stack)."""
+    with _stack_and_anchor(tmp_path_factory.mktemp("api-bench-sm2"), "SM2-SM3",
+                           SM2_WARM_CODES + ROUNDS * SM2_ROUND_CODES) as made:
+        yield made
 
 
 def _answers(url: str) -> bool:
@@ -282,3 +319,56 @@ def test_lookup_against_bare_mget(bench: Bench, results: dict[str, Any], benchma
     }
     assert api_run.errors == 0, api_run
     assert ratio >= LOOKUP_TARGET, results["lookup"]
+
+
+def test_verify_qr_with_an_all_sm2_population(bench: Bench, sm2_bench: Bench, results: dict[str, Any]) -> None:
+    """The API's cold rate with every code SM2-signed against every code Ed25519-signed,
+    interleaved round by round (same settings, same machine, same moment)."""
+    ed_api = bench.stack.api_url + "/v1/verify/qr"
+    sm2_api = sm2_bench.stack.api_url + "/v1/verify/qr"
+    sm2_anchor = sm2_bench.anchor_url + "/verify"
+    ed_headers = {"Authorization": f"Bearer {bench.tokens['exit_entry']}"}
+    sm2_headers = {"Authorization": f"Bearer {sm2_bench.tokens['exit_entry']}"}
+    warm = sm2_bench.codes[:SM2_WARM_CODES]
+    first = httpx.post(sm2_api, content=_qr_body(warm[0]), headers=sm2_headers | {"Content-Type": "application/json"})
+    assert first.json()["result"] == "VALID", first.text
+    assert httpx.post(sm2_anchor, content=_qr_body(warm[0]), headers={"Content-Type": "application/json"}).json() == {
+        "result": "VALID"}
+    # New Ed25519 codes (an hour older than the first test's: none of them seen before).
+    ed_codes = _mint(bench.twin, bench.usable, ROUNDS * ROUND_CODES, iat_offset=3600)
+    warm_bodies = [_qr_body(c) for c in warm]
+    run_load(sm2_anchor, warm_bodies, {}, connections=SATURATING_CONNECTIONS, seconds=2)
+    run_load(sm2_api, warm_bodies, sm2_headers, connections=SATURATING_CONNECTIONS, seconds=2)
+
+    ed_runs, sm2_runs, anchor_runs = [], [], []
+    for i in range(ROUNDS):
+        sm2_bodies = [_qr_body(c) for c in
+                      sm2_bench.codes[SM2_WARM_CODES + i * SM2_ROUND_CODES:SM2_WARM_CODES + (i + 1) * SM2_ROUND_CODES]]
+        ed_bodies = [_qr_body(c) for c in ed_codes[i * ROUND_CODES:(i + 1) * ROUND_CODES]]
+        ed_runs.append(run_load(ed_api, ed_bodies, ed_headers, connections=SATURATING_CONNECTIONS, seconds=ROUND_S))
+        sm2_runs.append(run_load(sm2_api, sm2_bodies, sm2_headers, connections=SATURATING_CONNECTIONS,
+                                 seconds=ROUND_S))
+        anchor_runs.append(run_load(sm2_anchor, sm2_bodies, {}, connections=SATURATING_CONNECTIONS, seconds=ROUND_S))
+    ed, sm2, anchor = _median_run(ed_runs), _median_run(sm2_runs), _median_run(anchor_runs)
+    ratio = sm2.requests_per_s / ed.requests_per_s
+    results["verify_qr_sm2_population"] = {
+        "rounds": ROUNDS,
+        "round_s": ROUND_S,
+        "api_cold_ed25519": ed.as_dict(),
+        "api_cold_sm2": sm2.as_dict() | {
+            "distinct_codes": SM2_ROUND_CODES,
+            "every_request_a_new_code": all(r.requests <= SM2_ROUND_CODES for r in sm2_runs),
+        },
+        "sm2_anchor_saturating": anchor.as_dict(),
+        "requests_per_s_of_each_round": {
+            "api_cold_ed25519": [r.requests_per_s for r in ed_runs],
+            "api_cold_sm2": [r.requests_per_s for r in sm2_runs],
+            "sm2_anchor": [r.requests_per_s for r in anchor_runs],
+        },
+        "ratio_sm2_population_to_ed25519_population": round(ratio, 3),
+        "ratio_sm2_api_to_sm2_anchor": round(sm2.requests_per_s / anchor.requests_per_s, 3),
+    }
+    for run in (*ed_runs, *sm2_runs, *anchor_runs):
+        assert run.errors == 0, run
+    assert results["verify_qr_sm2_population"]["api_cold_sm2"]["every_request_a_new_code"], sm2_runs
+    assert all(r.requests <= ROUND_CODES for r in ed_runs), ed_runs

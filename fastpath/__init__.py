@@ -1,4 +1,4 @@
-"""fastpath: verify permit QR codes, card reads and Status Lists (WIRE-FORMAT 1-4, 6, 8).
+"""fastpath: verify permit QR codes, card reads and Status Lists (WIRE-FORMAT 1-4, 6, 8, 9).
 
 A standalone library (it imports nothing from ``verifier``)::
 
@@ -9,6 +9,9 @@ A standalone library (it imports nothing from ``verifier``)::
 The work is done by one of two twins with the same API: the compiled
 ``_verify_c`` when it is built, else the pure-Python ``_verify_py`` (also when
 ``FASTPATH_NO_EXTENSIONS=1``). ``IMPLEMENTATION`` says which one is in use.
+Issuer keys are Ed25519 or SM2 with SM3 (WIRE-FORMAT 9); ``SM2_BACKEND`` says
+what verifies SM2: OpenSSL 3's libcrypto in the compiled twin, gmalg in the
+Python one (and in the compiled one when this libcrypto has no SM2).
 
 The API:
 
@@ -80,9 +83,26 @@ else:
     from ._verify_py import check_card_signature, verify_card, verify_card_certificate, verify_qr
 
     IMPLEMENTATION = "py"
+
+
+def _sm2_backend() -> str:
+    """What verifies SM2 in the twin in use (WIRE-FORMAT 9): OpenSSL's libcrypto in the
+    compiled twin, gmalg in the Python twin, and gmalg in the compiled one too, named
+    with the reason, when this process's libcrypto has no SM2."""
+    if IMPLEMENTATION == "py":
+        return "gmalg (pure Python)"
+    from . import _sm2_c  # type: ignore[attr-defined]
+
+    if _sm2_c.AVAILABLE:
+        return f"openssl ({_sm2_c.OPENSSL_VERSION}, {_sm2_c.LIBCRYPTO_PATH})"
+    return f"gmalg (pure Python): {_sm2_c.UNAVAILABLE_REASON}"
+
+
+SM2_BACKEND: str = _sm2_backend()
 __all__ = [
     "IMPLEMENTATION",
     "NO_EXTENSIONS",
+    "SM2_BACKEND",
     "FastpathError",
     "StatusList",
     "StatusListError",

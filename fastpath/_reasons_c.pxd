@@ -34,6 +34,7 @@ cdef enum Reason:
     KEY_REVOKED
     KEY_ISSUER
     KEY_USE
+    KEY_ALG
     SIGNATURE_INVALID
     CLAIMS_NOT_MAP
     TIME_NOT_YET_VALID

@@ -1,5 +1,6 @@
-"""The trust list (WIRE-FORMAT 4): a JWK Set of Ed25519 issuer keys, and of the
-keys that sign Status Lists (WIRE-FORMAT 8, ``use`` "status").
+"""The trust list (WIRE-FORMAT 4): a JWK Set of issuer keys, Ed25519 (``OKP``) or SM2
+(``EC``, WIRE-FORMAT 9), and of the keys that sign Status Lists (WIRE-FORMAT 8,
+``use`` "status").
 
 Loaded once, validated as a whole (one bad key refuses the list), then read by
 both twins through two documented attributes: :attr:`TrustList.issuer_keys` (the
@@ -16,11 +17,13 @@ import json
 import re
 import types
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from nacl.bindings import crypto_core_ed25519_is_valid_point
 
+from ._sm2 import ALG_EDDSA, ALG_SM2_SM3, DEFAULT_USER_ID, JWK_ALG_SM2_SM3, MAX_USER_ID, Sm2PublicKey, \
+    load_public_key
 from .errors import TrustListError
 
 STATUSES = frozenset({"active", "retired", "revoked"})
@@ -37,10 +40,19 @@ class TrustedKey:
     """One key of the trust list."""
 
     kid: bytes            # 8 bytes: SHA-256(public_key)[:8]
-    public_key: bytes     # 32-byte raw Ed25519 key
+    public_key: bytes     # 32-byte raw Ed25519 key, or SM2's 65-byte point 0x04 || x || y
     status: str           # active | retired | revoked
     issuers: frozenset[str]  # the iss values this key may sign for
     use: str = USE_SIG    # sig: permit tokens and card certificates; status: Status Lists only
+    alg: int = ALG_EDDSA  # the COSE alg its signatures carry: -8 (EdDSA) or ALG_SM2_SM3
+    user_id: bytes | None = None  # SM2 only: the key's distid, or the default 1234567812345678
+    sm2: Sm2PublicKey | None = field(default=None, compare=False, repr=False)  # SM2 only: what verifies
+
+    @property
+    def verifying_key(self) -> bytes | Sm2PublicKey:
+        """What the twins verify with (the first member of a key table's entry):
+        the 32 raw bytes of an Ed25519 key, the validated key of an SM2 one."""
+        return self.public_key if self.sm2 is None else self.sm2
 
 
 def b64url_decode_strict(text: object) -> bytes | None:
@@ -94,29 +106,27 @@ def _parse_key(index: int, jwk: Any, seen: dict[bytes, int]) -> TrustedKey:
 
     if not isinstance(jwk, dict):
         raise refuse("not a JSON object")
-    if jwk.get("kty") != "OKP":
-        raise refuse(f"kty must be 'OKP', got {jwk.get('kty')!r}")
-    if jwk.get("crv") != "Ed25519":
-        raise refuse(f"crv must be 'Ed25519', got {jwk.get('crv')!r}")
-    if "alg" in jwk and jwk["alg"] != "EdDSA":
-        raise refuse(f"alg must be 'EdDSA' when present, got {jwk['alg']!r}")
+    kty = jwk.get("kty")
+    if kty not in ("OKP", "EC"):
+        raise refuse(f"kty must be 'OKP' (Ed25519) or 'EC' (SM2), got {kty!r}")
     use = jwk.get("use", USE_SIG)
     if type(use) is not str or use not in USES:
         raise refuse(f"use must be 'sig' or 'status' when present, got {use!r}")
     if "d" in jwk:
         # A private key published in a trust list is an incident, not a key to trust.
         raise refuse("holds a private key ('d'): a trust list carries public keys only")
-    public_key = b64url_decode_strict(jwk.get("x"))
-    if public_key is None or len(public_key) != 32:
-        raise refuse("x is not the unpadded base64url of a 32-byte Ed25519 key")
-    # WIRE-FORMAT 4: small-order and non-canonical points refuse the whole list.
-    if not crypto_core_ed25519_is_valid_point(public_key):
-        raise refuse("x is not a valid Ed25519 point of large order")
+    if kty == "OKP":
+        public_key, alg, sm2 = _parse_okp(jwk, refuse), ALG_EDDSA, None
+        kid_over = "x"
+    else:
+        sm2 = _parse_sm2(jwk, refuse)
+        public_key, alg = sm2.point, ALG_SM2_SM3
+        kid_over = "0x04 || x || y"
     kid = b64url_decode_strict(kid_text)
     if kid is None or len(kid) != 8:
         raise refuse("kid is not the unpadded base64url of 8 bytes")
     if kid != hashlib.sha256(public_key).digest()[:8]:
-        raise refuse("kid does not match the first 8 bytes of SHA-256(x)")
+        raise refuse(f"kid does not match the first 8 bytes of SHA-256({kid_over})")
     if kid in seen:
         raise refuse(f"duplicate kid (also key {seen[kid]})")
     issuers = jwk.get("iss")
@@ -127,7 +137,47 @@ def _parse_key(index: int, jwk: Any, seen: dict[bytes, int]) -> TrustedKey:
     if type(status) is not str or status not in STATUSES:  # a list or a dict is no status
         raise refuse(f"status must be one of active, retired, revoked, got {status!r}")
     seen[kid] = index
-    return TrustedKey(kid=kid, public_key=public_key, status=status, issuers=frozenset(issuers), use=use)
+    return TrustedKey(kid=kid, public_key=public_key, status=status, issuers=frozenset(issuers), use=use,
+                      alg=alg, user_id=None if sm2 is None else sm2.user_id, sm2=sm2)
+
+
+def _parse_okp(jwk: dict[str, Any], refuse: Any) -> bytes:
+    """An Ed25519 key (RFC 8037): its 32 raw bytes, a valid point of large order."""
+    if jwk.get("crv") != "Ed25519":
+        raise refuse(f"crv must be 'Ed25519' for kty 'OKP', got {jwk.get('crv')!r}")
+    if "alg" in jwk and jwk["alg"] != "EdDSA":
+        raise refuse(f"alg must be 'EdDSA' when present, got {jwk['alg']!r}")
+    public_key = b64url_decode_strict(jwk.get("x"))
+    if public_key is None or len(public_key) != 32:
+        raise refuse("x is not the unpadded base64url of a 32-byte Ed25519 key")
+    # WIRE-FORMAT 4: small-order and non-canonical points refuse the whole list.
+    if not crypto_core_ed25519_is_valid_point(public_key):
+        raise refuse("x is not a valid Ed25519 point of large order")
+    return public_key
+
+
+def _parse_sm2(jwk: dict[str, Any], refuse: Any) -> Sm2PublicKey:
+    """An SM2 key (WIRE-FORMAT 9): x and y of 32 bytes each, validated by gmalg and
+    libcrypto; the user id from ``distid`` (unpadded base64url), else the default."""
+    if jwk.get("crv") != "SM2":
+        raise refuse(f"crv must be 'SM2' for kty 'EC', got {jwk.get('crv')!r}")
+    if "alg" in jwk and jwk["alg"] != JWK_ALG_SM2_SM3:
+        raise refuse(f"alg must be {JWK_ALG_SM2_SM3!r} when present, got {jwk['alg']!r}")
+    x = b64url_decode_strict(jwk.get("x"))
+    y = b64url_decode_strict(jwk.get("y"))
+    if x is None or len(x) != 32 or y is None or len(y) != 32:
+        raise refuse("x and y are not the unpadded base64url of 32 bytes each (RFC 7518 6.2.1)")
+    if "distid" in jwk:
+        user_id = b64url_decode_strict(jwk["distid"])
+        if user_id is None or not 1 <= len(user_id) <= MAX_USER_ID:
+            raise refuse(f"distid is not the unpadded base64url of 1 to {MAX_USER_ID} bytes")
+    else:
+        user_id = DEFAULT_USER_ID
+    try:
+        return load_public_key(x, y, user_id)
+    except ValueError as exc:
+        # WIRE-FORMAT 9: off the curve, at infinity, a coordinate not below p: refused as a whole.
+        raise refuse(str(exc)) from None
 
 
 class TrustList:
@@ -137,10 +187,12 @@ class TrustList:
     - ``version``: 16 hex digits of SHA-256 over the canonical JSON of its keys.
     - ``keys``: every key by kid (:class:`TrustedKey`), read-only.
     - ``cache_limit``: the verdict cache's bound (0: no cache).
-    - ``issuer_keys``: the table both twins look kids up in, kid -> (32-byte
-      public key, status, issuers), of the keys with ``use`` "sig" (or none). A
-      plain dict, because the compiled twin looks it up with ``PyDict_GetItem``:
-      read it, never change it.
+    - ``issuer_keys``: the table both twins look kids up in, kid -> (verifying
+      key, status, issuers), of the keys with ``use`` "sig" (or none). The
+      verifying key is the 32-byte raw key (bytes) of an Ed25519 key, or the
+      :class:`~fastpath._sm2.Sm2PublicKey` of an SM2 one: its type is the key's
+      algorithm. A plain dict, because the compiled twin looks it up with
+      ``PyDict_GetItem``: read it, never change it.
     - ``status_keys``: the same table of the keys with ``use`` "status", which
       verify Status List Tokens and nothing else (and the issuer keys never
       verify a Status List).
@@ -157,17 +209,17 @@ class TrustList:
     version: str
     keys: Mapping[bytes, TrustedKey]
     cache_limit: int
-    issuer_keys: dict[bytes, tuple[bytes, str, frozenset[str]]]
-    status_keys: dict[bytes, tuple[bytes, str, frozenset[str]]]
+    issuer_keys: dict[bytes, tuple[bytes | Sm2PublicKey, str, frozenset[str]]]
+    status_keys: dict[bytes, tuple[bytes | Sm2PublicKey, str, frozenset[str]]]
     verdict_cache: dict[str, Any]
     _jwks: dict[str, Any]
 
     def __init__(self, keys: list[TrustedKey], jwks: dict[str, Any], version: str,
                  cache_limit: int = DEFAULT_CACHE_LIMIT) -> None:
         self.keys = types.MappingProxyType({key.kid: key for key in keys})
-        self.issuer_keys = {key.kid: (key.public_key, key.status, key.issuers) for key in keys
+        self.issuer_keys = {key.kid: (key.verifying_key, key.status, key.issuers) for key in keys
                             if key.use == USE_SIG}
-        self.status_keys = {key.kid: (key.public_key, key.status, key.issuers) for key in keys
+        self.status_keys = {key.kid: (key.verifying_key, key.status, key.issuers) for key in keys
                             if key.use == USE_STATUS}
         self.verdict_cache = {}
         self._jwks = jwks

@@ -1,7 +1,7 @@
 # cython: language_level=3
 """The compiled twin of ``fastpath/_verify_py.py``: same names, same verdicts.
 
-WIRE-FORMAT 1-4, 6 and the status claim of 8, in the order of WIRE-FORMAT 7:
+WIRE-FORMAT 1-4, 6, the status claim of 8 and SM2 (9), in the order of WIRE-FORMAT 7:
 
     prefix -> base45 -> zlib -> CBOR -> COSE structure -> header (alg, crit, kid)
     -> key known (a permit issuer's) -> key not revoked -> signature -> claims
@@ -9,7 +9,8 @@ WIRE-FORMAT 1-4, 6 and the status claim of 8, in the order of WIRE-FORMAT 7:
     allowed for iss -> times
 
 The byte work (base45, inflate, CBOR validation, COSE parsing, the signed bytes,
-Ed25519) runs in C without the GIL and without Python objects; Python objects
+Ed25519 through libsodium, SM2 with SM3 through OpenSSL's libcrypto) runs in C
+without the GIL and without Python objects; Python objects
 are made only for what the verdict carries (claims, permit, kid). The Python
 twin is the reference: where the two could disagree, this one follows it check
 for check and reason for reason (the shared test suite and the fuzz harness
@@ -34,10 +35,12 @@ from fastpath._cbor_c cimport (
     MAJOR_UINT, MAJOR_NINT, MAJOR_BYTES, MAJOR_TEXT, MAJOR_ARRAY, MAJOR_MAP, MAJOR_TAG,
 )
 from fastpath._sodium_c cimport ed25519_verify
+from fastpath._sm2_c cimport OpenSslKey, sm2_verify
 
 from fastpath import codes
 from fastpath._trust import TrustList
 from fastpath._verdict import StatusRef, Verdict
+from fastpath._sm2 import verify_with_gmalg
 # The verdict cache lives in the TrustList, shared by both twins: one entry type, one eviction.
 from fastpath._cache import CacheEntry, cache_put
 
@@ -91,6 +94,10 @@ cdef enum Profile:
     P_ES1 = 2
     P_CARD = 3
 
+cdef enum Alg:  # WIRE-FORMAT 2 and 9: the algorithms a header may name
+    ALG_ED25519 = 1   # -8, EdDSA
+    ALG_SM2 = 2       # -65537, SM2 with SM3
+
 # --- reasons: Reason -> (result code, (reason,)) --------------------------------
 cdef list _RESULT = [None] * <int>Reason.REASON_COUNT
 cdef list _REASONS = [None] * <int>Reason.REASON_COUNT
@@ -131,6 +138,7 @@ _reason(Reason.KEY_UNKNOWN, codes.UNKNOWN_KEY, codes.R_KEY_UNKNOWN)
 _reason(Reason.KEY_REVOKED, codes.KEY_REVOKED, codes.R_KEY_REVOKED)
 _reason(Reason.KEY_ISSUER, codes.UNKNOWN_KEY, codes.R_KEY_ISSUER)
 _reason(Reason.KEY_USE, codes.UNKNOWN_KEY, codes.R_KEY_USE)
+_reason(Reason.KEY_ALG, codes.UNKNOWN_KEY, codes.R_KEY_ALG)
 _reason(Reason.SIGNATURE_INVALID, codes.BAD_SIGNATURE, codes.R_SIGNATURE_INVALID)
 _reason(Reason.CLAIMS_NOT_MAP, codes.MALFORMED, codes.R_CLAIMS_NOT_MAP)
 _reason(Reason.TIME_NOT_YET_VALID, codes.NOT_YET_VALID, codes.R_TIME_NOT_YET_VALID)
@@ -262,6 +270,7 @@ cdef struct Cose:
     Py_ssize_t payload_len
     const uint8_t* signature        # 64 bytes
     const uint8_t* kid              # 8 bytes, once the header was read
+    Alg alg                         # the header's
     Reason payload_reason           # the payload's CBOR, validated once the signature held
 
 
@@ -363,10 +372,16 @@ cdef Reason _parse_cose(const uint8_t* data, Py_ssize_t n, Cose* cose) noexcept 
         if cose.protected[0] >> 5 != MAJOR_MAP:
             return Reason.COSE_PROTECTED
         _find_labels(cose.protected, cose.protected + cose.protected_len, &alg, &crit, &kid)
-    # WIRE-FORMAT 2: alg only counts in the protected map, and only EdDSA (-8).
+    # WIRE-FORMAT 2 and 9: alg only counts in the protected map, and only EdDSA (-8) or
+    # SM2 with SM3 (-65537), each in its one preferred encoding (the map is validated:
+    # a head 0x3a has its four argument bytes).
     if alg == NULL:
         return Reason.HEADER_ALG_MISSING
-    if alg[0] != 0x27:  # -8 in its one preferred encoding
+    if alg[0] == 0x27:
+        cose.alg = ALG_ED25519
+    elif alg[0] == 0x3a and alg[1] == 0x00 and alg[2] == 0x01 and alg[3] == 0x00 and alg[4] == 0x00:
+        cose.alg = ALG_SM2
+    else:
         return Reason.HEADER_ALG_UNSUPPORTED
     # WIRE-FORMAT 2: crit is never accepted, in either map.
     _find_labels(unprotected, unprotected_end, NULL, &crit, &unprotected_kid)
@@ -397,9 +412,8 @@ cdef inline Py_ssize_t _bstr_head(uint8_t* out, Py_ssize_t n) noexcept nogil:
     return 3
 
 
-cdef int _verify_signature(const Cose* cose, const uint8_t* public_key) noexcept nogil:
-    """Ed25519 over the canonical ["Signature1", protected, h'', payload]; 0 when it holds."""
-    cdef uint8_t signed[SIG_STRUCTURE_MAX]
+cdef Py_ssize_t _sig_structure(const Cose* cose, uint8_t* signed) noexcept nogil:
+    """The canonical ["Signature1", protected, h'', payload] into ``signed``; its length."""
     cdef Py_ssize_t n = 12
     memcpy(signed, b"\x84\x6aSignature1", 12)
     n += _bstr_head(signed + n, cose.protected_len)
@@ -410,7 +424,32 @@ cdef int _verify_signature(const Cose* cose, const uint8_t* public_key) noexcept
     n += _bstr_head(signed + n, cose.payload_len)
     memcpy(signed + n, cose.payload, cose.payload_len)
     n += cose.payload_len
+    return n
+
+
+cdef int _verify_signature(const Cose* cose, const uint8_t* public_key) noexcept nogil:
+    """Ed25519 over the Sig_structure; 0 when it holds."""
+    cdef uint8_t signed[SIG_STRUCTURE_MAX]
+    cdef Py_ssize_t n = _sig_structure(cose, signed)
     return ed25519_verify(cose.signature, signed, <size_t>n, public_key)
+
+
+cdef int _verify_signature_sm2(const Cose* cose, void* pkey, const uint8_t* user_id,
+                               size_t user_id_len) noexcept nogil:
+    """SM2 with SM3 over the Sig_structure, through libcrypto; 0 when it holds."""
+    cdef uint8_t signed[SIG_STRUCTURE_MAX]
+    cdef Py_ssize_t n = _sig_structure(cose, signed)
+    return sm2_verify(pkey, user_id, user_id_len, cose.signature, signed, <size_t>n)
+
+
+cdef int _verify_signature_gmalg(const Cose* cose, object key) except -1:
+    """SM2 with SM3 through gmalg, with the GIL: only when libcrypto has no SM2
+    (``fastpath.SM2_BACKEND`` says so); 0 when it holds."""
+    cdef uint8_t signed[SIG_STRUCTURE_MAX]
+    cdef Py_ssize_t n = _sig_structure(cose, signed)
+    ok = verify_with_gmalg(key, PyBytes_FromStringAndSize(<const char*>cose.signature, 64),
+                           PyBytes_FromStringAndSize(<const char*>signed, n))
+    return 0 if ok else 1
 
 
 cdef class _Checked:
@@ -427,8 +466,11 @@ cdef _Checked _check_signed(Reason parsed, Cose* cose, object trust):
     the GIL released)."""
     cdef _Checked checked = _Checked.__new__(_Checked)
     cdef PyObject* entry
-    cdef bytes public_key
     cdef const uint8_t* key_bytes
+    cdef OpenSslKey sm2_key
+    cdef bytes user_id
+    cdef const uint8_t* user_id_bytes
+    cdef size_t user_id_len
     cdef int rc
     checked.reason = parsed
     if parsed != Reason.OK:
@@ -440,21 +482,44 @@ cdef _Checked _check_signed(Reason parsed, Cose* cose, object trust):
         checked.reason = Reason.KEY_USE if checked.kid in trust.status_keys else Reason.KEY_UNKNOWN
         return checked
     key = <tuple>entry
-    public_key = key[0]
+    verifying_key = key[0]
+    # WIRE-FORMAT 9: the key's algorithm is the header's, or the kid names no key for it
+    # (an Ed25519 key's 32 bytes; an SM2 key's Sm2PublicKey).
+    if (type(verifying_key) is bytes) != (cose.alg == ALG_ED25519):
+        checked.reason = Reason.KEY_ALG
+        return checked
     if key[1] == S_REVOKED:
         checked.reason = Reason.KEY_REVOKED
         return checked
     checked.issuers = key[2]
-    key_bytes = <const uint8_t*>PyBytes_AS_STRING(public_key)
-    with nogil:
-        rc = _verify_signature(cose, key_bytes)
-        if rc == 0:
-            # The first step of the claims check (WIRE-FORMAT 3), while the GIL is
-            # released anyway: threads then hold it for less of each verify.
-            cose.payload_reason = validate_document(cose.payload, cose.payload_len, False)
+    if cose.alg == ALG_ED25519:
+        key_bytes = <const uint8_t*>PyBytes_AS_STRING(<bytes>verifying_key)
+        with nogil:
+            rc = _with_payload_validated(_verify_signature(cose, key_bytes), cose)
+    else:
+        openssl = verifying_key.openssl
+        if openssl is None:
+            rc = _with_payload_validated(_verify_signature_gmalg(cose, verifying_key), cose)
+        else:
+            sm2_key = <OpenSslKey?>openssl
+            user_id = sm2_key.user_id
+            user_id_bytes = <const uint8_t*>PyBytes_AS_STRING(user_id)
+            user_id_len = <size_t>PyBytes_GET_SIZE(user_id)
+            with nogil:
+                rc = _with_payload_validated(
+                    _verify_signature_sm2(cose, sm2_key.pkey, user_id_bytes, user_id_len), cose)
     if rc != 0:
         checked.reason = Reason.SIGNATURE_INVALID
     return checked
+
+
+cdef inline int _with_payload_validated(int rc, Cose* cose) noexcept nogil:
+    """After a signature that held (``rc`` 0), the first step of the claims check
+    (WIRE-FORMAT 3), while the GIL is released anyway: threads then hold it for less
+    of each verify. Returns ``rc``."""
+    if rc == 0:
+        cose.payload_reason = validate_document(cose.payload, cose.payload_len, False)
+    return rc
 
 
 # --- WIRE-FORMAT 3 and 6: claims --------------------------------------------------------

@@ -1,6 +1,6 @@
 """The pure-Python twin: the readable reference of the verification pipeline.
 
-WIRE-FORMAT 1-4, 6 and the status claim of 8, in the order of WIRE-FORMAT 7:
+WIRE-FORMAT 1-4, 6, the status claim of 8 and SM2 (9), in the order of WIRE-FORMAT 7:
 
     prefix -> base45 -> zlib -> CBOR -> COSE structure -> header (alg, crit, kid)
     -> key known (a permit issuer's) -> key not revoked -> signature -> claims
@@ -27,6 +27,7 @@ from nacl.exceptions import BadSignatureError
 
 from . import codes
 from ._cache import CacheEntry, cache_put
+from ._sm2 import ALG_EDDSA, ALG_SM2_SM3, verify_with_gmalg
 from ._trust import USE_SIG, TrustList
 from ._verdict import StatusRef, Verdict
 
@@ -44,7 +45,7 @@ PREFIXES = {"WP1:": codes.PROFILE_WP1, "ES1:": codes.PROFILE_ES1}
 
 # COSE labels (RFC 9052) and CWT claim keys (RFC 8392), WIRE-FORMAT 2 and 3.
 ALG, CRIT, KID, TYP = 1, 2, 4, 16
-ALG_EDDSA = -8
+ALGS = (ALG_EDDSA, ALG_SM2_SM3)  # WIRE-FORMAT 2 and 9
 ISS, EXP, NBF, IAT, CTI = 1, 4, 5, 6, 7
 PERMIT_CLAIM = -70001
 CARD_CLAIM = -70002
@@ -327,7 +328,7 @@ def check_cose(message: bytes, trust: TrustList, use: str = USE_SIG, typ: str | 
     if ALG not in protected:
         raise _Reject(codes.UNSUPPORTED, codes.R_HEADER_ALG_MISSING)
     alg = protected[ALG]
-    if not _is_int(alg) or alg != ALG_EDDSA:
+    if not _is_int(alg) or alg not in ALGS:
         raise _Reject(codes.UNSUPPORTED, codes.R_HEADER_ALG_UNSUPPORTED)
     # WIRE-FORMAT 2: crit is never accepted, in either map.
     if CRIT in protected or CRIT in unprotected:
@@ -352,9 +353,16 @@ def check_cose(message: bytes, trust: TrustList, use: str = USE_SIG, typ: str | 
         # signs no permit, and a permit issuer no Status List.
         raise _Reject(codes.UNKNOWN_KEY, codes.R_KEY_USE if kid in other_keys else codes.R_KEY_UNKNOWN, kid)
     public_key, status, issuers = key
+    # WIRE-FORMAT 9: the key's algorithm is the header's, or the kid names no key for it
+    # (an Ed25519 key's bytes; an SM2 key's Sm2PublicKey).
+    is_ed25519 = type(public_key) is bytes
+    if is_ed25519 != (alg == ALG_EDDSA):
+        raise _Reject(codes.UNKNOWN_KEY, codes.R_KEY_ALG, kid)
     if status == "revoked":
         raise _Reject(codes.KEY_REVOKED, codes.R_KEY_REVOKED, kid)
-    if not ed25519_verify(public_key, signature, sig_structure(protected_bytes, payload)):
+    signed = sig_structure(protected_bytes, payload)
+    if not (ed25519_verify(public_key, signature, signed) if is_ed25519
+            else verify_with_gmalg(public_key, signature, signed)):
         raise _Reject(codes.BAD_SIGNATURE, codes.R_SIGNATURE_INVALID, kid)
     return _Signed(kid, issuers, payload)
 

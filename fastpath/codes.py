@@ -74,6 +74,7 @@ R_KEY_UNKNOWN: Final = "key.unknown"
 R_KEY_REVOKED: Final = "key.revoked"
 R_KEY_ISSUER: Final = "key.issuer_not_allowed"
 R_KEY_USE: Final = "key.use"                      # a trusted key, but for the other use (sig / status)
+R_KEY_ALG: Final = "key.alg"                      # a trusted key, but of another algorithm than the header's alg
 R_SIGNATURE_INVALID: Final = "signature.invalid"
 # WIRE-FORMAT 3: claims, times
 R_CLAIMS_NOT_MAP: Final = "claims.not_map"

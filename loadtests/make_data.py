@@ -99,23 +99,31 @@ def simulator_twin(upstream: str, permits: int, seed: int) -> tuple[Any, str]:
     """A twin of the running simulator (same seed, count and day): its keys and permits, minting locally.
 
     The simulator draws its population for the day it started (UTC) and its keys from
-    its seed; the twin is tried for today and yesterday (a demo started before
-    midnight) and accepted only when a WP1 code it mints equals, byte for byte, the
-    one the simulator mints for the same permit and time (Ed25519 is deterministic).
+    its seed, with the algorithm its trust list shows (Ed25519, or SM2 with SM3 for
+    ``--alg SM2-SM3``); the twin is tried for today and yesterday (a demo started before
+    midnight) and accepted only when its trust list is the simulator's and a WP1 code
+    the simulator mints for a permit verifies against that list with exactly the
+    twin's record of the permit. (Not byte for byte: SM2 signatures are randomised.)
     Returns the twin and the day it is for.
     """
+    import fastpath
+    from verifier.issuing.mint import permit_map
     from verifier.upstream.simulator import Upstream
 
     probe_pn = read_first_pn(upstream)
-    iat = int(time.time()) - 30
-    reply = httpx.post(f"{upstream}/issue/wp1", json={"pn": probe_pn, "iat": iat}, timeout=10)
+    served = httpx.get(f"{upstream}/trust-list", timeout=10).json()["keys"]
+    active = [key for key in served if key["status"] == "active"]
+    alg = "SM2-SM3" if active and active[-1]["kty"] == "EC" else "EdDSA"
+    reply = httpx.post(f"{upstream}/issue/wp1", json={"pn": probe_pn, "iat": int(time.time()) - 30}, timeout=10)
     reply.raise_for_status()
-    theirs = reply.json()["qr"]
+    theirs = fastpath.verify_qr(reply.json()["qr"], fastpath.TrustList.from_jwks(json.dumps({"keys": served})),
+                                cache=False)
     today = dt.datetime.now(dt.timezone.utc).date()
     for as_of in (today, today - dt.timedelta(days=1)):
-        twin = Upstream.create(permits=permits, seed=seed, as_of=as_of)
+        twin = Upstream.create(permits=permits, seed=seed, as_of=as_of, issuer_alg=alg)  # type: ignore[arg-type]
         try:
-            if twin.mint_wp1(probe_pn, iat=iat)[0] == theirs:
+            if (theirs.ok and twin.trust_list()["keys"] == served
+                    and theirs.permit == permit_map(twin.permit(probe_pn))):
                 return twin, as_of.isoformat()
         except Exception:  # noqa: BLE001 - a twin of another day may not hold that permit at all
             continue

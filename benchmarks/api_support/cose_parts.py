@@ -1,4 +1,4 @@
-"""Take a QR code apart into what libsodium verifies, for the anchor endpoint.
+"""Take a QR code apart into what libsodium (or, for SM2, libcrypto) verifies, for the anchor endpoint.
 
 QR text -> base45 -> zlib -> COSE_Sign1 -> the Sig_structure bytes, the signature and
 the issuer's raw public key from the trust list (WIRE-FORMAT 1, 2, 4), with the
@@ -24,7 +24,8 @@ def signed_parts(qr_text: str, trust_list: dict[str, Any]) -> tuple[bytes, bytes
     protected, unprotected, payload, signature = cose
     kid = cbor_decode(protected).get(KID) or unprotected.get(KID)
     for key in trust_list["keys"]:
-        public_key = _b64url(key["x"])
+        # Ed25519: the raw 32 bytes; SM2 (WIRE-FORMAT 9): the point 0x04 || x || y
+        public_key = b"\x04" + _b64url(key["x"]) + _b64url(key["y"]) if key["kty"] == "EC" else _b64url(key["x"])
         if hashlib.sha256(public_key).digest()[:8] == kid:
             return sig_structure(protected, payload), signature, public_key
     raise LookupError("no key of the trust list signed this code")

@@ -1,7 +1,9 @@
 """Crafting QR codes and card certificates for the fastpath tests, well-formed or not.
 
-Independent of the code under test: cbor2 encodes, PyNaCl signs, zlib
-compresses, and base45 is written here from RFC 9285. Every layer can be
+Independent of the code under test: cbor2 encodes, PyNaCl signs Ed25519 and
+gmssl SM2 (the SM2 library of the conformance vectors, tests/data/make_sm2_vectors.py:
+neither OpenSSL nor gmalg, which the twins verify with), zlib compresses, and
+base45 is written here from RFC 9285. Every layer can be
 replaced by raw bytes, so that a test can build exactly the malformation it
 is about (alg in the unprotected map, crit, wrong tags, 5-element arrays,
 63-byte signatures, duplicate keys, indefinite lengths, ...).
@@ -109,6 +111,7 @@ class Issuer:
     issuers: list[str] = field(default_factory=lambda: ["CN-310000", "CN-110000"])
     status: str = "active"
     use: str = "sig"  # "status": a Status List signer (WIRE-FORMAT 8)
+    alg = -8          # the COSE alg its tokens carry
 
     def __post_init__(self) -> None:
         self.signing_key = SigningKey(hashlib.sha256(b"fastpath-tests:" + self.name.encode()).digest())
@@ -123,6 +126,36 @@ class Issuer:
 
     def sign(self, message: bytes) -> bytes:
         return self.signing_key.sign(message).signature
+
+
+@dataclass
+class Sm2Issuer:
+    """An SM2 issuer key for tests (WIRE-FORMAT 9), signing with gmssl; seeded: deterministic."""
+
+    name: str
+    issuers: list[str] = field(default_factory=lambda: ["CN-310000", "CN-110000"])
+    status: str = "active"
+    use: str = "sig"
+    user_id: bytes = b"1234567812345678"
+    alg = -65537
+
+    def __post_init__(self) -> None:
+        from tests.data.make_sm2_vectors import Key
+
+        self._key = Key("fastpath-tests:" + self.name, self.user_id)
+        self.public_key = self._key.point
+        self.kid = self._key.kid
+
+    def jwk(self, **overrides: Any) -> dict[str, Any]:
+        key = self._key.jwk(use=self.use, iss=list(self.issuers), status=self.status)
+        key.update(overrides)
+        return {k: v for k, v in key.items() if v is not _DROP}
+
+    def sign(self, message: bytes, *, user_id: bytes | None = None, digest: str = "sm3") -> bytes:
+        """r || s over ``message`` (with the key's user id unless ``user_id``; ``digest``
+        "sha256" or "sm3-no-z" for a signature over the wrong hash)."""
+        r, s = self._key.sign_e(self._key.e(message, user_id=user_id, digest=digest), message.hex())
+        return r.to_bytes(32, "big") + s.to_bytes(32, "big")
 
 
 def jwks(*keys: dict[str, Any]) -> str:
@@ -159,9 +192,9 @@ def card_sign(challenge: bytes, key: SigningKey | None = None, domain: bytes = b
     return (key or card_key()).sign(domain + challenge).signature
 
 
-def sign1(issuer: Issuer, payload: Any = None, *, profile: str = "WP1",
+def sign1(issuer: Issuer | Sm2Issuer, payload: Any = None, *, profile: str = "WP1",
           protected: dict[int, Any] | bytes | None = None, unprotected: dict[int, Any] | bytes | None = None,
-          tag: bool = True, signature: bytes | None = None, signer: Issuer | None = None) -> bytes:
+          tag: bool = True, signature: bytes | None = None, signer: Issuer | Sm2Issuer | None = None) -> bytes:
     """A COSE_Sign1 message. ``payload``: a claims dict (encoded with cbor2) or raw
     bytes; ``protected``/``unprotected``: dicts or raw encoded bytes; the
     signature is computed over the bytes as given unless ``signature`` replaces it."""
@@ -169,7 +202,7 @@ def sign1(issuer: Issuer, payload: Any = None, *, profile: str = "WP1",
         payload = claims(profile)
     payload_bytes = payload if isinstance(payload, bytes) else enc(payload)
     if protected is None:
-        protected = {1: -8, 4: issuer.kid}
+        protected = {1: issuer.alg, 4: issuer.kid}
     protected_bytes = protected if isinstance(protected, bytes) else enc(protected)
     unprotected_bytes = enc(unprotected or {}) if not isinstance(unprotected, bytes) else unprotected
     if signature is None:
@@ -178,11 +211,11 @@ def sign1(issuer: Issuer, payload: Any = None, *, profile: str = "WP1",
     return (b"\xd2" + body) if tag else body
 
 
-def wp1(issuer: Issuer, **claim_overrides: Any) -> str:
+def wp1(issuer: Issuer | Sm2Issuer, **claim_overrides: Any) -> str:
     return qr(sign1(issuer, claims("WP1", **claim_overrides)), "WP1:")
 
 
-def es1(issuer: Issuer, **claim_overrides: Any) -> str:
+def es1(issuer: Issuer | Sm2Issuer, **claim_overrides: Any) -> str:
     return qr(sign1(issuer, claims("ES1", **claim_overrides)), "ES1:")
 
 
@@ -197,6 +230,12 @@ STATUS_SIGNER = Issuer("status-signer", issuers=["CN-MOHRSS"], use="status")
 STATUS_RETIRED = Issuer("status-retired", issuers=["CN-MOHRSS"], status="retired", use="status")
 STATUS_REVOKED = Issuer("status-revoked", issuers=["CN-MOHRSS"], status="revoked", use="status")
 
+# SM2 issuers (WIRE-FORMAT 9): the default user id, an explicit one, revoked, one the list lacks.
+SM2_ACTIVE = Sm2Issuer("sm2-active")
+SM2_DISTID = Sm2Issuer("sm2-distid", user_id=b"permits@CN-310000")
+SM2_REVOKED = Sm2Issuer("sm2-revoked", status="revoked")
+SM2_STRANGER = Sm2Issuer("sm2-stranger")
+
 PERMITS_LIST_URI = "https://pv.example/v1/status-lists/permits"
 CARDS_LIST_URI = "https://pv.example/v1/status-lists/cards"
 
@@ -209,6 +248,12 @@ def status_claim(idx: Any = 7, uri: Any = PERMITS_LIST_URI) -> dict[str, Any]:
 def trust_list_json() -> str:
     return jwks(ACTIVE.jwk(), RETIRED.jwk(), REVOKED.jwk(), REGIONAL.jwk(), STATUS_SIGNER.jwk(),
                 STATUS_RETIRED.jwk(), STATUS_REVOKED.jwk())
+
+
+def mixed_trust_list_json() -> str:
+    """Ed25519 and SM2 issuers in one list (WIRE-FORMAT 9: a per-issuer choice)."""
+    return jwks(ACTIVE.jwk(), REVOKED.jwk(), REGIONAL.jwk(), STATUS_SIGNER.jwk(), SM2_ACTIVE.jwk(),
+                SM2_DISTID.jwk(), SM2_REVOKED.jwk())
 
 
 def base45_decode(text: str) -> bytes | None:

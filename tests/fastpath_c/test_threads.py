@@ -158,3 +158,38 @@ def test_the_control_a_pure_python_loop_keeps_the_gil() -> None:
     cap = 3000
     count = _calls_made_before_another_thread_ran(lambda: sum(range(50)), cap)
     assert count == cap
+
+
+def test_sm2_codes_in_threads() -> None:
+    # One libcrypto key (EVP_PKEY) shared by every thread, each verify with its own contexts.
+    trust = fastpath.TrustList.from_jwks(craft.mixed_trust_list_json())
+    texts = [wp1(craft.SM2_ACTIVE, permit={**PERMIT, "v": i}) for i in range(6)]
+    texts += [qr(sign1(craft.SM2_ACTIVE, claims("WP1"), signer=craft.SM2_DISTID)), wp1(craft.SM2_REVOKED),
+              wp1(craft.SM2_DISTID)]
+    expected = [C.verify_qr(text, trust, NOW, cache=False) for text in texts]
+    assert [v.result for v in expected] == [codes.VALID] * 6 + [codes.BAD_SIGNATURE, codes.KEY_REVOKED, codes.VALID]
+    failures: list[Any] = []
+
+    def work(offset: int) -> None:
+        for round_ in range(10):
+            for i in range(len(texts)):
+                j = (i + offset + round_) % len(texts)
+                got = C.verify_qr(texts[j], trust, NOW, cache=False)
+                if got != expected[j]:
+                    failures.append((j, got))
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+
+
+@pytest.mark.usefixtures("no_forced_switching")
+def test_the_gil_is_released_around_the_sm2_signature_check() -> None:
+    trust = fastpath.TrustList.from_jwks(craft.mixed_trust_list_json())
+    text = wp1(craft.SM2_ACTIVE)
+    cap = 500
+    count = _calls_made_before_another_thread_ran(lambda: C.verify_qr(text, trust, NOW, cache=False), cap)
+    assert count < cap

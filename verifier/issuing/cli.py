@@ -1,7 +1,7 @@
 """Sub-commands of the issuing side: ``issuer``, ``mint``, ``card`` and ``verify-qr``.
 
-    verifier issuer keygen --out DIR [--issuer CN-310000 ...]
-    verifier issuer rotate --dir DIR [--issuer ...]
+    verifier issuer keygen --out DIR [--issuer CN-310000 ...] [--alg EdDSA|SM2-SM3] [--distid TEXT]
+    verifier issuer rotate --dir DIR [--issuer ...] [--alg EdDSA|SM2-SM3] [--distid TEXT]
     verifier issuer revoke --dir DIR --kid KID
     verifier mint wp1|es1 --key KEYFILE_OR_DIR --permit JSON_OR_@FILE [--iat EPOCH] [--exp EPOCH]
     verifier mint card --key KEYFILE_OR_DIR --card JSON_OR_@FILE --out DIR
@@ -142,6 +142,7 @@ def _register_issuer(subparsers: Any) -> None:
         "--issuer", action="append", metavar="ISS", dest="issuers",
         help="an issuer the key may sign for, e.g. CN-310000 (repeatable; default CN-310000)",
     )
+    _add_alg_arguments(keygen, "EdDSA (Ed25519, the default) or SM2-SM3 (SM2 with SM3, WIRE-FORMAT 9)")
     keygen.set_defaults(func=_run(_cmd_keygen))
 
     rotate = commands.add_parser("rotate", help="add a new active key; the active ones become retired")
@@ -150,6 +151,7 @@ def _register_issuer(subparsers: Any) -> None:
         "--issuer", action="append", metavar="ISS", dest="issuers",
         help="issuers of the new key (repeatable; default: those of the active key)",
     )
+    _add_alg_arguments(rotate, "the new key's algorithm, EdDSA or SM2-SM3 (default: the newest key's)")
     rotate.set_defaults(func=_run(_cmd_rotate))
 
     revoke = commands.add_parser("revoke", help="mark a key revoked: all it signed becomes KEY_REVOKED")
@@ -158,9 +160,39 @@ def _register_issuer(subparsers: Any) -> None:
     revoke.set_defaults(func=_run(_cmd_revoke))
 
 
+def _add_alg_arguments(parser: argparse.ArgumentParser, alg_help: str) -> None:
+    from verifier.issuing.keys import ALG_NAMES
+
+    parser.add_argument("--alg", choices=ALG_NAMES, default=None, help=alg_help)
+    parser.add_argument(
+        "--distid", metavar="TEXT", default=None,
+        help="SM2 only: the user id the key signs with, as UTF-8 text (default 1234567812345678; "
+        "a rotation keeps the newest SM2 key's)",
+    )
+
+
+def _alg_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The --alg and --distid of keygen and rotate, checked together."""
+    user_id = None if args.distid is None else args.distid.encode("utf-8")
+    if user_id is not None and args.alg not in (None, "SM2-SM3"):
+        raise UsageError("--distid is the user id of an SM2 key: it needs --alg SM2-SM3")
+    return {"alg": args.alg, "user_id": user_id}
+
+
+def _rotated(ring: Any, issuers: Any, args: argparse.Namespace) -> Any:
+    """The ring's new active key, or a usage error (bad issuers, alg, distid, or no SM2 here)."""
+    from verifier.issuing.sm2 import Sm2Unavailable
+
+    try:
+        return ring.rotate(issuers, **_alg_options(args))
+    except (ValueError, Sm2Unavailable) as exc:
+        raise UsageError(str(exc)) from exc
+
+
 def _key_summary(ring: Any, directory: Path, key: Any) -> dict[str, Any]:
     return {
         "kid": key.kid_text,
+        "alg": key.alg,
         "status": key.status,
         "issuers": list(key.issuers),
         "key_file": str(ring.key_path(directory, key)),
@@ -191,15 +223,12 @@ def _cmd_keygen(args: argparse.Namespace) -> int:
     directory = Path(args.out)
     if (directory / KEYS_SUBDIR).exists() or (directory / TRUST_LIST_FILE).exists():
         raise UsageError(f"{directory} already holds issuer keys; use 'verifier issuer rotate --dir {directory}'")
+    ring = KeyRing()
+    key = _rotated(ring, args.issuers or list(DEFAULT_ISSUERS), args)  # before anything is written
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UsageError(f"cannot create {directory}: {exc.strerror}") from exc
-    ring = KeyRing()
-    try:
-        key = ring.rotate(args.issuers or list(DEFAULT_ISSUERS))
-    except ValueError as exc:
-        raise UsageError(str(exc)) from exc
     trust_list_path = _save_ring(ring, directory)
     _print({"trust_list": str(trust_list_path), **_key_summary(ring, directory, key)})
     return EXIT_OK
@@ -208,15 +237,12 @@ def _cmd_keygen(args: argparse.Namespace) -> int:
 def _cmd_rotate(args: argparse.Namespace) -> int:
     directory = Path(args.dir)
     ring = _load_ring(args.dir)
-    try:
-        key = ring.rotate(args.issuers)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from exc
+    key = _rotated(ring, args.issuers, args)
     trust_list_path = _save_ring(ring, directory)
     _print({
         "trust_list": str(trust_list_path),
         **_key_summary(ring, directory, key),
-        "keys": [{"kid": k.kid_text, "status": k.status} for k in ring.keys],
+        "keys": [{"kid": k.kid_text, "alg": k.alg, "status": k.status} for k in ring.keys],
     })
     return EXIT_OK
 
@@ -234,7 +260,7 @@ def _cmd_revoke(args: argparse.Namespace) -> int:
     _print({
         "trust_list": str(trust_list_path),
         **_key_summary(ring, directory, key),
-        "keys": [{"kid": k.kid_text, "status": k.status} for k in ring.keys],
+        "keys": [{"kid": k.kid_text, "alg": k.alg, "status": k.status} for k in ring.keys],
     })
     return EXIT_OK
 

@@ -1,4 +1,8 @@
-"""Minting: WP1 and ES1 QR codes and card certificates (WIRE-FORMAT 1-3 and 6).
+"""Minting: WP1 and ES1 QR codes and card certificates (WIRE-FORMAT 1-3, 6 and 9).
+
+Each is signed with the issuer key given, Ed25519 or SM2 with SM3 (the key's
+algorithm names the header's ``alg``). A card certificate may be SM2-signed too;
+the card's own key, which answers challenges, stays Ed25519 (WIRE-FORMAT 6).
 
 The layers, each usable alone (tests build malformed variants from them):
 ``sign_cose`` (claims -> COSE_Sign1 bytes), ``encode_qr`` (prefix + base45(zlib)),
@@ -20,6 +24,7 @@ import zlib
 from collections.abc import Mapping
 from typing import Any, Final
 
+from fastpath._sm2 import ALG_EDDSA, ALG_SM2_SM3
 from verifier.index.records import PermitRecord
 from verifier.issuing.cbor import Tag, dumps
 from verifier.issuing.keys import IssuerKey
@@ -29,6 +34,7 @@ __all__ = [
     "MintError",
     "COSE_SIGN1_TAG",
     "ALG_EDDSA",
+    "ALG_SM2_SM3",
     "PERMIT_CLAIM",
     "CARD_CLAIM",
     "CHINA_STANDARD_TIME",
@@ -45,7 +51,6 @@ __all__ = [
 ]
 
 COSE_SIGN1_TAG: Final = 18
-ALG_EDDSA: Final = -8
 # COSE header labels (RFC 9052) and CWT claim keys (RFC 8392)
 HEADER_ALG: Final = 1
 HEADER_KID: Final = 4
@@ -120,12 +125,13 @@ def sign_cose(
 ) -> bytes:
     """A COSE_Sign1 (WIRE-FORMAT 2) over ``payload_claims`` signed by ``key``.
 
-    The protected header is ``{1: -8, 4: kid}`` updated with ``protected_extra``
-    (a value of ``OMIT`` removes the label). ``payload_claims`` is a claims map,
+    The protected header is ``{1: alg, 4: kid}`` (alg: -8 for an Ed25519 key, -65537
+    for an SM2 one, WIRE-FORMAT 9) updated with ``protected_extra`` (a value of
+    ``OMIT`` removes the label). ``payload_claims`` is a claims map,
     encoded canonically, or ready-made payload bytes. With ``tag`` the array is
     wrapped in CBOR tag 18.
     """
-    protected_map: dict[Any, Any] = {HEADER_ALG: ALG_EDDSA, HEADER_KID: key.kid}
+    protected_map: dict[Any, Any] = {HEADER_ALG: key.cose_alg, HEADER_KID: key.kid}
     for label, value in (protected_extra or {}).items():
         if value is OMIT:
             protected_map.pop(label, None)

@@ -96,10 +96,9 @@ class GoneProblem(msgspec.Struct, frozen=True):
     feed_id: str
 
 
-class TrustKey(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
-    """One JWK of the trust list (WIRE-FORMAT 4); unknown JWK members are kept out."""
+class Ed25519TrustKey(msgspec.Struct, frozen=True, forbid_unknown_fields=False, tag_field="kty", tag="OKP"):
+    """One Ed25519 JWK of the trust list (WIRE-FORMAT 4); unknown JWK members are kept out."""
 
-    kty: Literal["OKP"]
     crv: Literal["Ed25519"]
     x: str
     kid: str
@@ -107,6 +106,25 @@ class TrustKey(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
     iss: list[str]
     alg: Literal["EdDSA"] = "EdDSA"
     use: Literal["sig"] = "sig"
+
+
+class Sm2TrustKey(msgspec.Struct, frozen=True, forbid_unknown_fields=False, tag_field="kty", tag="EC"):
+    """One SM2 JWK of the trust list (WIRE-FORMAT 9): the point's x and y, the user id
+    (``distid``) when it is not the default."""
+
+    crv: Literal["SM2"]
+    x: str
+    y: str
+    kid: str
+    status: Literal["active", "retired", "revoked"]
+    iss: list[str]
+    alg: Literal["SM2-SM3"] = "SM2-SM3"
+    use: Literal["sig"] = "sig"
+    distid: str | None = None
+
+
+TrustKey = Ed25519TrustKey | Sm2TrustKey
+"""One JWK of the trust list, by its ``kty``; the full checks are fastpath's (WIRE-FORMAT 4 and 9)."""
 
 
 class TrustListDoc(msgspec.Struct, frozen=True, forbid_unknown_fields=False):

@@ -53,6 +53,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     demo.add_argument("--seed", type=int, default=1, help="seed of the demo permits (default 1)")
     demo.add_argument("--event-rate", type=float, default=2.0, help="lifecycle events per second (default 2)")
     demo.add_argument("--workers", type=int, default=2, help="API worker processes (default 2)")
+    from verifier.issuing.keys import ALG_NAMES
+
+    demo.add_argument("--issuer-alg", choices=ALG_NAMES, default="EdDSA",
+                      help="the simulated issuer signs with Ed25519 (EdDSA, default) or SM2 with SM3 (SM2-SM3)")
     demo.add_argument("--rate-limit", type=float, default=None,
                       help="requests/s per API key (default: $VERIFIER_RATE_LIMIT_PER_S or 200); "
                       "raise it for load tests")
@@ -97,5 +101,5 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(DemoOptions(
         state_dir=settings.state_dir, host=args.host, port=args.port, workers=args.workers,
         permits=args.permits, seed=args.seed, event_rate=args.event_rate, rate_limit_per_s=args.rate_limit,
-        info_file=args.info, redis_url=args.redis or "", store_url=args.store or "",
+        info_file=args.info, redis_url=args.redis or "", store_url=args.store or "", issuer_alg=args.issuer_alg,
     ))

@@ -60,6 +60,8 @@ class DemoOptions:
     permits: int = 3000
     seed: int = 1
     event_rate: float = 2.0
+    issuer_alg: str = "EdDSA"
+    """The simulator's issuer key algorithm: EdDSA (Ed25519) or SM2-SM3 (WIRE-FORMAT 9)."""
     rate_limit_per_s: float | None = None
     """Per-key rate; None keeps the settings' default."""
     info_file: Path | None = None
@@ -118,7 +120,7 @@ class DemoStack:
         self._start(Child.verifier("upstream", [
             "upstream", "--host", "127.0.0.1", "--port", str(self.upstream_port),
             "--permits", str(options.permits), "--seed", str(options.seed),
-            "--event-rate", str(options.event_rate),
+            "--event-rate", str(options.event_rate), "--alg", options.issuer_alg,
         ], self.log_dir))
         wait_until(lambda: http_ok(f"{self.upstream_url}/admin/state"), timeout_s=120,
                    what="the upstream simulator", abort=self._abort_if_needed)

@@ -41,7 +41,8 @@ every change bumps it.
 
 ``GET /trust-list``
     The JWK Set of WIRE-FORMAT 4 (every key with its status: active, retired,
-    revoked) plus ``version``, a number bumped at every change of the set.
+    revoked; Ed25519 ``OKP`` keys and SM2 ``EC`` keys, WIRE-FORMAT 9) plus
+    ``version``, a number bumped at every change of the set.
 
 ``GET /notice/{pn}``
     The permit's Notice of Foreigner's Work Permit for the holder's download (the API's
@@ -64,7 +65,9 @@ The simulator's extras (not part of the interface)
   (new ``feed_id``, seq from 0; ``silent_changes`` permits changed with no event,
   as a restore would), a shorter retained window (old cursors get 410).
   ``GET /admin/state``: feed id, head, window, permits, faults.
-- ``POST /admin/keys/rotate`` (a new active key, the old one retired),
+- ``POST /admin/keys/rotate[?alg=EdDSA|SM2-SM3]`` (a new active key, of the newest
+  key's algorithm unless ``alg`` names one; the old one retired; ``verifier upstream
+  --alg`` chooses the first key's),
   ``POST /admin/keys/{kid}/revoke``.
 - Issuing, with the simulator's keys: ``POST /issue/wp1 {pn, iat?, exp?}`` and
   ``POST /issue/es1 {pn, iat?, lifetime?}`` → ``{qr, pn, v}``;

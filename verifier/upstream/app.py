@@ -15,6 +15,7 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.response import Stream
 
 from verifier.index.records import ChangeEvent, EventType, PermitRecord
+from verifier.issuing.keys import KeyAlg
 from verifier.lib import upstream_wire as wire
 from verifier.lib.problems import EXCEPTION_HANDLERS, Problem
 from verifier.lib.upstream_notice import Notice
@@ -312,9 +313,11 @@ async def admin_faults(request: Request[Any, Any, Any], data: JSONBody[FaultsReq
 
 
 @post("/admin/keys/rotate", status_code=200)
-async def admin_rotate(request: Request[Any, Any, Any]) -> dict[str, Any]:
-    """A new active key; the old one retired."""
-    return _upstream(request).rotate_key()
+async def admin_rotate(
+    request: Request[Any, Any, Any], alg: Annotated[KeyAlg | None, QueryParameter()] = None,
+) -> dict[str, Any]:
+    """A new active key (``?alg=EdDSA`` or ``SM2-SM3``; default: the newest key's); the old one retired."""
+    return _upstream(request).rotate_key(alg)
 
 
 @post("/admin/keys/{kid:str}/revoke", status_code=200)

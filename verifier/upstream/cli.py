@@ -28,6 +28,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                         help="date the seeded validity periods are relative to (default: today)")
     parser.add_argument("--keys", default=None,
                         help="issuer key directory (verifier issuer keygen --out DIR); default: keys derived from the seed")
+    from verifier.issuing.keys import ALG_NAMES
+
+    parser.add_argument("--alg", choices=ALG_NAMES, default="EdDSA",
+                        help="algorithm of the keys derived from the seed: EdDSA (Ed25519, default) or SM2-SM3 "
+                        "(SM2 with SM3, WIRE-FORMAT 9); a --keys directory has its own")
     parser.add_argument("--warm", action=argparse.BooleanOptionalAction, default=None,
                         help="encode the whole snapshot before serving (default: on above 100,000 permits)")
     parser.add_argument("--log-level", default="warning")
@@ -51,7 +56,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         upstream = Upstream.create(
             permits=args.permits, seed=args.seed, as_of=args.as_of, event_rate=args.event_rate,
-            retain=args.retain, key_ring=key_ring,
+            retain=args.retain, key_ring=key_ring, issuer_alg=args.alg,
         )
     except ValueError as exc:
         print(f"verifier upstream: {exc}", file=sys.stderr)

@@ -15,6 +15,7 @@ from verifier.upstream.feed import EventNotApplicable, PermitFeed
 
 if TYPE_CHECKING:
     from verifier.issuing import IssuerKey, KeyRing, SoftwareCard
+    from verifier.issuing.keys import KeyAlg
 
 __all__ = ["IssuingDesk", "KeySet"]
 
@@ -34,13 +35,18 @@ class IssuingDesk:
     ``secret`` (from the simulator's seed) derives the first issuer key, the keys of
     rotations and every software card's key, so a simulator rebuilt from its seed
     issues the same; ``key_ring``, when given, is used instead of the derived keys.
+    ``alg`` is the issuer's choice of algorithm for its derived keys: "EdDSA"
+    (Ed25519) or "SM2-SM3" (WIRE-FORMAT 9); a rotation keeps the newest key's unless
+    it names another. Software cards stay Ed25519 (WIRE-FORMAT 6).
     """
 
-    def __init__(self, feed: PermitFeed, secret: bytes, key_ring: KeyRing | None = None) -> None:
+    def __init__(self, feed: PermitFeed, secret: bytes, key_ring: KeyRing | None = None,
+                 alg: KeyAlg = "EdDSA") -> None:
         self.feed = feed
         self._key_secret = secret
         self._card_master_seed = hashlib.sha256(b"cards" + secret).digest()
         self._keys = KeySet(ring=key_ring) if key_ring is not None else None
+        self._alg: KeyAlg = alg
 
     def issuers(self) -> list[str]:
         from verifier.upstream.population import _REGIONS
@@ -53,7 +59,7 @@ class IssuingDesk:
             from verifier.issuing import IssuerKey, KeyRing
 
             seed = hashlib.sha256(b"issuer-key-0" + self._key_secret).digest()
-            ring = KeyRing([IssuerKey.from_seed(seed, self.issuers(), created=0)])
+            ring = KeyRing([IssuerKey.from_seed(seed, self.issuers(), created=0, alg=self._alg)])
             self._keys = KeySet(ring=ring)
         return self._keys
 
@@ -63,14 +69,15 @@ class IssuingDesk:
             keys = self.keys
             return {**keys.ring.trust_list(), "version": keys.version}
 
-    def rotate_key(self) -> dict[str, Any]:
-        """A new active key; the previous active key is retired (still verifies)."""
+    def rotate_key(self, alg: KeyAlg | None = None) -> dict[str, Any]:
+        """A new active key (of ``alg``, by default the newest key's); the previous active
+        key is retired (still verifies)."""
         with self.feed.lock:
             keys = self.keys
             keys.rotations += 1
             seed = hashlib.sha256(b"issuer-key-%d" % keys.rotations + self._key_secret).digest()
             issuers = list(keys.ring.active.issuers) if any(k.status == "active" for k in keys.ring) else self.issuers()
-            keys.ring.rotate(issuers, seed=seed, created=int(self.feed.clock()))
+            keys.ring.rotate(issuers, seed=seed, created=int(self.feed.clock()), alg=alg)
             keys.version += 1
             return self.trust_list()
 

@@ -33,6 +33,7 @@ from verifier.upstream.snapshots import SnapshotView, Snapshots
 
 if TYPE_CHECKING:
     from verifier.issuing import KeyRing, SoftwareCard
+    from verifier.issuing.keys import KeyAlg
 
 __all__ = ["Faults", "Upstream"]
 
@@ -72,6 +73,7 @@ class Upstream:
         event_rate: float = 0.0,
         retain: int = DEFAULT_RETAIN,
         key_ring: KeyRing | None = None,
+        issuer_alg: KeyAlg = "EdDSA",
     ) -> "Upstream":
         if not 0 <= permits <= MAX_PERMITS:
             raise ValueError(f"permits must be between 0 and {MAX_PERMITS}")
@@ -79,7 +81,7 @@ class Upstream:
         feed = PermitFeed.create(Population(seed, permits, as_of), rng=random.Random(seed * 1_000_003 + 17),
                                  retain=retain, event_rate=event_rate)
         secret = hashlib.blake2b(b"simulator-secrets:%d" % seed, digest_size=32).digest()
-        return cls(feed, IssuingDesk(feed, secret, key_ring), random.Random(seed * 1_000_003 + 29))
+        return cls(feed, IssuingDesk(feed, secret, key_ring, issuer_alg), random.Random(seed * 1_000_003 + 29))
 
     # -- the feed's state -----------------------------------------------------------
 
@@ -175,8 +177,8 @@ class Upstream:
         """The trust list as served: the desk's, unless the ``bad_trust_list`` fault is on."""
         return self._served(self.desk.trust_list())
 
-    def rotate_key(self) -> dict[str, Any]:
-        return self._served(self.desk.rotate_key())
+    def rotate_key(self, alg: KeyAlg | None = None) -> dict[str, Any]:
+        return self._served(self.desk.rotate_key(alg))
 
     def revoke_key(self, kid: str) -> dict[str, Any]:
         return self._served(self.desk.revoke_key(kid))

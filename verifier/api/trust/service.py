@@ -42,5 +42,9 @@ class TrustHolder:
                       digest[:16], self.current.version if self.current else None, exc)
             return False
         self.current, self.digest = trust, digest
-        log.info("trust list version %s in force (%d keys)", trust.version, len(trust.keys))
+        sm2_keys = sum(key.sm2 is not None for key in trust.keys.values())
+        # WIRE-FORMAT 9: say what verifies SM2 (OpenSSL, or gmalg ~200 times slower where
+        # this libcrypto has none), so that an operator sees a fallback.
+        log.info("trust list version %s in force (%d keys%s)", trust.version, len(trust.keys),
+                 f", {sm2_keys} SM2, verified by {fastpath.SM2_BACKEND}" if sm2_keys else "")
         return True
