@@ -111,9 +111,11 @@ def simulator_twin(upstream: str, permits: int, seed: int) -> tuple[Any, str]:
     reply = httpx.post(f"{upstream}/issue/wp1", json={"pn": probe_pn, "iat": iat}, timeout=10)
     reply.raise_for_status()
     theirs = reply.json()["qr"]
+    # its codes' status claim names the lists under this base (WIRE-FORMAT 8)
+    status_list_base = httpx.get(f"{upstream}/admin/state", timeout=10).json()["status_list_base"]
     today = dt.datetime.now(dt.timezone.utc).date()
     for as_of in (today, today - dt.timedelta(days=1)):
-        twin = Upstream.create(permits=permits, seed=seed, as_of=as_of)
+        twin = Upstream.create(permits=permits, seed=seed, as_of=as_of, status_list_base=status_list_base)
         try:
             if twin.mint_wp1(probe_pn, iat=iat)[0] == theirs:
                 return twin, as_of.isoformat()
@@ -291,7 +293,8 @@ def main(argv: list[str] | None = None) -> int:
     keys_file.chmod(0o600)
     meta = {
         "url": info["url"], "upstream": upstream, "seed": info["seed"], "made_at": now,
-        "twin": {"permits": int(info.get("permits") or len(records)), "seed": info["seed"], "as_of": as_of},
+        "twin": {"permits": int(info.get("permits") or len(records)), "seed": info["seed"], "as_of": as_of,
+                 "status_list_base": twin.desk.status_list_base},
         "counts": counts, "permits": len(records), "valid": len(valid), "cancelled": len(cancelled),
     }
     (args.out / "meta.json").write_text(json.dumps(meta, indent=1))

@@ -28,6 +28,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                         help="date the seeded validity periods are relative to (default: today)")
     parser.add_argument("--keys", default=None,
                         help="issuer key directory (verifier issuer keygen --out DIR); default: keys derived from the seed")
+    parser.add_argument("--status-lists", default=None, metavar="URL",
+                        help="where the service publishes its Status Lists: the uri of the status claim of every "
+                        "code and card minted (default: $VERIFIER_STATUS_LIST_BASE_URL, else the API's default "
+                        "address, http://127.0.0.1:8000/v1/status-lists)")
     parser.add_argument("--warm", action=argparse.BooleanOptionalAction, default=None,
                         help="encode the whole snapshot before serving (default: on above 100,000 permits)")
     parser.add_argument("--log-level", default="warning")
@@ -35,6 +39,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def _run(args: argparse.Namespace) -> int:
+    from verifier.index.status_lists import base_uri
+    from verifier.lib.settings import Settings
     from verifier.upstream.server import serve
     from verifier.upstream.simulator import Upstream
 
@@ -52,6 +58,7 @@ def _run(args: argparse.Namespace) -> int:
         upstream = Upstream.create(
             permits=args.permits, seed=args.seed, as_of=args.as_of, event_rate=args.event_rate,
             retain=args.retain, key_ring=key_ring,
+            status_list_base=args.status_lists or base_uri(Settings.from_env()),
         )
     except ValueError as exc:
         print(f"verifier upstream: {exc}", file=sys.stderr)

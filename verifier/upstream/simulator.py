@@ -26,7 +26,7 @@ import msgspec
 
 from verifier.index.records import ChangeEvent, EventType, PermitRecord
 from verifier.upstream.feed import DEFAULT_RETAIN, MAX_PERMITS, PermitFeed
-from verifier.upstream.issuing_desk import IssuingDesk, KeySet
+from verifier.upstream.issuing_desk import DEFAULT_STATUS_LIST_BASE, IssuingDesk, KeySet
 from verifier.upstream.population import Population
 from verifier.upstream.snapshots import SnapshotView, Snapshots
 
@@ -71,14 +71,18 @@ class Upstream:
         event_rate: float = 0.0,
         retain: int = DEFAULT_RETAIN,
         key_ring: KeyRing | None = None,
+        status_list_base: str = DEFAULT_STATUS_LIST_BASE,
     ) -> "Upstream":
+        """``status_list_base``: where the service publishes its Status Lists (the ``uri`` of
+        the status claim of every code and card certificate minted here)."""
         if not 0 <= permits <= MAX_PERMITS:
             raise ValueError(f"permits must be between 0 and {MAX_PERMITS}")
         as_of = as_of or dt.datetime.now(dt.timezone.utc).date()
         feed = PermitFeed.create(Population(seed, permits, as_of), rng=random.Random(seed * 1_000_003 + 17),
                                  retain=retain, event_rate=event_rate)
         secret = hashlib.blake2b(b"simulator-secrets:%d" % seed, digest_size=32).digest()
-        return cls(feed, IssuingDesk(feed, secret, key_ring), random.Random(seed * 1_000_003 + 29))
+        desk = IssuingDesk(feed, secret, key_ring, status_list_base)
+        return cls(feed, desk, random.Random(seed * 1_000_003 + 29))
 
     # -- the feed's state -----------------------------------------------------------
 
