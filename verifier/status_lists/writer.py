@@ -473,8 +473,9 @@ class StatusListWriter:
                 self.counts.restored += 1
                 restored = True
                 log.info("status lists: put the %s list back (Redis had lost it)", name)
-        if restored or not self.redis.exists(self.keys.jwks):
-            self._keys_at = -1e9  # and the signers' public keys with them, at the next round
+        if restored or not self.redis.exists(self.keys.jwks) \
+                or not self.store.exists(signing_keys.SIGNING_KEYS_KEY):
+            self._keys_at = -1e9  # the signers' keys with them (the ring held is put back), next round
 
 
 def run_status_lists(settings: Settings, stop_event: threading.Event | None = None,
