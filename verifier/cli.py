@@ -19,6 +19,8 @@ COMMAND_MODULES = (
     "verifier.run.cli",
     "verifier.api.cli",
     "verifier.status_lists.cli",
+    "verifier.offline.cli",
+    "verifier.api.receipts.cli",
 )
 
 
