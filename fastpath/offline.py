@@ -313,26 +313,54 @@ class OfflineVerdict:
     ``age_s`` (how old the status was), ``repeat`` (an ES1 double read).
     """
 
-    __slots__ = ("result", "reasons", "profile", "permit", "claims", "status_ref", "status_list", "status_time",
-                 "checked_at", "repeat")
+    # The permit is shaped when asked for (a dict of up to 13 fields: a third of the
+    # offline check's own cost), so that a scanner that only wants the result pays nothing.
+    __slots__ = ("result", "reasons", "verdict", "checked_at", "status_list", "status_time", "repeat",
+                 "_status", "_permit")
 
     def __init__(self, result: str, reasons: tuple[str, ...], verdict: Verdict, checked_at: int,
-                 status_list: str | None = None, status_time: int | None = None, permit: dict[str, Any] | None = None,
-                 repeat: bool = False) -> None:
+                 status_list: str | None = None, status_time: int | None = None, status: str | None = None) -> None:
         self.result = result
         self.reasons = reasons
-        self.profile = verdict.profile
-        self.permit = permit
-        self.claims = verdict.claims
-        self.status_ref = verdict.status_ref
+        self.verdict = verdict
+        """fastpath's verdict of the token itself."""
+        self.checked_at = checked_at
         self.status_list = status_list
         self.status_time = status_time
-        self.checked_at = checked_at
-        self.repeat = repeat
+        self.repeat = False
+        self._status = status
+        self._permit: dict[str, Any] | None | bool = False  # False: not shaped yet
 
     @property
     def ok(self) -> bool:
         return self.result == codes.VALID
+
+    @property
+    def profile(self) -> str | None:
+        return self.verdict.profile
+
+    @property
+    def claims(self) -> dict[str, Any] | None:
+        return self.verdict.claims
+
+    @property
+    def status_ref(self) -> StatusRef | None:
+        return self.verdict.status_ref
+
+    @property
+    def permit(self) -> dict[str, Any] | None:
+        """The token's permit in the API's field order (None before its signature held), with
+        the list's status: ``status`` of a permit, ``card_status`` of a valid card."""
+        if self._permit is False:
+            held = self.verdict.permit if self.result not in _BEFORE_THE_PERMIT else None
+            if held is None:
+                self._permit = None
+            else:
+                shown = dict(held)
+                if self._status is not None:
+                    shown["card_status" if self.status_list == CARDS else "status"] = self._status
+                self._permit = {field: shown[field] for field in PERMIT_FIELDS if shown.get(field) is not None}
+        return self._permit  # type: ignore[return-value]
 
     @property
     def age_s(self) -> int | None:
@@ -442,23 +470,19 @@ class OfflineVerifier:
         """WIRE-FORMAT 8: the token's entry in its list, or why it cannot be read."""
         ref: StatusRef | None = verdict.status_ref
         if ref is None:
-            return OfflineVerdict(codes.STATUS_UNAVAILABLE, (R_NO_CLAIM,), verdict, now,
-                                  permit=_permit(verdict, None))
+            return OfflineVerdict(codes.STATUS_UNAVAILABLE, (R_NO_CLAIM,), verdict, now)
         held = self.bundle.lists.get(name)
         if held is None:
-            return OfflineVerdict(codes.STATUS_UNAVAILABLE, (R_LIST_MISSING,), verdict, now, name,
-                                  permit=_permit(verdict, None))
+            return OfflineVerdict(codes.STATUS_UNAVAILABLE, (R_LIST_MISSING,), verdict, now, name)
         if isinstance(held, StatusListError):
-            return OfflineVerdict(codes.STATUS_UNAVAILABLE, (held.reason,), verdict, now, name,
-                                  permit=_permit(verdict, None))
+            return OfflineVerdict(codes.STATUS_UNAVAILABLE, (held.reason,), verdict, now, name)
         try:
             held.check_time(now)
             entry = held.status_of(ref)
         except StatusListError as exc:
-            return OfflineVerdict(codes.STATUS_UNAVAILABLE, (exc.reason,), verdict, now, name, held.iat,
-                                  _permit(verdict, None))
+            return OfflineVerdict(codes.STATUS_UNAVAILABLE, (exc.reason,), verdict, now, name, held.iat)
         result, reasons, status = _ENTRIES[name].get(entry, _UNKNOWN_ENTRY)
-        return OfflineVerdict(result, reasons, verdict, now, name, held.iat, _permit(verdict, status, name))
+        return OfflineVerdict(result, reasons, verdict, now, name, held.iat, status)
 
     @staticmethod
     def _remember(table: dict[bytes, Any], key: bytes, value: Any, now: int) -> None:
@@ -484,15 +508,8 @@ _ENTRIES: Final[dict[str, dict[int, tuple[str, tuple[str, ...], str | None]]]] =
             1: (codes.CARD_INVALID, (R_CARD_INVALID,), None)},
 }
 _UNKNOWN_ENTRY: Final = (codes.STATUS_UNAVAILABLE, (R_LIST_VALUE,), None)
-
-
-def _permit(verdict: Verdict, status: str | None, name: str = PERMITS) -> dict[str, Any] | None:
-    """The token's permit in the API's field order, with the list's status (``status`` of a
-    permit, ``card_status`` of a valid card)."""
-    held = verdict.permit
-    if held is None:
-        return None
-    shown = dict(held)
-    if status is not None:
-        shown["card_status" if name == CARDS else "status"] = status
-    return {field: shown[field] for field in PERMIT_FIELDS if shown.get(field) is not None}
+# results before the token's signature and times (and a card's challenge and signature) held:
+# the permit is not shown, as online
+_BEFORE_THE_PERMIT: Final = frozenset({codes.MALFORMED, codes.UNSUPPORTED, codes.UNKNOWN_KEY, codes.KEY_REVOKED,
+                                       codes.BAD_SIGNATURE, codes.NOT_YET_VALID, codes.EXPIRED,
+                                       codes.CHALLENGE_INVALID})
