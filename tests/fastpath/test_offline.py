@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 import zlib
 from pathlib import Path
 from types import ModuleType
@@ -276,3 +277,23 @@ def test_reprs_hold_no_permit_data(offline: OfflineVerifier) -> None:
     assert PERMIT["pn"] not in text and PERMIT["n"] not in text
     assert isinstance(offline.verify_qr(wp1(0), NOW), OfflineVerdict)
     assert fastpath.IMPLEMENTATION in ("c", "py")
+
+
+def test_the_readmes_example_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # the library example of README "Offline verification", as printed there
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    start = readme.index("```python\nfrom fastpath.offline import")
+    example = readme[start + len("```python\n"):readme.index("```", start + 10)]
+    assert len(example.strip().splitlines()) <= 10
+    clock = int(time.time())  # the example reads the clock: lists current now
+    OfflineBundle.from_parts(craft.trust_list_json(), {"permits": permits_token(iat=clock - 60, exp=clock + 3600),
+                             "cards": cards_token(iat=clock - 60, exp=clock + 3600)}).save(tmp_path)
+
+    class Chip:  # the card reader: a software card with the test card key
+        def read(self, challenge: bytes) -> tuple[bytes, bytes]:
+            return certificate(0), card_sign(challenge)
+
+    exec(example.replace("/var/lib/scanner", str(tmp_path)),  # noqa: S102 - the README's own code
+         {"qr_text": wp1(0, iat=clock - 60), "chip": Chip()})
+    printed = capsys.readouterr().out
+    assert printed.startswith("VALID () status") and "'result': 'VALID'" in printed
