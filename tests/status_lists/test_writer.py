@@ -168,3 +168,16 @@ def test_a_rotated_key_signs_and_both_are_published(stack: Stack) -> None:
     wait_for(lambda: fastpath.TrustList.from_jwks(stack.redis.get(stack.writer.keys.jwks))
              .keys[first.protected[4]].status == "revoked", 30, "the revocation published")
     assert permits.array == first.array and cards.entries() is not None
+
+
+def test_with_no_active_key_nothing_is_signed_until_a_rotation(stack: Stack) -> None:
+    held = wait_for(lambda: published(stack.redis, PERMITS), 30, "a list")
+    ring = signing_keys.decode_ring(stack.redis.get(SIGNING_KEYS_KEY))
+    signing_keys.revoke(stack.redis, ring.active.kid_text)
+    wait_for(lambda: "no active" in (stack.writer.counts.last_error or ""), 30, "the writer to notice")
+    signed = stack.writer.counts.published
+    time.sleep(1.5)  # ttl 1 s: it would have re-signed by now
+    assert stack.writer.counts.published == signed
+    _, new = signing_keys.rotate(stack.redis)
+    stack.lists_show(lambda p, c: p.protected[4] == new.kid and c.protected[4] == new.kid, "signed again")
+    assert held.protected[4] != new.kid

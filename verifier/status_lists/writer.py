@@ -292,7 +292,10 @@ class StatusListWriter:
             now = time.monotonic()
             if now - self._keys_at >= KEYS_CHECK_S:
                 self._keys_at = now
-                self._load_keys()
+                try:
+                    self._load_keys()
+                except signing_keys.StatusKeyError as exc:  # a corrupt ring: keep signing with the one held
+                    self._failed(exc)
             if self.entries is None or now - self._built_at >= self.rebuild_every_s:
                 if not self._build():
                     self.stop.wait(0.5)  # the index is not ready: wait for the sync job
@@ -431,8 +434,10 @@ class StatusListWriter:
     def _sign(self, names: list[str], now: float, now_monotonic: float) -> None:
         signer = self._signer()
         if signer is None:
-            raise signing_keys.StatusKeyError("no active Status List signing key: run "
-                                              "'verifier status-lists keys rotate'")
+            if self.counts.last_error is None or "no active" not in self.counts.last_error:
+                self._failed(signing_keys.StatusKeyError("no active Status List signing key: run "
+                                                         "'verifier status-lists keys rotate'; not signing"))
+            return  # the lists published run out at their exp: status is never guessed
         iat = self._status_time(now)
         if iat is None:
             return
