@@ -46,7 +46,6 @@ is the list's ``iat`` and ``lag_s`` how old it was when checked.
 from __future__ import annotations
 
 import base64
-import binascii
 import datetime as _dt
 import json
 import os
@@ -59,11 +58,11 @@ from types import ModuleType
 from typing import Any, Final
 
 from . import codes
-from ._trust import TrustList
+from ._trust import USE_STATUS, TrustList, b64url_decode_strict
 from ._verdict import StatusRef, Verdict
-from ._verify_py import _CARD_REASON_RESULTS
+from ._verify_py import _CARD_REASON_RESULTS, cbor_decode, check_cose
 from .errors import FastpathError, StatusListError, TrustListError
-from .status_list import MAX_TOKEN_BYTES, StatusList, verify_status_list
+from .status_list import MAX_TOKEN_BYTES, STATUS_LIST_TYP, StatusList, verify_status_list
 
 __all__ = [
     "BUNDLE_FILE",
@@ -122,12 +121,10 @@ def _b64url(data: bytes) -> str:
 
 
 def _b64url_decode(text: object, what: str) -> bytes:
-    if not isinstance(text, str):
-        raise BundleError(f"bundle: {what} is not base64url text")
-    try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except (binascii.Error, ValueError):
-        raise BundleError(f"bundle: {what} is not base64url") from None
+    decoded = b64url_decode_strict(text)  # as the bundle writes it: unpadded, canonical
+    if decoded is None:
+        raise BundleError(f"bundle: {what} is not unpadded base64url")
+    return decoded
 
 
 class OfflineBundle:
@@ -175,6 +172,8 @@ class OfflineBundle:
             trust = TrustList.from_jwks(json.dumps({"keys": document.get("keys")}))
         except TrustListError as exc:
             raise BundleError(f"bundle: {exc}") from None
+        except (TypeError, ValueError):  # a mapping that holds what JSON does not
+            raise BundleError("bundle: the trust list is not JSON") from None
         now = int(time.time()) if now is None else now
         lists: dict[str, StatusList | StatusListError] = {}
         kept: dict[str, bytes] = {}
@@ -297,11 +296,8 @@ def _verified(name: str, token: bytes, trust: TrustList, now: int) -> StatusList
 
 
 def _issued_at(token: bytes, trust: TrustList) -> int:
-    """The iat of a token that verify_status_list found expired (it checked the claims' types)."""
-    from ._verify_py import cbor_decode, check_cose
-    from ._trust import USE_STATUS
-
-    return int(cbor_decode(check_cose(token, trust, USE_STATUS, "application/statuslist+cwt").payload)[6])
+    """The iat of a token that verify_status_list found expired (so its claims' types held)."""
+    return int(cbor_decode(check_cose(token, trust, USE_STATUS, STATUS_LIST_TYP).payload)[6])
 
 
 class OfflineVerdict:

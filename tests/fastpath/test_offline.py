@@ -255,6 +255,8 @@ def _bundle_file(**changes: Any) -> bytes:
     _bundle_file(trust_list={"keys": []}),                      # an empty trust list
     _bundle_file(trust_list={"keys": [{"kty": "RSA"}]}),         # a bad key
     _bundle_file(status_lists={"permits": "not base64!"}),       # a list not in base64url
+    _bundle_file(status_lists={"permits": "AAAA="}),             # padded: not as the bundle writes it
+    _bundle_file(status_lists={"permits": "AB"}),                # non-canonical trailing bits
     _bundle_file(status_lists={"holders": ""}),                 # a list of another name
     _bundle_file(fetched_at="yesterday"),                       # wrong type
     _bundle_file(trust_list=None),                              # missing trust list
