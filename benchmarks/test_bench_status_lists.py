@@ -17,6 +17,9 @@ minimum of the rounds; ``time.perf_counter``):
 - Load a 1,000,000-entry list: ``fastpath.verify_status_list`` (COSE, signature,
   claims, the bounded inflate). Anchor: a bare ``zlib.decompress`` of its ``lst``.
   Target: <= 50 ms. Also the whole bundle file read back (``OfflineBundle.from_bytes``).
+- The index's memory for the two entries (``si``, ``ci``): ``used_memory`` of 1,000,000
+  records of the simulator's shapes (``index_support``) loaded with ``IndexWriter``, with
+  and without them (``test_index_memory_of_the_entries``; target of the index <= 400 MB).
 - Offline verify of a WP1 code with its status claim (``OfflineVerifier.verify_qr``,
   cache off) against the online hot path's cold verify (``fastpath.verify_qr``, cache
   off) of the same code, compiled twin. Target: <= 1.1x.
@@ -51,6 +54,7 @@ from index_support import synthetic_records
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "results" / "status_lists.json"
+MEMORY_OUT = HERE / "results" / "status_lists_memory.json"
 ENTRIES = 1_000_000
 BASE = "https://pv.example/v1/status-lists"
 
@@ -167,3 +171,41 @@ def test_status_lists() -> None:
           f"{verify['cold_verify_qr']['median_s'] * 1e6:.1f} us: {verify['ratio_median']:.3f}x median, "
           f"{verify['ratio_min']:.3f}x min")
     # figures, not assertions: the machine is shared (see README "Performance")
+
+
+def test_index_memory_of_the_entries(tmp_path: Path) -> None:
+    import msgspec
+
+    from index_support import settle
+    from verifier.index import IndexWriter
+    from verifier.lib.redis_client import sync_client
+    from verifier.lib.redis_server import EmbeddedRedis
+
+    records = synthetic_records(ENTRIES)
+    server = EmbeddedRedis(tmp_path / "redis", persist=False)
+    server.start()
+    client = sync_client(server.url)
+    used: dict[str, int] = {}
+    try:
+        for name, batch in (("without", [msgspec.structs.replace(r, si=None, ci=None) for r in records]),
+                            ("with", records)):
+            client.flushall()
+            empty = settle(client)
+            writer = IndexWriter(client)
+            fence = writer.acquire_leadership("bench", 600)
+            assert fence is not None
+            load = writer.begin_snapshot(fence, expected_count=ENTRIES)
+            for start in range(0, ENTRIES, 10_000):
+                load.add(batch[start:start + 10_000])
+            load.commit(1, "bench")
+            used[name] = settle(client) - empty
+    finally:
+        client.close()
+        server.stop()
+    result = {"permits": ENTRIES, "used_memory_without_entries": used["without"],
+              "used_memory_with_entries": used["with"],
+              "bytes_per_permit": (used["with"] - used["without"]) / ENTRIES, "target": "index <= 400 MB",
+              "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    MEMORY_OUT.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+    print(f"\nindex used_memory, {ENTRIES} permits: {used['without'] / 1e6:.1f} MB without si/ci, "
+          f"{used['with'] / 1e6:.1f} MB with ({result['bytes_per_permit']:.1f} bytes a permit)")
