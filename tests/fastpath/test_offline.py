@@ -23,7 +23,7 @@ from fastpath.offline import (
 
 from . import craft
 from .craft import (
-    ACTIVE, CARDS_LIST_URI, NOW, PERMIT, PERMITS_LIST_URI, STATUS_REVOKED, STRANGER, card_key, card_sign,
+    ACTIVE, CARDS_LIST_URI, NOW, PERMIT, PERMITS_LIST_URI, STATUS_REVOKED, STRANGER, card_sign,
     claims, pack, qr, sign1, status_claim, status_list_claims, status_list_token,
 )
 

@@ -385,7 +385,7 @@ def _register_card(subparsers: Any) -> None:
     sign.set_defaults(func=_run(_cmd_card_sign))
     read = commands.add_parser(
         "read", help="a card read file: the certificate, a fresh challenge and the card's signature of it",
-        description=f"Act as a terminal reading the card of 'verifier mint card --out DIR': print "
+        description="Act as a terminal reading the card of 'verifier mint card --out DIR': print "
         '{"certificate", "challenge", "signature"} (base64), what POST /v1/verify/card takes and '
         "'verifier offline verify' reads.",
     )
