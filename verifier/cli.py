@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "verifier.status_lists.cli",
     "verifier.offline.cli",
     "verifier.api.receipts.cli",
+    "verifier.cardbridge.cli",
 )
 
 

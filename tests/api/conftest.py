@@ -37,7 +37,7 @@ T = TypeVar("T")
 ISSUER = "CN-110000"
 EMPLOYER_A = "91110000100000000A"
 EMPLOYER_B = "91310000200000000B"
-ROLES = ("exit_entry", "service_hall", "social_insurance", "partner", "admin")
+ROLES = ("exit_entry", "service_hall", "social_insurance", "partner", "admin", "essc_platform")
 _CST = dt.timezone(dt.timedelta(hours=8))
 
 

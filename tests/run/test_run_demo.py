@@ -32,7 +32,8 @@ def test_demo_serves_its_samples_and_stops_everything_on_sigint(tmp_path: Path, 
     info = demo.info
 
     # What the info file promises: the URL, one key per role, the upstream, the samples.
-    assert set(info["keys"]) == {"exit_entry", "service_hall", "social_insurance", "partner", "admin"}
+    assert set(info["keys"]) == {"exit_entry", "service_hall", "social_insurance", "partner", "admin",
+                                 "essc_platform"}
     assert all(token.startswith("pvk_") for token in info["keys"].values())
     assert info["upstream"].startswith("http://127.0.0.1:")
     assert {"valid", "cancelled", "tampered", "es1", "manual", "lookup"} <= set(info["samples"])
@@ -65,6 +66,20 @@ def test_demo_serves_its_samples_and_stops_everything_on_sigint(tmp_path: Path, 
     if shutil.which("curl"):  # on the project's machines it is; the rest of the test does not need it
         curl = subprocess.run(info["samples"]["valid"]["curl"], shell=True, capture_output=True, timeout=30)
         assert orjson.loads(curl.stdout)["result"] == "VALID"
+
+    # The holder flow, pasted into one shell as printed: sign-in, permit, notice, who verified me, sign-out.
+    assert "\n".join(info["holder_flow"]) in printed
+    if shutil.which("curl"):
+        flow = subprocess.run(["bash", "-euo", "pipefail", "-c", "\n".join(info["holder_flow"])],
+                              capture_output=True, cwd=tmp_path, timeout=60, text=True)
+        assert flow.returncode == 0, flow.stderr
+        permit_out, verifications, status = flow.stdout.splitlines()
+        assert orjson.loads(permit_out)["permit"]["pn"] == valid_pn
+        assert (tmp_path / "notice.pdf").read_bytes().startswith(b"%PDF-1.4")
+        kinds = {(item["kind"], item["result"]) for item in orjson.loads(verifications)["items"]}
+        assert {("qr", "VALID"), ("manual", "VALID")} <= kinds  # the samples sent above (the sign-in may not be
+        # flushed yet: the audit goes out every 0.25 s)
+        assert status == "204"
 
     # The verifications above reached the audit stream, under the exit_entry key.
     def audited() -> list[dict[str, object]]:

@@ -8,12 +8,16 @@ from typing import Any
 
 from litestar import Litestar
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import SwaggerRenderPlugin
 
 from verifier.api.admin.controller import AdminController
+from verifier.api.auth.controller import MeController
 from verifier.api.body import request_components
 from verifier.api.cards.controller import CardController
+from verifier.api.counter.routes import counter_routes
+from verifier.api.cors import cors_middleware
+from verifier.api.docs import LocalSwaggerPlugin, schema_router
 from verifier.api.health.controller import HealthController
+from verifier.api.holder.controller import HolderController
 from verifier.api.middleware import metrics_middleware
 from verifier.api.openapi import COMPONENTS
 from verifier.api.permits.controller import PermitController
@@ -51,31 +55,59 @@ def create_app(settings: Settings, *, redis: AsyncRedisClient | None = None, tun
     app = Litestar(
         route_handlers=[
             QrController, CardController, PermitController, TrustController, StatusListController,
-            ReceiptController, AdminController, HealthController,
+            ReceiptController, AdminController, HealthController, HolderController, MeController,
+            *counter_routes(settings),
         ],
         lifespan=[lifespan],
         state=_state(runtime),
         exception_handlers=EXCEPTION_HANDLERS,
-        middleware=[metrics_middleware(runtime.metrics)],
+        middleware=[*_cors(settings), metrics_middleware(runtime.metrics)],
         request_max_body_size=DEFAULT_MAX_BODY,
         openapi_config=OpenAPIConfig(
             title="Permit verification service",
             version=_version(),
-            description="Verify foreigners' work permits: QR codes, card reads, look-ups. "
+            description="Verify foreigners' work permits: QR codes, card reads, look-ups; and the holder services "
+            "of the e-card platform (sign-in, the holder's permit and notice, who verified me, real-name match). "
             "A verdict is an answer (HTTP 200) whatever its result; errors are RFC 9457 problem documents.",
             path="/schema",
             components=COMPONENTS,
-            render_plugins=[SwaggerRenderPlugin()],
+            render_plugins=[LocalSwaggerPlugin()],
+            openapi_router=schema_router(),
         ),
         # Logging is the process's business (verifier.lib.logging, set up by `verifier serve`):
         # Litestar's default config would replace the handlers and log request details.
         logging_config=None,
         debug=False,
     )
+    _allow_every_method(app)
     # The bodies are decoded by the handlers (verifier/api/body.py), so Litestar does
     # not know their models: add their schemas to the generated document.
     app.openapi_schema.components.schemas.update(request_components())  # type: ignore[union-attr]
     return app
+
+
+def _cors(settings: Settings) -> list[Any]:
+    """Other front ends' origins (an agency's own web app) may call the API from a browser; default none."""
+    return [cors_middleware(settings.cors_origins)] if settings.cors_origins else []
+
+
+def _allow_every_method(app: Litestar) -> None:
+    """Make the automatic OPTIONS answer's ``Allow`` list every method of its path.
+
+    Litestar (2.25) registers a controller's handlers one at a time: the OPTIONS handler
+    it makes for a path when the first handler arrives answers with that first, partial
+    route's methods (``POST /v1/holder/session`` alone, without its ``DELETE``). Its route
+    is the one object its closure holds: give it the full route's methods."""
+    from litestar.routes import HTTPRoute
+
+    for route in app.routes:
+        if not isinstance(route, HTTPRoute):
+            continue
+        for handler in route.route_handlers:
+            for cell in getattr(handler.fn, "__closure__", None) or ():
+                stale = cell.cell_contents
+                if isinstance(stale, HTTPRoute) and stale is not route and stale.path == route.path:
+                    stale.methods = set(route.methods)
 
 
 def _version() -> str:

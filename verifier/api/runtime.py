@@ -33,9 +33,13 @@ from typing import Any
 import msgspec
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 
+from verifier.api.audit.history import HistoryPolicy
 from verifier.api.audit.log import AuditLog
 from verifier.api.auth.keys import REVOKED_CHANNEL, KeyVerifier
 from verifier.api.cards.challenges import ChallengeStore
+from verifier.api.holder.service import HolderService
+from verifier.api.holder.sessions import HolderSessions
+from verifier.api.holder.upstream import NoticeClient
 from verifier.api.permits.service import PermitLookups
 from verifier.api.ratelimit.limiter import RateLimiter
 from verifier.api.receipts.signer import ReceiptSigner
@@ -107,13 +111,23 @@ class Runtime:
         self.index = IndexView(PermitIndex(redis), self.near_cache, self.settings.staleness_bound_s, self.metrics)
         self.keys = KeyVerifier(redis)
         self.limiter = RateLimiter(redis, self.settings.rate_limit_per_s, self.settings.rate_limit_burst)
-        self.audit = AuditLog(redis)
+        settings = self.settings
+        history = HistoryPolicy.of(settings.holder_history_days, settings.holder_history_cap)
+        self.audit = AuditLog(redis, history)
         self.challenges = ChallengeStore(redis)
         self.verifications = Verifications(
             trust=self.trust, index=self.index, replay=ReplayGuard(redis), challenges=self.challenges,
             audit=self.audit, metrics=self.metrics, receipts=self.receipts,
         )
         self.lookups = PermitLookups(self.index, self.audit)
+        per_identifier = settings.holder_match_per_identifier_per_h
+        self.holder = HolderService(
+            redis=redis, verifications=self.verifications, index=self.index, audit=self.audit, trust=self.trust,
+            sessions=HolderSessions(redis, settings.holder_session_ttl_s), notices=NoticeClient(settings.upstream_url),
+            history=history,
+            match_per_key=RateLimiter(redis, settings.holder_match_per_s, max(1, int(settings.holder_match_per_s * 4))),
+            match_per_identifier=RateLimiter(redis, per_identifier / 3600, max(1, per_identifier)),
+        )
         # A first look before taking requests; failures are retried by the loops.
         await self._maintain(force_trust=True)
         self._tasks = [
@@ -138,6 +152,7 @@ class Runtime:
             log.error("shutdown: background tasks did not stop: %s", sorted(t.get_name() for t in pending))
         self._tasks = []
         await self.limiter.aclose()
+        await self.holder.aclose()
         # Clean shutdown: nothing buffered is lost while Redis is there to take it.
         buffered = len(self.audit)
         await self.audit.flush()

@@ -7,8 +7,37 @@ No other module reads the environment. CLI flags override fields through
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+
+DEFAULT_CARD_BRIDGE_PORT = 7471
+"""The loopback port of ``verifier card-bridge`` on a terminal (docs/card-bridge.md)."""
+DEFAULT_CARD_BRIDGE_ORIGIN = f"http://127.0.0.1:{DEFAULT_CARD_BRIDGE_PORT}"
+"""Where the counter page looks for the card-reader bridge of its terminal."""
+
+# An origin as a browser sends it: scheme, host, optional port; no path, no wildcard.
+_ORIGIN_RE = re.compile(r"https?://(?:[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
+# The card bridge runs on the terminal itself: only a loopback origin over plain HTTP
+# (a browser treats loopback as potentially trustworthy, so an HTTPS page may call it).
+_LOOPBACK_ORIGIN_RE = re.compile(r"http://(?:127\.0\.0\.1|localhost|\[::1\]):[0-9]{1,5}")
+
+
+def parse_origins(text: str) -> tuple[str, ...]:
+    """``"https://a.example, https://b.example:8443"`` -> a tuple of exact origins; ValueError on anything else."""
+    origins = tuple(part.strip().rstrip("/") for part in text.split(",") if part.strip())
+    for origin in origins:
+        if not _ORIGIN_RE.fullmatch(origin):
+            raise ValueError(f"not an origin (scheme://host[:port], no path, no wildcard): {origin!r}")
+    return origins
+
+
+def check_card_bridge_origin(origin: str) -> str:
+    """The bridge origin, or "" (no card reads from the page); ValueError if it is not loopback HTTP."""
+    origin = origin.strip().rstrip("/")
+    if origin and not _LOOPBACK_ORIGIN_RE.fullmatch(origin):
+        raise ValueError(f"the card bridge origin is http://127.0.0.1:PORT (or localhost, [::1]), not {origin!r}")
+    return origin
 
 
 def _env(name: str, default: str) -> str:
@@ -54,6 +83,22 @@ class Settings:
     """A Status List's ``exp - iat``: how long a copy may be used at most (an offline scanner's bound)."""
     log_level: str = "INFO"
     """Application log level."""
+    cors_origins: tuple[str, ...] = ()
+    """Origins of other web front ends allowed to call the API from a browser (CORS); default none."""
+    card_bridge_origin: str = DEFAULT_CARD_BRIDGE_ORIGIN
+    """The counter page's card-reader bridge (loopback HTTP); the one origin its CSP lets it connect to besides its own."""
+    counter_clear_s: float = 30.0
+    """Default seconds after which the counter page clears a verdict (each terminal may change it)."""
+    holder_session_ttl_s: float = 600.0
+    """How long a holder token of the e-card platform is valid (seconds)."""
+    holder_history_days: int = 365
+    """How long "who verified me" keeps each check of a permit (days; 12 months by default)."""
+    holder_history_cap: int = 10_000
+    """The most checks "who verified me" keeps per permit (the oldest go first)."""
+    holder_match_per_s: float = 5.0
+    """Real-name match attempts per second allowed per platform key (burst: 4 s worth)."""
+    holder_match_per_identifier_per_h: int = 10
+    """Real-name match attempts per hour allowed per permit or social security number."""
     extra: dict[str, str] = field(default_factory=dict)
     """Reserved."""
 
@@ -77,9 +122,22 @@ class Settings:
             "status_list_ttl_s": int(_env("VERIFIER_STATUS_LIST_TTL_S", "300")),
             "status_list_lifetime_s": int(_env("VERIFIER_STATUS_LIST_LIFETIME_S", "3600")),
             "log_level": _env("VERIFIER_LOG_LEVEL", "INFO"),
+            "cors_origins": parse_origins(_env("VERIFIER_CORS_ORIGINS", "")),
+            "card_bridge_origin": _env("VERIFIER_CARD_BRIDGE_ORIGIN", DEFAULT_CARD_BRIDGE_ORIGIN),
+            "counter_clear_s": float(_env("VERIFIER_COUNTER_CLEAR_S", "30")),
+            "holder_session_ttl_s": float(_env("VERIFIER_HOLDER_SESSION_TTL_S", "600")),
+            "holder_history_days": int(_env("VERIFIER_HOLDER_HISTORY_DAYS", "365")),
+            "holder_history_cap": int(_env("VERIFIER_HOLDER_HISTORY_CAP", "10000")),
+            "holder_match_per_s": float(_env("VERIFIER_HOLDER_MATCH_PER_S", "5")),
+            "holder_match_per_identifier_per_h": int(_env("VERIFIER_HOLDER_MATCH_PER_IDENTIFIER_PER_H", "10")),
         }
         known = {f.name for f in fields(cls)}
         env.update({k: v for k, v in overrides.items() if k in known and v is not None})
+        origins = env["cors_origins"]  # a flag gives a list, the environment a comma-separated text
+        env["cors_origins"] = parse_origins(origins if isinstance(origins, str) else ",".join(origins))  # type: ignore[arg-type]
+        env["card_bridge_origin"] = check_card_bridge_origin(str(env["card_bridge_origin"]))
+        if not 1 <= float(env["counter_clear_s"]) <= 3600:  # type: ignore[arg-type]
+            raise ValueError("the counter's verdict clear time is 1 to 3600 seconds")
         return cls(**env)  # type: ignore[arg-type]
 
     def to_env(self) -> dict[str, str]:
@@ -102,6 +160,14 @@ class Settings:
             "VERIFIER_STATUS_LIST_TTL_S": str(self.status_list_ttl_s),
             "VERIFIER_STATUS_LIST_LIFETIME_S": str(self.status_list_lifetime_s),
             "VERIFIER_LOG_LEVEL": self.log_level,
+            "VERIFIER_CORS_ORIGINS": ",".join(self.cors_origins),
+            "VERIFIER_CARD_BRIDGE_ORIGIN": self.card_bridge_origin,
+            "VERIFIER_COUNTER_CLEAR_S": repr(self.counter_clear_s),
+            "VERIFIER_HOLDER_SESSION_TTL_S": repr(self.holder_session_ttl_s),
+            "VERIFIER_HOLDER_HISTORY_DAYS": str(self.holder_history_days),
+            "VERIFIER_HOLDER_HISTORY_CAP": str(self.holder_history_cap),
+            "VERIFIER_HOLDER_MATCH_PER_S": repr(self.holder_match_per_s),
+            "VERIFIER_HOLDER_MATCH_PER_IDENTIFIER_PER_H": str(self.holder_match_per_identifier_per_h),
         }
 
     @property

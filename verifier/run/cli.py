@@ -14,6 +14,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from verifier.api.counter.flags import add_counter_flags, counter_overrides
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     serve = subparsers.add_parser(
@@ -31,6 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     serve.add_argument("--workers", type=int, default=None, help="worker processes (default: $VERIFIER_WORKERS or 2)")
     serve.add_argument("--state-dir", type=Path, default=None, help="private Redis data (default: .state)")
     serve.add_argument("--log-level", default=None, help="log level (default: $VERIFIER_LOG_LEVEL or INFO)")
+    add_counter_flags(serve)
     serve.set_defaults(func=_serve)
 
     demo = subparsers.add_parser(
@@ -64,10 +67,13 @@ def _serve(args: argparse.Namespace) -> int:
     from verifier.lib.settings import Settings
     from verifier.run.serve import serve
 
-    settings = Settings.from_env(
-        redis_url=args.redis, upstream_url=args.upstream, host=args.host, port=args.port,
-        workers=args.workers, state_dir=args.state_dir, log_level=args.log_level,
-    )
+    try:
+        settings = Settings.from_env(
+            redis_url=args.redis, upstream_url=args.upstream, host=args.host, port=args.port,
+            workers=args.workers, state_dir=args.state_dir, log_level=args.log_level, **counter_overrides(args),
+        )
+    except ValueError as exc:  # a CORS or card-bridge origin that is not one
+        return _usage_error(str(exc))
     if settings.workers < 1:
         return _usage_error("--workers must be at least 1")
     return serve(settings)

@@ -8,10 +8,13 @@ Starts, each as a child process of its own (:mod:`verifier.run.processes`):
 4. the status-list writer (``verifier status-lists run``), publishing the signed lists
    of permits and cards from the index (its signing key is made on its first start);
 5. the API (``verifier serve``, 2 workers);
+6. the card-reader bridge (``verifier card-bridge``) holding the card of a demo permit
+   (the simulator's), for the counter page;
 
 waits until the API says the index is ready, creates one API key per role (printed
 once, stored only hashed; the previous demo's keys are revoked), and prints the URL,
-the keys and ready-to-paste ``curl`` commands with real codes. ``--info FILE`` writes
+the counter page's URL, the keys and ready-to-paste ``curl`` commands with real codes,
+and writes a QR image (PNG) of a real code to show to the counter's camera. ``--info FILE`` writes
 the same as JSON. Ctrl-C or SIGTERM stops everything it started, API first and Redis
 last, and reaps every process.
 """
@@ -81,6 +84,8 @@ class DemoStack:
         self.api_url = ""
         self.api_port = 0
         self.upstream_port = 0
+        self.bridge_port = free_port()
+        """The card bridge's port, known before the API starts: the counter page's CSP names it."""
 
     # -- starting ----------------------------------------------------------------
 
@@ -122,6 +127,7 @@ class DemoStack:
             host=options.host, port=self.api_port, workers=options.workers, status_list_base_url=status_lists,
             rate_limit_per_s=options.rate_limit_per_s,
             rate_limit_burst=int(options.rate_limit_per_s * 2) if options.rate_limit_per_s else None,
+            card_bridge_origin=self.bridge_url,
         )
         env = {**os.environ, **settings.to_env()}
         self._start(Child.verifier("sync", ["sync", "--redis", self.redis_url, "--upstream", self.upstream_url],
@@ -137,6 +143,20 @@ class DemoStack:
         wait_until(lambda: http_ok(f"{status_lists}/permits"), timeout_s=options.ready_timeout_s,
                    what="the Status Lists to be published", interval_s=0.25, abort=self._abort_if_needed)
         return self
+
+    @property
+    def bridge_url(self) -> str:
+        return f"http://127.0.0.1:{self.bridge_port}"
+
+    def start_card_bridge(self, permit_number: str) -> None:
+        """The bridge with the simulator's card of ``permit_number``, answering the counter page's origins."""
+        port = self.api_url.rsplit(":", 1)[1]
+        self._start(Child.verifier("card-bridge", [
+            "card-bridge", "--port", str(self.bridge_port), "--simulator", self.upstream_url, "--pn", permit_number,
+            "--allow-origin", f"http://127.0.0.1:{port}", "--allow-origin", f"http://localhost:{port}",
+        ], self.log_dir))
+        wait_until(lambda: http_ok(f"{self.bridge_url}/v1/status"), timeout_s=30, what="the card bridge",
+                   abort=self._abort_if_needed)
 
     # -- running and stopping ----------------------------------------------------
 
@@ -221,16 +241,25 @@ def _print_banner(info: dict[str, Any], samples: dict[str, Any], problems: list[
     out = sys.stdout
     out.write("\n=== permit verification service: demo ready ===\n\n")
     out.write(f"API         {info['url']}   (OpenAPI: {info['url']}/schema/swagger)\n")
+    out.write(f"counter     {info['counter']}   (the terminal page: sign in with a key below and any terminal id)\n")
+    out.write(f"card bridge {info['card_bridge']}   (holds the card of the 'valid' permit: press Read card)\n")
     out.write(f"upstream    {info['upstream']}   (simulator; permits, events, issuing)\n")
     out.write(f"redis       {info['redis']}\n")
     out.write(f"logs        {info['logs']}\n\n")
     out.write("API keys (shown once, stored only hashed):\n")
     for role, token in info["keys"].items():
         out.write(f"  {role:<17} {token}\n")
+    out.write("\nQR images to show to the counter page's camera (or open on a phone):\n")
+    for name, path in info["qr_images"].items():
+        out.write(f"  {name:<17} {path}\n")
     out.write("\nTry these:\n")
     for name, sample in samples.items():
         expect = " or ".join(sample.expect) if sample.expect else "found and missing"
         out.write(f"\n# {name}: {sample.note} -> {expect}\n{sample.curl}\n")
+    if info.get("holder_flow"):
+        out.write("\n# holder services: the e-card platform signs the holder in with a fresh ES1 code, reads the\n"
+                  "# permit, downloads the notice (notice.pdf) and lists who verified them; paste in one shell:\n")
+        out.write("\n".join(info["holder_flow"]) + "\n")
     if problems:
         out.write("\nwarning: the demo's own check of its samples disagreed (events may have changed a permit):\n")
         for line in problems:
@@ -246,7 +275,7 @@ def _print_banner(info: dict[str, Any], samples: dict[str, Any], problems: list[
 
 
 def run_demo(options: DemoOptions) -> int:
-    from verifier.run.samples import build_samples, curl_command, pick_permits
+    from verifier.run.samples import build_samples, curl_command, holder_flow, pick_permits, write_qr_images
 
     def on_signal(signum: int, frame: object) -> None:
         options.stop_event.set()
@@ -266,8 +295,13 @@ def run_demo(options: DemoOptions) -> int:
             for sample in samples.values():
                 sample.curl = curl_command(stack.api_url, tokens[sample.role], sample)
             problems = _check_samples(stack.api_url, tokens, samples)
+            stack.start_card_bridge(picked.valid.pn)
+            qr_images = write_qr_images(stack.state_dir / "samples", samples)
             info = {
                 "url": stack.api_url,
+                "counter": stack.api_url + "/counter/",
+                "card_bridge": stack.bridge_url,
+                "qr_images": {name: str(path) for name, path in qr_images.items()},
                 "keys": tokens,
                 "key_ids": {role: k["key_id"] for role, k in keys.items()},
                 "upstream": stack.upstream_url,
@@ -275,6 +309,7 @@ def run_demo(options: DemoOptions) -> int:
                 "seed": options.seed,
                 "permits": options.permits,
                 "samples": {name: msgspec.to_builtins(s) for name, s in samples.items()},
+                "holder_flow": holder_flow(stack.api_url, stack.upstream_url, tokens["essc_platform"], picked.valid.pn),
                 "pids": stack.pids,
                 "logs": str(stack.log_dir),
                 "started_in_s": round(time.monotonic() - started, 1),

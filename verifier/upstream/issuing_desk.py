@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from verifier.index.records import PermitRecord
 from verifier.index.status_lists import CARDS, PERMITS, base_uri, list_uri
 from verifier.lib.settings import Settings
+from verifier.lib.upstream_notice import Notice
 from verifier.upstream.feed import EventNotApplicable, PermitFeed
 
 if TYPE_CHECKING:
@@ -121,6 +122,18 @@ class IssuingDesk:
     def _permit_status(self, record: PermitRecord) -> tuple[str, int] | None:
         """The permit's entry in ``permits``, for its codes' status claim."""
         return None if record.si is None else (list_uri(self.status_list_base, PERMITS), record.si)
+
+    def notice(self, pn: str) -> Notice:
+        """The holder's Notice of Foreigner's Work Permit: a WP1 code of the permit as it is
+        now, valid to the end of its last day. None is issued for a cancelled or ended permit."""
+        record = self.feed.permit(pn)
+        if record.status != "active":
+            raise EventNotApplicable("the permit is cancelled: no notice is issued")
+        if record.vt < self.feed.today().isoformat():
+            raise EventNotApplicable("the permit has ended: no notice is issued")
+        issued_at = self.feed.clock()
+        qr, record = self.mint_wp1(pn, iat=int(issued_at))
+        return Notice(qr=qr, pn=record.pn, v=record.v, issued_at=issued_at)
 
     def card(self, cn: str) -> SoftwareCard:
         from verifier.issuing import SoftwareCard

@@ -20,8 +20,13 @@ batches go out in pipelines of about ``PIPELINE_BYTES``, with requests served
 between them.
 :func:`verifier.api.audit.export.export_audit` writes one NDJSON line per record.
 
+Each stream entry is appended by a Lua call that also writes the per-permit index of
+"who verified me" (verifier/api/audit/history.py) for the records in it: the index is
+written with the audit, in the same pipelined batch, or not at all.
+
 A record: ``t`` (epoch ms, as the worker saw it), ``key`` (key id), ``role``,
-``terminal``, ``kind`` (qr, card, manual, permit, lookup), ``profile``, ``pn``
+``terminal``, ``kind`` (qr, card, manual, permit, lookup; sign_in, match and holder_*
+for the e-card platform's holder calls), ``profile``, ``pn``
 (permit number; a bulk look-up names the permits it showed, comma-separated, with
 the counts ``asked`` and ``missing``), ``result``.
 """
@@ -34,6 +39,7 @@ from typing import Any
 
 import orjson
 
+from verifier.api.audit.history import INDEX, INDEX_CHUNK, WRITE, HistoryPolicy
 from verifier.lib.redis_client import AsyncRedisClient
 from verifier.lib.redis_errors import REDIS_UNAVAILABLE
 
@@ -57,10 +63,11 @@ log = logging.getLogger("verifier.audit")
 class AuditLog:
     """One worker's audit buffer."""
 
-    __slots__ = ("_redis", "_buffer", "dropped", "written")
+    __slots__ = ("_redis", "_buffer", "dropped", "written", "history")
 
-    def __init__(self, redis: AsyncRedisClient) -> None:
+    def __init__(self, redis: AsyncRedisClient, history: HistoryPolicy | None = None) -> None:
         self._redis = redis
+        self.history = history or HistoryPolicy()
         self._buffer: list[dict[str, str]] = []
         self.dropped = 0
         self.written = 0
@@ -101,11 +108,17 @@ class AuditLog:
             return 0
         records, self._buffer = self._buffer, []
         written = 0
+        retention, cap = self.history.retention_ms, self.history.cap
         try:
             for pipeline in _pipelines(records):
                 async with self._redis.pipeline(transaction=False) as pipe:
                     for batch in pipeline:
-                        pipe.xadd(AUDIT_STREAM, {"r": orjson.dumps(batch)}, maxlen=STREAM_MAXLEN, approximate=True)
+                        skip, chunks = _large_records(batch)
+                        # EVAL, not EVALSHA: the same in every kind of pipeline (cluster too),
+                        # and ~2 KB of script beside a batch of up to 128 KB
+                        pipe.eval(WRITE, 1, AUDIT_STREAM, orjson.dumps(batch), retention, cap, skip, STREAM_MAXLEN)
+                        for chunk in chunks:
+                            pipe.eval(INDEX, 1, AUDIT_STREAM, orjson.dumps([chunk]), retention, cap, "")
                     await pipe.execute()
                 written += sum(len(batch) for batch in pipeline)
         except REDIS_UNAVAILABLE:
@@ -120,6 +133,21 @@ class AuditLog:
             return written
         self.written += written
         return written
+
+
+def _large_records(batch: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
+    """The records of ``batch`` that name more than INDEX_CHUNK permits (bulk look-ups), as
+    WRITE's skip list, and their permits in chunks of INDEX_CHUNK for INDEX calls."""
+    skip: list[str] = []
+    chunks: list[dict[str, Any]] = []
+    for i, record in enumerate(batch, 1):
+        if record["pn"].count(",") < INDEX_CHUNK:
+            continue
+        skip.append(str(i))
+        permits = record["pn"].split(",")
+        for start in range(0, len(permits), INDEX_CHUNK):
+            chunks.append({**record, "pn": ",".join(permits[start:start + INDEX_CHUNK])})
+    return ("," + ",".join(skip) + ",") if skip else "", chunks
 
 
 def _pipelines(records: list[dict[str, Any]]) -> list[list[list[dict[str, Any]]]]:

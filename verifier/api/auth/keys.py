@@ -5,9 +5,12 @@ the audit stream and ``api-keys list``; the secret (32 random bytes) is shown on
 creation and stored only as SHA-256 of the whole token (a high-entropy secret needs
 no slow hash), compared with ``hmac.compare_digest``.
 
-Redis layout: ``pv:apikey:<id>`` a hash (digest, role, name, employers, full_fields,
-created, revoked), ``pv:apikeys`` the set of ids. A revoked key keeps its record, so
-audit records stay explainable.
+Redis layout: ``pv:apikey:<id>`` a hash (digest, role, name, organisation, employers,
+full_fields, created, revoked), ``pv:apikeys`` the set of ids,
+``pv:apikeys:organisations`` the set of organisation names keys were made for (the
+terminal registry, :mod:`verifier.api.auth.terminals`, lives beside them under the same
+prefix: all of it is data of record, not a cache). A revoked key keeps its record, so
+audit records stay explainable (and "who verified me" can name its organisation).
 
 Each worker keeps the records it has seen for ``CACHE_TTL_S`` seconds, so a request
 usually needs no Redis round trip to authenticate. A revocation is published on
@@ -41,12 +44,15 @@ __all__ = [
     "KeyVerifier",
     "REVOKED_CHANNEL",
     "add_api_key",
+    "check_organisation",
     "list_api_keys",
+    "organisations_of",
     "revoke_api_key",
 ]
 
 KEY_PREFIX = "pv:apikey:"
 KEY_SET = "pv:apikeys"
+ORGANISATION_SET = "pv:apikeys:organisations"
 REVOKED_CHANNEL = "pv:apikeys:revoked"
 """Pub/sub channel: the id of each key just revoked."""
 CACHE_TTL_S = 5.0
@@ -69,6 +75,8 @@ class Caller(msgspec.Struct, frozen=True):
     key_id: str
     role: Role
     name: str
+    organisation: str = ""
+    """The organisation the key was made for (its ``name`` for keys made without one)."""
     employers: frozenset[str] = frozenset()
     """Partner keys: the employer credit codes whose permits the key may see."""
     full_fields: bool = False
@@ -81,6 +89,7 @@ class ApiKeyInfo(msgspec.Struct, frozen=True):
     key_id: str
     role: str
     name: str
+    organisation: str
     employers: tuple[str, ...]
     full_fields: bool
     created: float
@@ -98,6 +107,14 @@ def _decode(raw: dict[Any, Any]) -> dict[str, str]:
     }
 
 
+def check_organisation(organisation: str) -> str:
+    """An organisation name as stored (trimmed); ApiKeyError when it cannot be one."""
+    organisation = organisation.strip()
+    if not organisation or len(organisation) > 200 or any(ord(c) < 32 for c in organisation):
+        raise ApiKeyError("an organisation needs a name of 1 to 200 printable characters")
+    return organisation
+
+
 async def add_api_key(
     redis: AsyncRedisClient,
     role: str,
@@ -105,8 +122,12 @@ async def add_api_key(
     employers: Iterable[str] = (),
     *,
     full_fields: bool = False,
+    organisation: str | None = None,
 ) -> tuple[str, str]:
-    """Create a key; returns ``(key_id, token)``. The token is not stored and cannot be shown again."""
+    """Create a key; returns ``(key_id, token)``. The token is not stored and cannot be shown again.
+
+    ``organisation``: who the key is for, by the name holders are shown in "who verified
+    me" (default: the key's ``name``)."""
     try:
         role = Role(role)
     except ValueError:
@@ -121,12 +142,14 @@ async def add_api_key(
         raise ApiKeyError("only partner keys are bound to employers")
     if not name or len(name) > 200:
         raise ApiKeyError("a key needs a name of 1 to 200 characters")
+    organisation = check_organisation(name if organisation is None else organisation)
     key_id = secrets.token_hex(6)
     token = f"pvk_{key_id}_{secrets.token_urlsafe(32)}"
     record = {
         "digest": _digest(token),
         "role": role.value,
         "name": name,
+        "organisation": organisation,
         "employers": ",".join(employer_codes),
         "full_fields": "1" if full_fields else "0",
         "created": repr(time.time()),
@@ -135,8 +158,27 @@ async def add_api_key(
     async with redis.pipeline(transaction=False) as pipe:
         pipe.hset(KEY_PREFIX + key_id, mapping=record)
         pipe.sadd(KEY_SET, key_id)
+        pipe.sadd(ORGANISATION_SET, organisation)
         await pipe.execute()
     return key_id, token
+
+
+async def organisations_of(redis: AsyncRedisClient, key_ids: Iterable[str]) -> dict[str, str]:
+    """The organisation name behind each key id (revoked keys too; keys of before
+    organisations existed: their name). A key id with no record is left out."""
+    ids = list(dict.fromkeys(key_ids))
+    if not ids:
+        return {}
+    async with redis.pipeline(transaction=False) as pipe:
+        for key_id in ids:
+            pipe.hmget(KEY_PREFIX + key_id, "organisation", "name")
+        replies = await pipe.execute()
+    names = {}
+    for key_id, (organisation, name) in zip(ids, replies):
+        chosen = organisation or name
+        if chosen:
+            names[key_id] = chosen.decode() if isinstance(chosen, bytes) else chosen
+    return names
 
 
 async def list_api_keys(redis: AsyncRedisClient) -> list[ApiKeyInfo]:
@@ -159,6 +201,7 @@ async def list_api_keys(redis: AsyncRedisClient) -> list[ApiKeyInfo]:
             key_id=key_id,
             role=record.get("role", ""),
             name=record.get("name", ""),
+            organisation=record.get("organisation") or record.get("name", ""),
             employers=tuple(e for e in record.get("employers", "").split(",") if e),
             full_fields=record.get("full_fields") == "1",
             created=float(record.get("created") or 0),
@@ -236,6 +279,7 @@ class KeyVerifier:
                 key_id=key_id,
                 role=Role(record["role"]),
                 name=record.get("name", ""),
+                organisation=record.get("organisation") or record.get("name", ""),
                 employers=frozenset(e for e in record.get("employers", "").split(",") if e),
                 full_fields=record.get("full_fields") == "1",
             )
