@@ -83,7 +83,11 @@ def make_bundle(fdp: atheris.FuzzedDataProvider) -> bytes:
 def independent_entry(bundle: OfflineBundle, idx: int) -> int:
     held = bundle.lists["permits"]
     assert isinstance(held, StatusList) and held.iat - 60 <= NOW < held.exp, held
-    body = cbor2.loads(cbor2.loads(bundle.tokens["permits"]).value[2])
+    cose = cbor2.loads(bundle.tokens["permits"])
+    if isinstance(cose, cbor2.CBORTag):  # tag 18, or untagged (WIRE-FORMAT 2 takes both)
+        assert cose.tag == 18, cose.tag
+        cose = cose.value
+    body = cbor2.loads(cose[2])
     array = zlib.decompress(body[65533]["lst"])
     bits = body[65533]["bits"]
     return (array[idx * bits // 8] >> (idx * bits % 8)) & ((1 << bits) - 1)
