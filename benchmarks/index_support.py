@@ -3,7 +3,8 @@
 The generator is deterministic and quick (no upstream simulator needed) and mimics
 the simulator's shapes: 18-character permit numbers, 19-character social security
 numbers on ~90% of permits, 15-character card numbers, ~15% of card holders with a
-second (lost or replaced) card, ~4% cancelled.
+second (lost or replaced) card, ~4% cancelled; each with its Status List entries
+(``si``, ``ci``), as the upstream assigns them.
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ def synthetic_record(i: int) -> PermitRecord:
         status="cancelled" if h % 25 == 0 else "active",
         ssn=ssn,
         cards=cards,
+        si=i,  # WIRE-FORMAT 8: the Status List entries, as the upstream assigns them
+        ci=2 * i + len(cards) - 1 if cards else None,
     )
 
 

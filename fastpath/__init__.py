@@ -56,6 +56,10 @@ lists) fetched and verified beforehand::
     if verdict.ok and verdict.status_ref is not None:
         permits.check_time()
         entry = permits.status_of(verdict.status_ref)  # 0 valid, 1 cancelled, 2 suspended
+
+or all of it, by WIRE-FORMAT 8's offline result rules, with :mod:`fastpath.offline`
+(``OfflineBundle``, ``OfflineVerifier``: a scanner vendor's whole offline checker,
+imported on its own: ``from fastpath.offline import ...``).
 """
 
 from importlib.util import find_spec as _find_spec

@@ -118,9 +118,12 @@ def simulator_twin(upstream: str, permits: int, seed: int) -> tuple[Any, str]:
     reply.raise_for_status()
     theirs = fastpath.verify_qr(reply.json()["qr"], fastpath.TrustList.from_jwks(json.dumps({"keys": served})),
                                 cache=False)
+    # its codes' status claim names the lists under this base (WIRE-FORMAT 8)
+    status_list_base = httpx.get(f"{upstream}/admin/state", timeout=10).json()["status_list_base"]
     today = dt.datetime.now(dt.timezone.utc).date()
     for as_of in (today, today - dt.timedelta(days=1)):
-        twin = Upstream.create(permits=permits, seed=seed, as_of=as_of, issuer_alg=alg)  # type: ignore[arg-type]
+        twin = Upstream.create(permits=permits, seed=seed, as_of=as_of, issuer_alg=alg,  # type: ignore[arg-type]
+                               status_list_base=status_list_base)
         try:
             if (theirs.ok and twin.trust_list()["keys"] == served
                     and theirs.permit == permit_map(twin.permit(probe_pn))):
@@ -300,7 +303,8 @@ def main(argv: list[str] | None = None) -> int:
     keys_file.chmod(0o600)
     meta = {
         "url": info["url"], "upstream": upstream, "seed": info["seed"], "made_at": now,
-        "twin": {"permits": int(info.get("permits") or len(records)), "seed": info["seed"], "as_of": as_of},
+        "twin": {"permits": int(info.get("permits") or len(records)), "seed": info["seed"], "as_of": as_of,
+                 "status_list_base": twin.desk.status_list_base},
         "counts": counts, "permits": len(records), "valid": len(valid), "cancelled": len(cancelled),
     }
     (args.out / "meta.json").write_text(json.dumps(meta, indent=1))

@@ -125,11 +125,13 @@ class Data:
     def mint_es1(self, pn: str) -> str:
         """What the e-card app shows right now: a fresh ES1 code (the simulator's twin signs it)."""
         if self.twin is None:
+            from verifier.upstream.issuing_desk import DEFAULT_STATUS_LIST_BASE
             from verifier.upstream.simulator import Upstream
 
             twin = self.meta["twin"]
             self.twin = Upstream.create(permits=twin["permits"], seed=twin["seed"],
-                                        as_of=dt.date.fromisoformat(twin["as_of"]))
+                                        as_of=dt.date.fromisoformat(twin["as_of"]),
+                                        status_list_base=twin.get("status_list_base", DEFAULT_STATUS_LIST_BASE))
         return str(self.twin.mint_es1(pn, lifetime=60)[0])
 
     def warm(self) -> None:

@@ -18,6 +18,9 @@ COMMAND_MODULES = (
     "verifier.sync.cli",
     "verifier.run.cli",
     "verifier.api.cli",
+    "verifier.status_lists.cli",
+    "verifier.offline.cli",
+    "verifier.api.receipts.cli",
     "verifier.cardbridge.cli",
 )
 

@@ -156,6 +156,8 @@ def records(draw: st.DrawFn) -> PermitRecord:
         emp=draw(TEXT), vf=draw(TEXT), vt=draw(TEXT),
         v=draw(st.integers(min_value=-(2**63), max_value=2**64 - 1)),
         status=draw(st.sampled_from(["active", "cancelled"])), ssn=draw(st.none() | TEXT), cards=tuple(cards),
+        si=draw(st.none() | st.integers(min_value=0, max_value=2**64 - 1)),
+        ci=draw(st.none() | st.integers(min_value=0, max_value=2**64 - 1)),
     )
 
 
@@ -222,6 +224,12 @@ CARDS = b"\x91\x92" + _fixstr(b"C1") + _fixstr(b"active")
             b"\x93" + b"\x92" + _fixstr(b"C1") + _fixstr(b"replaced") + b"\x92" + _fixstr(b"C1")
             + _fixstr(b"active") + b"\x92" + _fixstr(b"C2") + _fixstr(b"active")),
     _record(*BASE, ONE, _fixstr(b"active"), b"\xc0", b"\x91\x92" + _fixstr(b"C1") + _fixstr(b"lost")),
+    _record(*BASE, ONE, _fixstr(b"active"), b"\xc0", b"\x90", ONE),           # 13: si
+    _record(*BASE, ONE, _fixstr(b"active"), b"\xc0", b"\x90", ONE, b"\x02"),  # 14: si and ci
+    _record(*BASE, ONE, _fixstr(b"active"), b"\xc0", b"\x90", b"\xc0", b"\xc0"),  # si and ci nil
+    _record(*BASE, ONE, _fixstr(b"active"), b"\xc0", b"\x90",                 # si uint 32, ci uint 64
+            b"\xce\x00\x0f\x42\x40", b"\xcf\xff\xff\xff\xff\xff\xff\xff\xff"),
+    _record(*BASE, ONE, _fixstr(b"active"), b"\xc0", b"\x90", b"\xd0\x05", b"\xd3" + bytes(8)),  # signed forms, >= 0
 ])
 def test_every_encoding_msgspec_takes_renders_alike(data: bytes) -> None:
     assert msgspec.msgpack.decode(data, type=PermitRecord)  # the reference takes it
@@ -232,7 +240,12 @@ def test_every_encoding_msgspec_takes_renders_alike(data: bytes) -> None:
     b"",                                                            # nothing at all
     b"\xc1garbage",                                                 # a reserved byte
     _record(*BASE),                                                 # 8 fields: v missing
-    _record(*BASE, ONE, _fixstr(b"active"), b"\xc0", b"\x90", ONE),  # 13 fields
+    _record(*BASE, ONE, _fixstr(b"active"), b"\xc0", b"\x90", ONE, ONE, ONE),  # 15 fields
+    _record(*BASE, ONE, _fixstr(b"active"), b"\xc0", b"\x90", b"\xff"),  # si below 0
+    _record(*BASE, ONE, _fixstr(b"active"), b"\xc0", b"\x90", ONE, b"\xd1\xff\x00"),  # ci below 0
+    _record(*BASE, ONE, _fixstr(b"active"), b"\xc0", b"\x90", _fixstr(b"1")),  # si a string
+    _record(*BASE, ONE, _fixstr(b"active"), b"\xc0", b"\x90", ONE, b"\xc3"),  # ci a bool
+    _record(*BASE, ONE, _fixstr(b"active"), b"\xc0", b"\x90", b"\xcb" + bytes(8)),  # si a float 64
     _record(*BASE, ONE)[:-1],                                       # truncated
     _record(*BASE, ONE) + b"\x00",                                  # trailing bytes
     b"\x80",                                                        # a map, not an array

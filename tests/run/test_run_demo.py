@@ -96,11 +96,26 @@ def test_demo_serves_its_samples_and_stops_everything_on_sigint(tmp_path: Path, 
     exit_entry_id = info["key_ids"]["exit_entry"]
     assert any(r["key_id"] == exit_entry_id and r["result"] == "PERMIT_CANCELLED" for r in audited())
 
+    # Offline, as the banner prints it: fetch the bundle, then the valid sample verifies with it
+    # alone (its status claim points into the demo's own lists), the cancelled one does not.
+    offline = tmp_path / "offline"
+    fetch = subprocess.run([sys.executable, "-m", "verifier", "offline", "fetch", "--from", info["url"], "--dir",
+                            str(offline)], capture_output=True, cwd=REPO, env=child_env(), timeout=60, text=True)
+    assert fetch.returncode == 0, fetch.stderr
+    assert "verifier offline verify --dir" in printed
+    for name, expected in (("valid", 0), ("cancelled", 1)):
+        verify = subprocess.run([sys.executable, "-m", "verifier", "offline", "verify", "--dir", str(offline),
+                                 "--json", info["samples"][name]["body"]["qr"]], capture_output=True, cwd=REPO,
+                                env=child_env(), timeout=60)
+        shown = orjson.loads(verify.stdout)
+        assert verify.returncode == expected, (name, shown)
+        assert shown["result"] == ("VALID" if expected == 0 else "PERMIT_CANCELLED") and shown["lag_s"] is not None
+
     # Ctrl-C: every process it started is gone, every port closed, the keys file removed.
     tree = demo.tree | descendants(demo.process.pid)
     names = set(info["pids"])
-    assert {"redis", "store", "upstream", "sync", "api"} <= names
-    assert len(tree) >= 8  # two redis helpers + servers, upstream, sync, serve + 2 workers
+    assert {"redis", "store", "upstream", "sync", "status-lists", "api"} <= names
+    assert len(tree) >= 9  # two redis helpers + servers, upstream, sync, status lists, serve + 2 workers
     assert demo.interrupt(signal.SIGINT) == 0
     wait_for(lambda: not alive(tree), 30, "every child of the demo to exit")
     for url in (info["url"], info["upstream"], info["redis"], info["store"]):

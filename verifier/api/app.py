@@ -25,6 +25,7 @@ from verifier.api.permits.controller import PermitController
 from verifier.api.qr.controller import QrController
 from verifier.api.receipts.controller import ReceiptController
 from verifier.api.runtime import Runtime
+from verifier.api.status_lists.controller import StatusListController
 from verifier.api.trust.controller import TrustController
 from verifier.lib.problems import EXCEPTION_HANDLERS
 from verifier.lib.redis_client import AsyncRedisClient
@@ -56,8 +57,8 @@ def create_app(settings: Settings, *, redis: AsyncRedisClient | None = None, sto
 
     app = Litestar(
         route_handlers=[
-            QrController, CardController, PermitController, TrustController, ReceiptController,
-            AuditKeysController, AdminController, HealthController, HolderController, MeController,
+            QrController, CardController, PermitController, TrustController, StatusListController,
+            ReceiptController, AuditKeysController, AdminController, HealthController, HolderController, MeController,
             *counter_routes(settings),
         ],
         lifespan=[lifespan],

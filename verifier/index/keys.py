@@ -15,6 +15,8 @@ script, or one MGET). ``<G>`` is a generation id, ``<B>`` a bucket number::
     {pv}:g<G>:c:<B>        hash     cn  -> "pn[ pn...]"
 
 Changes are published on ``<namespace>:changes`` (:data:`CHANGES_CHANNEL` for "pv").
+The Status Lists as published (``{pv}:sl:...``, written by ``verifier status-lists``, not
+by the sync job) are laid out in :mod:`verifier.index.status_lists`.
 """
 
 from __future__ import annotations

@@ -336,8 +336,10 @@ class SyncPermitIndex:
         return self._run(self._reads.freshness())
 
     def iter_records(self, batch: int = 1000) -> Iterator[PermitRecord]:
-        """Every record of the live generation (for ``verifier index check``); raises
-        :class:`IndexNotReady` if the generation is switched during the walk."""
+        """Every record of the live generation (for ``verifier index check`` and the Status
+        Lists); raises :class:`IndexNotReady` if the generation is switched during the walk,
+        or is gone (a walk of a flushed generation finds no keys: it must not pass for empty)."""
+        self._reads.pointer = None  # the generation live now, not the one read last
         pointer = self._run(self._reads.live_pointer())
         match = self.keys.record_prefix(pointer.generation) + b"*"
         pending: list[bytes] = []
@@ -349,6 +351,9 @@ class SyncPermitIndex:
                     pending = []
             if pending:
                 yield from self._fetch(pointer, pending)
+            elif self.redis.get(self.keys.current) != pointer.raw:
+                self._reads.pointer = None
+                raise IndexNotReady("the live generation changed during the walk; start again")
         except REDIS_UNAVAILABLE as exc:
             raise redis_unavailable(exc, IndexUnavailable) from exc
 

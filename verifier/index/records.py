@@ -2,14 +2,18 @@
 
 The upstream's change feed and snapshot carry whole records (the state of a permit
 after the change), so applying one is an idempotent upsert guarded by ``v``.
-Records are stored as msgspec msgpack arrays (``array_like``) to keep the index small.
+Records are stored as msgspec msgpack arrays (``array_like``) to keep the index small
+(``si`` and ``ci``, the Status List entries, add 2 to 10 bytes a permit).
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
+
+StatusIndex = Annotated[int, msgspec.Meta(ge=0)]
+"""An entry of a Status List (WIRE-FORMAT 8): assigned by the upstream at issuance, never reused."""
 
 PermitStatus = Literal["active", "cancelled"]
 CardStatus = Literal["active", "lost", "replaced"]
@@ -53,7 +57,14 @@ class PermitRecord(msgspec.Struct, array_like=True, frozen=True, forbid_unknown_
     ssn: str | None = None
     """Social security number, when the foreigner has one."""
     cards: tuple[Card, ...] = ()
-    """Every card that carried the permit; at most one is active."""
+    """Every card that carried the permit, oldest first; at most one is active, and it is the last."""
+    si: StatusIndex | None = None
+    """The permit's entry in the ``permits`` Status List (WIRE-FORMAT 8); None from an upstream
+    that assigns none."""
+    ci: StatusIndex | None = None
+    """The entry in the ``cards`` Status List of the permit's newest card (the last of ``cards``:
+    the active one, or the one last lost); None when it has no card. Older cards keep the entries
+    they were issued with; those are no longer any record's, so their entries read "not valid"."""
 
     @property
     def cn(self) -> str | None:

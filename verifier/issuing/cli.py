@@ -6,6 +6,7 @@
     verifier mint wp1|es1 --key KEYFILE_OR_DIR --permit JSON_OR_@FILE [--iat EPOCH] [--exp EPOCH]
     verifier mint card --key KEYFILE_OR_DIR --card JSON_OR_@FILE --out DIR
     verifier card sign --card-key FILE --challenge BASE64
+    verifier card read --card-dir DIR [--challenge BASE64]
     verifier verify-qr --trust-list FILE [--at EPOCH] TEXT|-
 
 Output is JSON (one object per command) on stdout; private keys are written to
@@ -290,6 +291,7 @@ def _register_mint(subparsers: Any) -> None:
         sub.add_argument("--exp", type=_epoch, metavar="EPOCH", help="expiry")
         sub.add_argument("--nbf", type=_epoch, metavar="EPOCH", help="not before (optional claim)")
         sub.add_argument("--iss", help="issuer claim (default: the key's first issuer)")
+        _status_flag(sub, "permits")
         sub.set_defaults(func=_run(_cmd_mint_code), profile=kind.upper())
 
     card = commands.add_parser(
@@ -303,7 +305,23 @@ def _register_mint(subparsers: Any) -> None:
     card.add_argument("--iat", type=_epoch, metavar="EPOCH", help="issued at (default: now)")
     card.add_argument("--exp", type=_epoch, metavar="EPOCH", help="card expiry (default: iat + 5 years)")
     card.add_argument("--iss", help="issuer claim (default: the key's first issuer)")
+    _status_flag(card, "cards")
     card.set_defaults(func=_run(_cmd_mint_card))
+
+
+def _status_flag(parser: argparse.ArgumentParser, list_name: str) -> None:
+    parser.add_argument("--status", nargs=2, metavar=("URI", "IDX"),
+                        help=f"the status claim (WIRE-FORMAT 8): entry IDX of the {list_name} Status List at URI")
+
+
+def _status(args: argparse.Namespace) -> tuple[str, int] | None:
+    if args.status is None:
+        return None
+    uri, idx = args.status
+    try:
+        return uri, int(idx)
+    except ValueError:
+        raise UsageError(f"--status IDX is an unsigned integer, not {idx!r}") from None
 
 
 def _permit_from_json(data: Any) -> Any:
@@ -329,10 +347,11 @@ def _cmd_mint_code(args: argparse.Namespace) -> int:
     iat = int(time.time()) if args.iat is None else args.iat
     try:
         if args.profile == "WP1":
-            code = mint_wp1(key, permit, iat=iat, exp=args.exp, nbf=args.nbf, iss=args.iss)
+            code = mint_wp1(key, permit, iat=iat, exp=args.exp, nbf=args.nbf, iss=args.iss, status=_status(args))
         else:
             lifetime = 60 if args.exp is None else args.exp - iat
-            code = mint_es1(key, permit, iat=iat, lifetime=lifetime, nbf=args.nbf, iss=args.iss)
+            code = mint_es1(key, permit, iat=iat, lifetime=lifetime, nbf=args.nbf, iss=args.iss,
+                            status=_status(args))
     except MintError as exc:
         raise UsageError(str(exc)) from exc
     except KeyError as exc:  # a required permit field is absent
@@ -353,7 +372,8 @@ def _cmd_mint_card(args: argparse.Namespace) -> int:
     exp = iat + DEFAULT_CARD_VALIDITY_S if args.exp is None else args.exp
     card = SoftwareCard.generate()
     try:
-        certificate = mint_card_certificate(key, card_data, card.public_key, iat=iat, exp=exp, iss=args.iss)
+        certificate = mint_card_certificate(key, card_data, card.public_key, iat=iat, exp=exp, iss=args.iss,
+                                            status=_status(args))
     except MintError as exc:
         raise UsageError(str(exc)) from exc
     directory = Path(args.out)
@@ -389,6 +409,16 @@ def _register_card(subparsers: Any) -> None:
     sign.add_argument("--card-key", required=True, metavar="FILE", help=f"the {CARD_KEY_FILE} of 'verifier mint card'")
     sign.add_argument("--challenge", required=True, help="the 32-byte challenge, base64 or hex")
     sign.set_defaults(func=_run(_cmd_card_sign))
+    read = commands.add_parser(
+        "read", help="a card read file: the certificate, a fresh challenge and the card's signature of it",
+        description="Act as a terminal reading the card of 'verifier mint card --out DIR': print "
+        '{"certificate", "challenge", "signature"} (base64), what POST /v1/verify/card takes and '
+        "'verifier offline verify' reads.",
+    )
+    read.add_argument("--card-dir", required=True, metavar="DIR",
+                      help=f"the directory of 'verifier mint card' ({CARD_CERTIFICATE_FILE}, {CARD_KEY_FILE})")
+    read.add_argument("--challenge", help="the 32-byte challenge, base64 or hex (default: a fresh random one)")
+    read.set_defaults(func=_run(_cmd_card_read))
 
 
 def _cmd_card_sign(args: argparse.Namespace) -> int:
@@ -405,6 +435,29 @@ def _cmd_card_sign(args: argparse.Namespace) -> int:
     if len(challenge) != CHALLENGE_LENGTH:
         raise UsageError(f"a challenge is {CHALLENGE_LENGTH} bytes, not {len(challenge)}")
     _print({"signature": base64.b64encode(card.sign_challenge(challenge)).decode("ascii")})
+    return EXIT_OK
+
+
+def _cmd_card_read(args: argparse.Namespace) -> int:
+    import os
+
+    from verifier.issuing.card import CHALLENGE_LENGTH, SoftwareCard
+    from verifier.issuing.keys import KeyFileError
+
+    directory = Path(args.card_dir)
+    try:
+        card = SoftwareCard.load(directory / CARD_KEY_FILE)
+        certificate = (directory / CARD_CERTIFICATE_FILE).read_bytes()
+    except KeyFileError as exc:
+        raise UsageError(str(exc)) from exc
+    except OSError as exc:
+        raise UsageError(f"cannot read the card in {directory}: {exc.strerror}") from exc
+    challenge = _b64_or_hex(args.challenge, "challenge") if args.challenge else os.urandom(CHALLENGE_LENGTH)
+    if len(challenge) != CHALLENGE_LENGTH:
+        raise UsageError(f"a challenge is {CHALLENGE_LENGTH} bytes, not {len(challenge)}")
+    encode = base64.b64encode
+    _print({"certificate": encode(certificate).decode("ascii"), "challenge": encode(challenge).decode("ascii"),
+            "signature": encode(card.sign_challenge(challenge)).decode("ascii")})
     return EXIT_OK
 
 

@@ -37,6 +37,8 @@ __all__ = [
     "ALG_SM2_SM3",
     "PERMIT_CLAIM",
     "CARD_CLAIM",
+    "STATUS_CLAIM",
+    "status_claim",
     "CHINA_STANDARD_TIME",
     "ES1_MAX_LIFETIME",
     "base45_encode",
@@ -61,6 +63,7 @@ CLAIM_IAT: Final = 6
 CLAIM_CTI: Final = 7
 PERMIT_CLAIM: Final = -70001  # WIRE-FORMAT 3
 CARD_CLAIM: Final = -70002    # WIRE-FORMAT 6
+STATUS_CLAIM: Final = 65535   # WIRE-FORMAT 8: {"status_list": {"idx": uint, "uri": tstr}}
 CHINA_STANDARD_TIME: Final = _dt.timezone(_dt.timedelta(hours=8), "CST")
 ES1_MAX_LIFETIME: Final = 300  # WIRE-FORMAT 3
 # WIRE-FORMAT 3: the permit map's keys, in the table's order
@@ -237,6 +240,16 @@ def _cti(cti: bytes | None) -> bytes | None:
     return cti
 
 
+def status_claim(status: tuple[str, int]) -> dict[str, Any]:
+    """The value of the status claim (65535, WIRE-FORMAT 8) for entry ``idx`` of the list at ``uri``."""
+    uri, idx = status
+    if not isinstance(uri, str) or not uri:
+        raise MintError("a status list's uri is a non-empty string")
+    if isinstance(idx, bool) or not isinstance(idx, int) or idx < 0:
+        raise MintError(f"a status list index is an unsigned integer, not {idx!r}")
+    return {"status_list": {"idx": idx, "uri": uri}}
+
+
 def _claims(
     key: IssuerKey,
     iss: str | None,
@@ -245,6 +258,7 @@ def _claims(
     nbf: int | None,
     cti: bytes | None,
     extra: tuple[int, Any],
+    status: tuple[str, int] | None = None,
 ) -> dict[int, Any]:
     claims: dict[int, Any] = {
         CLAIM_ISS: key.issuers[0] if iss is None else iss,
@@ -256,6 +270,8 @@ def _claims(
     if cti is not None:
         claims[CLAIM_CTI] = cti
     claims[extra[0]] = extra[1]
+    if status is not None:
+        claims[STATUS_CLAIM] = status_claim(status)
     return claims
 
 
@@ -278,10 +294,12 @@ def mint_wp1(
     nbf: int | None = None,
     cti: bytes | None = None,
     iss: str | None = None,
+    status: tuple[str, int] | None = None,
     allow_invalid: bool = False,
 ) -> str:
     """A WP1 code (work-permit notice). ``exp`` defaults to the end of the permit's
-    ``vt`` day in UTC+8; ``iss`` to the key's first issuer; no cti unless given."""
+    ``vt`` day in UTC+8; ``iss`` to the key's first issuer; no cti unless given;
+    ``status``: ``(uri, idx)``, its entry in the ``permits`` Status List (claim 65535)."""
     body = permit_map(permit)
     if not allow_invalid:
         _check_permit(body, "WP1")
@@ -296,7 +314,7 @@ def mint_wp1(
         _cti(cti)
         if exp <= iat:  # WIRE-FORMAT 3: MALFORMED (time.lifetime) at any verifier
             raise MintError(f"exp {exp} is not after iat {iat} (has the permit ended?)")
-    claims = _claims(key, iss, iat, exp, nbf, cti, (PERMIT_CLAIM, body))
+    claims = _claims(key, iss, iat, exp, nbf, cti, (PERMIT_CLAIM, body), status)
     return encode_qr("WP1:", sign_cose(key, claims))
 
 
@@ -309,10 +327,11 @@ def mint_es1(
     cti: bytes | None = None,
     nbf: int | None = None,
     iss: str | None = None,
+    status: tuple[str, int] | None = None,
     allow_invalid: bool = False,
 ) -> str:
     """An ES1 code (the e-card's dynamic code): exp = iat + lifetime (at most 300 s),
-    a random 16-byte cti unless given."""
+    a random 16-byte cti unless given; ``status`` as for :func:`mint_wp1`."""
     body = permit_map(permit)
     if cti is None:
         cti = os.urandom(16)
@@ -326,7 +345,7 @@ def mint_es1(
         _cti(cti)
         if not 0 < lifetime <= ES1_MAX_LIFETIME:  # WIRE-FORMAT 3
             raise MintError(f"an ES1 lifetime is 1 to {ES1_MAX_LIFETIME} s, not {lifetime}")
-    claims = _claims(key, iss, iat, iat + lifetime, nbf, cti, (PERMIT_CLAIM, body))
+    claims = _claims(key, iss, iat, iat + lifetime, nbf, cti, (PERMIT_CLAIM, body), status)
     return encode_qr("ES1:", sign_cose(key, claims))
 
 
@@ -338,10 +357,12 @@ def mint_card_certificate(
     iat: int,
     exp: int,
     iss: str | None = None,
+    status: tuple[str, int] | None = None,
     allow_invalid: bool = False,
 ) -> bytes:
     """A card certificate (WIRE-FORMAT 6): raw COSE_Sign1 bytes, tag 18, claims
-    iss, exp (card expiry), iat and -70002 {cn, ssn, pn, cpk}."""
+    iss, exp (card expiry), iat and -70002 {cn, ssn, pn, cpk}; ``status``:
+    ``(uri, idx)``, the card's entry in the ``cards`` Status List (claim 65535)."""
     body = card_map(card, card_public_key)
     if not allow_invalid:
         for name in CARD_KEYS:
@@ -352,5 +373,5 @@ def mint_card_certificate(
         _check_issuer(key, iss)
         if _int(exp, "exp") <= _int(iat, "iat"):
             raise MintError(f"exp {exp} is not after iat {iat}")
-    claims = _claims(key, iss, iat, exp, None, None, (CARD_CLAIM, body))
+    claims = _claims(key, iss, iat, exp, None, None, (CARD_CLAIM, body), status)
     return sign_cose(key, claims)

@@ -77,6 +77,13 @@ class Settings:
     """Expiry of the sync job's leader lock: a standby takes over this long after the leader died."""
     sync_page_size: int = 1000
     """Events the sync job asks the upstream feed for per page (each page is applied atomically)."""
+    status_list_base_url: str = ""
+    """The URI prefix of the Status Lists (WIRE-FORMAT 8): list ``<name>`` is ``BASE/<name>``, its ``sub``
+    and the ``uri`` of the tokens that point into it; empty: ``http://HOST:PORT/v1/status-lists``."""
+    status_list_ttl_s: int = 300
+    """A Status List's ``ttl``: how long a copy may be kept; lists are re-signed at least this often."""
+    status_list_lifetime_s: int = 3600
+    """A Status List's ``exp - iat``: how long a copy may be used at most (an offline scanner's bound)."""
     log_level: str = "INFO"
     """Application log level."""
     cors_origins: tuple[str, ...] = ()
@@ -115,6 +122,9 @@ class Settings:
             "sync_poll_interval_s": float(_env("VERIFIER_SYNC_POLL_INTERVAL_S", "0.2")),
             "sync_lock_ttl_s": float(_env("VERIFIER_SYNC_LOCK_TTL_S", "10")),
             "sync_page_size": int(_env("VERIFIER_SYNC_PAGE_SIZE", "1000")),
+            "status_list_base_url": _env("VERIFIER_STATUS_LIST_BASE_URL", ""),
+            "status_list_ttl_s": int(_env("VERIFIER_STATUS_LIST_TTL_S", "300")),
+            "status_list_lifetime_s": int(_env("VERIFIER_STATUS_LIST_LIFETIME_S", "3600")),
             "log_level": _env("VERIFIER_LOG_LEVEL", "INFO"),
             "cors_origins": parse_origins(_env("VERIFIER_CORS_ORIGINS", "")),
             "card_bridge_origin": _env("VERIFIER_CARD_BRIDGE_ORIGIN", DEFAULT_CARD_BRIDGE_ORIGIN),
@@ -151,6 +161,9 @@ class Settings:
             "VERIFIER_SYNC_POLL_INTERVAL_S": repr(self.sync_poll_interval_s),
             "VERIFIER_SYNC_LOCK_TTL_S": repr(self.sync_lock_ttl_s),
             "VERIFIER_SYNC_PAGE_SIZE": str(self.sync_page_size),
+            "VERIFIER_STATUS_LIST_BASE_URL": self.status_list_base_url,
+            "VERIFIER_STATUS_LIST_TTL_S": str(self.status_list_ttl_s),
+            "VERIFIER_STATUS_LIST_LIFETIME_S": str(self.status_list_lifetime_s),
             "VERIFIER_LOG_LEVEL": self.log_level,
             "VERIFIER_CORS_ORIGINS": ",".join(self.cors_origins),
             "VERIFIER_CARD_BRIDGE_ORIGIN": self.card_bridge_origin,

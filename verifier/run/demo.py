@@ -7,8 +7,10 @@ Starts, each as a child process of its own (:mod:`verifier.run.processes`):
    write), so that losing the index's data costs a resync and nothing else;
 2. the upstream simulator with demo permits and a few lifecycle events a second;
 3. the sync job, mirroring the simulator into the permit index;
-4. the API (``verifier serve``, 2 workers);
-5. the card-reader bridge (``verifier card-bridge``) holding the card of a demo permit
+4. the status-list writer (``verifier status-lists run``), publishing the signed lists
+   of permits and cards from the index (its signing key is made on its first start);
+5. the API (``verifier serve``, 2 workers);
+6. the card-reader bridge (``verifier card-bridge``) holding the card of a demo permit
    (the simulator's), for the counter page;
 
 waits until the API says the index is ready, creates one API key per role (printed
@@ -24,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shlex
 import signal
 import sys
 import threading
@@ -35,6 +38,7 @@ from typing import Any
 import httpx
 import msgspec
 
+from verifier.index.status_lists import PATH as STATUS_LISTS_PATH
 from verifier.lib.redis_server import free_port
 from verifier.lib.settings import Settings
 from verifier.run.private_redis import INDEX, STORE, private_redis_child, wait_for_url
@@ -74,7 +78,7 @@ class DemoOptions:
 
 
 class DemoStack:
-    """Redis, upstream simulator, sync job and API as children; ``stop()`` reaps them all."""
+    """Redis, upstream simulator, sync job, status-list writer and API as children; ``stop()`` reaps them all."""
 
     def __init__(self, options: DemoOptions) -> None:
         self.options = options
@@ -115,21 +119,26 @@ class DemoStack:
             self._start(store)
             self.store_url = wait_for_url(url_file, self._abort_if_needed)
 
+        self.api_port = options.port or free_port()
+        url_host = "127.0.0.1" if options.host in ("0.0.0.0", "::") else options.host
+        self.api_url = f"http://{url_host}:{self.api_port}"
+        status_lists = f"{self.api_url}{STATUS_LISTS_PATH}"  # the uri of every code's status claim
+
         self.upstream_port = free_port()
         self.upstream_url = f"http://127.0.0.1:{self.upstream_port}"
         self._start(Child.verifier("upstream", [
             "upstream", "--host", "127.0.0.1", "--port", str(self.upstream_port),
             "--permits", str(options.permits), "--seed", str(options.seed),
             "--event-rate", str(options.event_rate), "--alg", options.issuer_alg,
+            "--status-lists", status_lists,
         ], self.log_dir))
         wait_until(lambda: http_ok(f"{self.upstream_url}/admin/state"), timeout_s=120,
                    what="the upstream simulator", abort=self._abort_if_needed)
 
-        self.api_port = options.port or free_port()
         settings = Settings.from_env(
             redis_url=self.redis_url, store_url=self.store_url, upstream_url=self.upstream_url,
             state_dir=self.state_dir,
-            host=options.host, port=self.api_port, workers=options.workers,
+            host=options.host, port=self.api_port, workers=options.workers, status_list_base_url=status_lists,
             rate_limit_per_s=options.rate_limit_per_s,
             rate_limit_burst=int(options.rate_limit_per_s * 2) if options.rate_limit_per_s else None,
             card_bridge_origin=self.bridge_url,
@@ -138,14 +147,16 @@ class DemoStack:
         env = {**os.environ, **settings.to_env()}
         self._start(Child.verifier("sync", ["sync", "--redis", self.redis_url, "--upstream", self.upstream_url],
                                    self.log_dir, env))
+        self._start(Child.verifier("status-lists", ["status-lists", "run", "--redis", self.redis_url],
+                                   self.log_dir, env))
         self._start(Child.verifier("api", [
             "serve", "--redis", self.redis_url, "--store", self.store_url, "--upstream", self.upstream_url,
             "--host", options.host, "--port", str(self.api_port), "--workers", str(options.workers),
         ], self.log_dir, env))
-        url_host = "127.0.0.1" if options.host in ("0.0.0.0", "::") else options.host
-        self.api_url = f"http://{url_host}:{self.api_port}"
         wait_until(lambda: http_ok(f"{self.api_url}/health/ready"), timeout_s=options.ready_timeout_s,
                    what="the API to report the index ready", interval_s=0.25, abort=self._abort_if_needed)
+        wait_until(lambda: http_ok(f"{status_lists}/permits"), timeout_s=options.ready_timeout_s,
+                   what="the Status Lists to be published", interval_s=0.25, abort=self._abort_if_needed)
         return self
 
     @property
@@ -270,6 +281,12 @@ def _print_banner(info: dict[str, Any], samples: dict[str, Any], problems: list[
         out.write("\nwarning: the demo's own check of its samples disagreed (events may have changed a permit):\n")
         for line in problems:
             out.write(f"  {line}\n")
+    valid = samples.get("valid")
+    if valid is not None and valid.body and "qr" in valid.body:
+        offline = shlex.quote(str(Path(info["logs"]).parent / "offline"))
+        out.write("\n# offline: fetch the trust list and the Status Lists once, then verify with no network\n")
+        out.write(f"verifier offline fetch --from {info['url']} --dir {offline}\n")
+        out.write(f"verifier offline verify --dir {offline} {shlex.quote(valid.body['qr'])}\n")
     out.write("\nCtrl-C stops everything.\n")
     out.flush()
 
@@ -286,7 +303,7 @@ def run_demo(options: DemoOptions) -> int:
     started = time.monotonic()
     try:
         print(f"verifier demo: starting Redis, the upstream simulator ({options.permits} permits), "
-              f"the sync job and the API; logs in {stack.log_dir}", flush=True)
+              f"the sync job, the status-list writer and the API; logs in {stack.log_dir}", flush=True)
         with stack:
             picked = pick_permits(stack.upstream_url)
             keys = create_demo_keys(stack.store_url, [picked.valid.emp])

@@ -11,9 +11,12 @@ The interface a real upstream must offer
 ========================================
 
 Records are :class:`verifier.index.records.PermitRecord` (pn, n, nat, dob, cat, emp,
-vf, vt, v, status, ssn, cards). On the wire a record is an array in that field order
-(msgspec ``array_like``); a card is ``[cn, status]``. ``v`` is the record's version:
-every change bumps it.
+vf, vt, v, status, ssn, cards, si, ci). On the wire a record is an array in that field
+order (msgspec ``array_like``); a card is ``[cn, status]``. ``v`` is the record's
+version: every change bumps it. ``si`` and ``ci`` are the permit's and its newest
+card's entries in the Status Lists (WIRE-FORMAT 8): assigned when the permit or card
+is issued, never changed, never given again (a replaced card keeps its entry; the
+record then names its successor's).
 
 ``GET /feed?after=SEQ&limit=N`` (N <= 10,000, default 1,000)
     The change feed. With ``Accept: application/msgpack`` the body is msgpack,
@@ -69,7 +72,8 @@ The simulator's extras (not part of the interface)
   key's algorithm unless ``alg`` names one; the old one retired; ``verifier upstream
   --alg`` chooses the first key's),
   ``POST /admin/keys/{kid}/revoke``.
-- Issuing, with the simulator's keys: ``POST /issue/wp1 {pn, iat?, exp?}`` and
+- Issuing, with the simulator's keys (every code and certificate with the status claim
+  of WIRE-FORMAT 8, under ``--status-lists URL``): ``POST /issue/wp1 {pn, iat?, exp?}`` and
   ``POST /issue/es1 {pn, iat?, lifetime?}`` → ``{qr, pn, v}``;
   ``POST /issue/card {pn, cn?, iat?, exp?}`` → ``{cn, pn, certificate}`` (base64);
   ``POST /cards/{cn}/sign {challenge}`` → ``{signature}`` (base64): the software

@@ -115,6 +115,8 @@ class StateResponse(msgspec.Struct):
     retain: int
     faults: Faults
     trust_list_version: int
+    status_list_base: str
+    """The URI prefix of the Status Lists the codes minted here point into (WIRE-FORMAT 8)."""
 
 
 def _upstream(request: Request[Any, Any, Any]) -> Upstream:
@@ -251,6 +253,7 @@ def _state(u: Upstream) -> StateResponse:
     return StateResponse(
         feed_id=u.feed_id, seq=u.seq, first_seq=u.first_seq, count=u.count, event_rate=u.event_rate,
         retain=u.retain, faults=u.faults, trust_list_version=u.keys.version,
+        status_list_base=u.desk.status_list_base,
     )
 
 

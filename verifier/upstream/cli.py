@@ -33,6 +33,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--alg", choices=ALG_NAMES, default="EdDSA",
                         help="algorithm of the keys derived from the seed: EdDSA (Ed25519, default) or SM2-SM3 "
                         "(SM2 with SM3, WIRE-FORMAT 9); a --keys directory has its own")
+    parser.add_argument("--status-lists", default=None, metavar="URL",
+                        help="where the service publishes its Status Lists: the uri of the status claim of every "
+                        "code and card minted (default: $VERIFIER_STATUS_LIST_BASE_URL, else the API's default "
+                        "address, http://127.0.0.1:8000/v1/status-lists)")
     parser.add_argument("--warm", action=argparse.BooleanOptionalAction, default=None,
                         help="encode the whole snapshot before serving (default: on above 100,000 permits)")
     parser.add_argument("--log-level", default="warning")
@@ -40,6 +44,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def _run(args: argparse.Namespace) -> int:
+    from verifier.index.status_lists import base_uri
+    from verifier.lib.settings import Settings
     from verifier.upstream.server import serve
     from verifier.upstream.simulator import Upstream
 
@@ -57,6 +63,7 @@ def _run(args: argparse.Namespace) -> int:
         upstream = Upstream.create(
             permits=args.permits, seed=args.seed, as_of=args.as_of, event_rate=args.event_rate,
             retain=args.retain, key_ring=key_ring, issuer_alg=args.alg,
+            status_list_base=args.status_lists or base_uri(Settings.from_env()),
         )
     except ValueError as exc:
         print(f"verifier upstream: {exc}", file=sys.stderr)

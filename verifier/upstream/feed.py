@@ -183,18 +183,18 @@ class PermitFeed:
             ssn = old.ssn or self.population.ssn_for(i, old)
             cn = self._new_card_number(old)
             cards = old.cards + (Card(cn, "active"),)
-            return i, msgspec.structs.replace(old, ssn=ssn, cards=cards, v=v)
+            return i, msgspec.structs.replace(old, ssn=ssn, cards=cards, ci=self.population.card_index(cn), v=v)
         if kind in ("card_lost", "card_replaced"):
             active = old.cn
             if active is None:
                 raise EventNotApplicable("permit has no active card")
-            if kind == "card_lost":
+            if kind == "card_lost":  # the lost card stays the newest: ci is unchanged
                 cards = tuple(Card(c.cn, "lost") if c.cn == active else c for c in old.cards)
-            else:
-                cn = self._new_card_number(old)
-                cards = tuple(Card(c.cn, "replaced") if c.cn == active else c for c in old.cards)
-                cards += (Card(cn, "active"),)
-            return i, msgspec.structs.replace(old, cards=cards, v=v)
+                return i, msgspec.structs.replace(old, cards=cards, v=v)
+            cn = self._new_card_number(old)
+            cards = tuple(Card(c.cn, "replaced") if c.cn == active else c for c in old.cards)
+            cards += (Card(cn, "active"),)
+            return i, msgspec.structs.replace(old, cards=cards, ci=self.population.card_index(cn), v=v)
         raise ValueError(f"unknown event type {kind!r}")
 
     def _store(self, i: int, record: PermitRecord) -> None:

@@ -1,6 +1,11 @@
 """The simulated upstream's issuing desk: its signing keys and trust list, and real
 signed WP1/ES1 codes, card certificates and software cards for its permits (for the
 tests, the demo and the load tests). The issuing itself is :mod:`verifier.issuing`'s.
+
+Every code and card certificate carries the status claim (WIRE-FORMAT 8): a WP1 or
+ES1 code points to its permit's entry (``si``) in the ``permits`` list, a card
+certificate to its card's entry in ``cards``, both named under ``status_list_base``
+(the service's lists: :func:`verifier.index.status_lists.base_uri`).
 """
 
 from __future__ import annotations
@@ -10,6 +15,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from verifier.index.records import PermitRecord
+from verifier.index.status_lists import CARDS, PERMITS, base_uri, list_uri
+from verifier.lib.settings import Settings
 from verifier.lib.upstream_notice import Notice
 from verifier.upstream.feed import EventNotApplicable, PermitFeed
 
@@ -17,7 +24,10 @@ if TYPE_CHECKING:
     from verifier.issuing import IssuerKey, KeyRing, SoftwareCard
     from verifier.issuing.keys import KeyAlg
 
-__all__ = ["IssuingDesk", "KeySet"]
+__all__ = ["DEFAULT_STATUS_LIST_BASE", "IssuingDesk", "KeySet"]
+
+DEFAULT_STATUS_LIST_BASE = base_uri(Settings())
+"""Where the lists are when nobody says: under the API's default address."""
 
 
 @dataclass(slots=True)
@@ -41,8 +51,9 @@ class IssuingDesk:
     """
 
     def __init__(self, feed: PermitFeed, secret: bytes, key_ring: KeyRing | None = None,
-                 alg: KeyAlg = "EdDSA") -> None:
+                 alg: KeyAlg = "EdDSA", status_list_base: str = DEFAULT_STATUS_LIST_BASE) -> None:
         self.feed = feed
+        self.status_list_base = status_list_base
         self._key_secret = secret
         self._card_master_seed = hashlib.sha256(b"cards" + secret).digest()
         self._keys = KeySet(ring=key_ring) if key_ring is not None else None
@@ -105,14 +116,18 @@ class IssuingDesk:
 
         record, key, iss = self._signer_of(pn)
         now = int(self.feed.clock()) if iat is None else iat
-        return mint_wp1(key, record, iat=now, exp=exp, iss=iss), record
+        return mint_wp1(key, record, iat=now, exp=exp, iss=iss, status=self._permit_status(record)), record
 
     def mint_es1(self, pn: str, *, iat: int | None = None, lifetime: int = 60) -> tuple[str, PermitRecord]:
         from verifier.issuing import mint_es1
 
         record, key, iss = self._signer_of(pn)
         now = int(self.feed.clock()) if iat is None else iat
-        return mint_es1(key, record, iat=now, lifetime=lifetime, iss=iss), record
+        return mint_es1(key, record, iat=now, lifetime=lifetime, iss=iss, status=self._permit_status(record)), record
+
+    def _permit_status(self, record: PermitRecord) -> tuple[str, int] | None:
+        """The permit's entry in ``permits``, for its codes' status claim."""
+        return None if record.si is None else (list_uri(self.status_list_base, PERMITS), record.si)
 
     def notice(self, pn: str) -> Notice:
         """The holder's Notice of Foreigner's Work Permit: a WP1 code of the permit as it is
@@ -145,7 +160,9 @@ class IssuingDesk:
         now = int(self.feed.clock()) if iat is None else iat
         expires = now + 5 * 365 * 86400 if exp is None else exp
         card = self.card(cn)
+        status = (list_uri(self.status_list_base, CARDS), self.feed.population.card_index(cn))
         certificate = mint_card_certificate(
-            key, {"cn": cn, "ssn": record.ssn, "pn": record.pn}, card.public_key, iat=now, exp=expires, iss=iss
+            key, {"cn": cn, "ssn": record.ssn, "pn": record.pn}, card.public_key, iat=now, exp=expires, iss=iss,
+            status=status,
         )
         return cn, certificate, record

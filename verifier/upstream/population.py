@@ -13,6 +13,12 @@ Identifiers embed the index so that look-ups by identifier are O(1) and unique:
 - card number ``S`` + region (6) + ``4 i + k`` (8 digits) for the k-th card of the
   seeded history; cards issued later by events take numbers from 90,000,000 up.
 
+Status List entries (WIRE-FORMAT 8), assigned "at issuance" and never reused: permit
+``i`` has ``si = i``; the k-th seeded card of permit ``i`` has entry
+``SEEDED_CARD_SLOTS * i + k``, and the n-th card issued by an event
+``SEEDED_CARD_SLOTS * count + n`` (:meth:`Population.card_index`, from the card
+number alone).
+
 Realistic variety: 16 provinces weighted like the real foreign workforce, categories
 A/B/C, ~70 nationalities with names in Latin letters, employers with unified social
 credit codes that pass the GB 32100 check digit, validity periods of 1–5 years (a
@@ -160,6 +166,9 @@ CHUNK_RECORDS: Final = 1024
 EVENT_CARD_BASE: Final = 90_000_000
 """Card numbers from here up are issued by lifecycle events, not the seeded history."""
 
+SEEDED_CARD_SLOTS: Final = 3
+"""Status List entries of ``cards`` set aside per seeded permit: its history has up to 3 cards."""
+
 _DAY: Final = 1
 
 
@@ -247,6 +256,17 @@ class Population:
         if n >= EVENT_CARD_BASE:
             return None
         return divmod(n, 4)
+
+    def card_index(self, cn: str) -> int:
+        """The ``cards`` Status List entry of a card number of ours (seeded or issued by
+        an event): a function of the number, so that no entry is ever given twice."""
+        if len(cn) != 15 or cn[0] != "S" or not cn[1:].isdigit():
+            raise ValueError(f"not a card number of this population: {cn!r}")
+        n = int(cn[7:])
+        if n >= EVENT_CARD_BASE:
+            return SEEDED_CARD_SLOTS * self.count + (n - EVENT_CARD_BASE)
+        i, k = divmod(n, 4)
+        return SEEDED_CARD_SLOTS * i + k
 
     def employer(self, region: str, e: int) -> str:
         """The unified social credit code of employer ``e`` of a province (GB 32100)."""
@@ -342,6 +362,8 @@ class Population:
             status="cancelled" if cancelled else "active",
             ssn=ssn,
             cards=cards,
+            si=i,
+            ci=SEEDED_CARD_SLOTS * i + len(cards) - 1 if cards else None,
         )
 
     def new_record(self, i: int, issued_on: dt.date) -> PermitRecord:
@@ -364,6 +386,8 @@ class Population:
             status="active",
             ssn=None,
             cards=(),
+            si=i,
+            ci=None,
         )
 
     def ssn_for(self, i: int, record: PermitRecord) -> str:

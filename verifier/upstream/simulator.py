@@ -27,7 +27,7 @@ import msgspec
 from verifier.index.records import ChangeEvent, EventType, PermitRecord
 from verifier.lib.upstream_notice import Notice
 from verifier.upstream.feed import DEFAULT_RETAIN, MAX_PERMITS, PermitFeed
-from verifier.upstream.issuing_desk import IssuingDesk, KeySet
+from verifier.upstream.issuing_desk import DEFAULT_STATUS_LIST_BASE, IssuingDesk, KeySet
 from verifier.upstream.population import Population
 from verifier.upstream.snapshots import SnapshotView, Snapshots
 
@@ -74,14 +74,18 @@ class Upstream:
         retain: int = DEFAULT_RETAIN,
         key_ring: KeyRing | None = None,
         issuer_alg: KeyAlg = "EdDSA",
+        status_list_base: str = DEFAULT_STATUS_LIST_BASE,
     ) -> "Upstream":
+        """``status_list_base``: where the service publishes its Status Lists (the ``uri`` of
+        the status claim of every code and card certificate minted here)."""
         if not 0 <= permits <= MAX_PERMITS:
             raise ValueError(f"permits must be between 0 and {MAX_PERMITS}")
         as_of = as_of or dt.datetime.now(dt.timezone.utc).date()
         feed = PermitFeed.create(Population(seed, permits, as_of), rng=random.Random(seed * 1_000_003 + 17),
                                  retain=retain, event_rate=event_rate)
         secret = hashlib.blake2b(b"simulator-secrets:%d" % seed, digest_size=32).digest()
-        return cls(feed, IssuingDesk(feed, secret, key_ring, issuer_alg), random.Random(seed * 1_000_003 + 29))
+        desk = IssuingDesk(feed, secret, key_ring, alg=issuer_alg, status_list_base=status_list_base)
+        return cls(feed, desk, random.Random(seed * 1_000_003 + 29))
 
     # -- the feed's state -----------------------------------------------------------
 

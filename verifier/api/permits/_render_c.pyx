@@ -6,13 +6,14 @@ The readable reference is ``_render_py.py``: decode each record with msgspec int
 same bytes without making a Python object per field: it walks each record's
 msgpack once (a cursor of pointer, position and end; every read checked as
 ``n <= end - pos``), refuses exactly what msgspec's decode of ``PermitRecord``
-refuses (wrong types, a Literal outside its values, invalid UTF-8, a 13th field, a
+refuses (wrong types, a Literal outside its values, invalid UTF-8, a 15th field, a
 card that is not a pair, trailing bytes) and writes the JSON with msgspec's string
 escapes. A 1,000-permit look-up: ~1 ms through the reference, ~0.1 ms here.
 
 Record layout (``verifier.index.records.PermitRecord``, ``array_like``): pn, n, nat,
 dob, cat, emp, vf, vt (str), v (int), status (str, default "active"), ssn (str or
-nil, default nil), cards (array of [cn, status], default empty).
+nil, default nil), cards (array of [cn, status], default empty), si and ci (the
+Status List entries: an int >= 0 or nil, default nil; checked, not shown).
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_Check, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
@@ -62,7 +63,7 @@ cdef enum:
     F_VF = 6
     F_VT = 7
     REQUIRED = 9      # pn .. v have no default
-    MAX_FIELDS = 12   # forbid_unknown_fields: a 13th is an error
+    MAX_FIELDS = 14   # forbid_unknown_fields: a 15th is an error
 
 # PermitView's fields 0-8 in the record's text slots (field 1, status, is not a text slot).
 cdef int _TEXT_SLOT[9]
@@ -357,6 +358,20 @@ cdef inline int _read_card(Cursor* c, Span* cn, Span* status) except -1:
     return 0
 
 
+cdef inline int _read_status_index(Cursor* c) except -1:
+    # records.StatusIndex | None: nil, or an integer >= 0 in any of msgpack's int forms
+    cdef bint negative
+    cdef uint64_t magnitude
+    _need(c, 1)
+    if c.p[c.pos] == 0xC0:
+        c.pos += 1
+        return 0
+    _read_int(c, &negative, &magnitude)
+    if negative:
+        raise RecordError("permit record: a status list index is below 0")
+    return 0
+
+
 cdef int _parse(const unsigned char* data, Py_ssize_t size, Record* r) except -1:
     cdef Cursor c
     cdef Py_ssize_t count, cards, i, cards_at, cards_end
@@ -408,6 +423,8 @@ cdef int _parse(const unsigned char* data, Py_ssize_t size, Record* r) except -1
                     r.card_status = status
                     break
             c.pos = cards_end
+    for i in range(12, count):  # si, ci: StatusIndex | None
+        _read_status_index(&c)
     if c.pos != c.end:
         raise RecordError("permit record: trailing bytes")
     return 0

@@ -26,7 +26,8 @@ import orjson
 
 from verifier.lib.redis_client import AsyncRedisClient
 
-__all__ = ["RECEIPT_KEY", "Receipt", "ReceiptSigner", "canonical_verdict", "verify_receipt"]
+__all__ = ["RECEIPT_KEY", "Receipt", "ReceiptCheck", "ReceiptSigner", "canonical_verdict", "check_receipt",
+           "verify_receipt"]
 
 RECEIPT_KEY = "pv:receipt-key"
 _CONTEXT = b"PV-RECEIPT-1"
@@ -95,20 +96,43 @@ class ReceiptSigner:
         }]}
 
 
-def verify_receipt(verdict: Mapping[str, Any], jwks: Mapping[str, Any]) -> bool:
-    """True when ``verdict["receipt"]`` is a valid receipt over this very verdict by a key of ``jwks``."""
-    receipt = verdict.get("receipt")
+class ReceiptCheck(msgspec.Struct, frozen=True):
+    """What checking a receipt found: ``ok`` only when the signature holds over this very verdict."""
+
+    ok: bool
+    reason: str
+    """Why not (or "the signature holds"), in words."""
+    kid: str | None = None
+    """The receipt's key id, when it names one."""
+
+
+def check_receipt(verdict: Mapping[str, Any], jwks: Mapping[str, Any]) -> ReceiptCheck:
+    """Check ``verdict["receipt"]`` against the receipt keys ``jwks`` (``GET /v1/receipt-keys``)."""
+    receipt = verdict.get("receipt") if isinstance(verdict, Mapping) else None
     if not isinstance(receipt, Mapping):
-        return False
+        return ReceiptCheck(False, "the verdict carries no receipt")
+    kid = receipt.get("kid")
+    kid_text = kid if isinstance(kid, str) else None
+    if receipt.get("alg") != "EdDSA":
+        return ReceiptCheck(False, f"the receipt's alg is {receipt.get('alg')!r}, not EdDSA", kid_text)
     try:
         digest = hashlib.sha256(canonical_verdict(verdict)).digest()
-        if _b64url(digest) != receipt.get("digest"):
-            return False
-        for key in jwks.get("keys", ()):
-            if key.get("kid") == receipt.get("kid"):
-                verify_key = nacl.signing.VerifyKey(_b64url_decode(key["x"]))
-                verify_key.verify(_CONTEXT + digest, _b64url_decode(receipt["signature"]))
-                return True
-    except (nacl.exceptions.BadSignatureError, ValueError, TypeError, KeyError, orjson.JSONEncodeError):
-        return False
-    return False
+    except (TypeError, orjson.JSONEncodeError):
+        return ReceiptCheck(False, "the verdict is not plain JSON", kid_text)
+    if _b64url(digest) != receipt.get("digest"):
+        return ReceiptCheck(False, "the verdict differs from the one signed (its digest does not match)", kid_text)
+    keys = jwks.get("keys") if isinstance(jwks, Mapping) else None
+    key = next((k for k in keys or () if isinstance(k, Mapping) and k.get("kid") == kid), None)
+    if key is None:
+        return ReceiptCheck(False, f"no receipt key has the receipt's kid {kid!r}", kid_text)
+    try:
+        verify_key = nacl.signing.VerifyKey(_b64url_decode(key["x"]))
+        verify_key.verify(_CONTEXT + digest, _b64url_decode(receipt["signature"]))
+    except (nacl.exceptions.BadSignatureError, ValueError, TypeError, KeyError):  # nacl's ValueError too
+        return ReceiptCheck(False, "the signature does not verify", kid_text)
+    return ReceiptCheck(True, "the signature holds", kid_text)
+
+
+def verify_receipt(verdict: Mapping[str, Any], jwks: Mapping[str, Any]) -> bool:
+    """True when ``verdict["receipt"]`` is a valid receipt over this very verdict by a key of ``jwks``."""
+    return check_receipt(verdict, jwks).ok
