@@ -68,7 +68,7 @@ class Settings:
     notify_retry_window_s: float = 259_200.0
     """How long a delivery is retried before it is dead-lettered (3 days)."""
     notify_pause_after_failures: int = 20
-    """An endpoint is paused after this many failed attempts in a row ...
+    """An endpoint is paused after this many failed attempts in a row ..."""
     notify_pause_after_s: float = 3600.0
     """... spanning at least this many seconds without a success."""
     notify_connect_timeout_s: float = 5.0
