@@ -21,6 +21,8 @@ from verifier.api.qr.controller import QrController
 from verifier.api.receipts.controller import ReceiptController
 from verifier.api.runtime import Runtime
 from verifier.api.trust.controller import TrustController
+from verifier.api.webhooks.controller import DeadLetterController, WebhookController
+from verifier.api.webhooks.service import WebhookService
 from verifier.lib.problems import EXCEPTION_HANDLERS
 from verifier.lib.redis_client import AsyncRedisClient
 from verifier.lib.settings import Settings
@@ -38,6 +40,7 @@ def create_app(settings: Settings, *, redis: AsyncRedisClient | None = None, tun
     if redis is None and not settings.redis_url:
         raise ValueError("create_app needs settings.redis_url (or a client): the API never runs without Redis")
     runtime = Runtime(settings, redis, tune_gc=tune_gc)
+    webhooks = WebhookService(settings, fallback=redis)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -46,14 +49,15 @@ def create_app(settings: Settings, *, redis: AsyncRedisClient | None = None, tun
             yield
         finally:
             await runtime.stop()
+            await webhooks.aclose()
 
     app = Litestar(
         route_handlers=[
             QrController, CardController, PermitController, TrustController, ReceiptController,
-            AdminController, HealthController,
+            AdminController, HealthController, WebhookController, DeadLetterController,
         ],
         lifespan=[lifespan],
-        state=_state(runtime),
+        state=_state(runtime, webhooks=webhooks),
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[metrics_middleware(runtime.metrics)],
         request_max_body_size=DEFAULT_MAX_BODY,
@@ -86,7 +90,7 @@ def _version() -> str:
         return "0"
 
 
-def _state(runtime: Runtime) -> Any:
+def _state(runtime: Runtime, **services: Any) -> Any:
     from litestar.datastructures import State
 
-    return State({"runtime": runtime})
+    return State({"runtime": runtime, **services})

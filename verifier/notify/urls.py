@@ -90,6 +90,8 @@ class AddressPolicy:
             return None if self.allow_loopback else "a loopback address"
         if address.is_global and not address.is_multicast:
             return None
+        if address.is_unspecified:
+            return "the unspecified address"
         if address.is_link_local:
             return "a link-local address"
         if address.is_private:

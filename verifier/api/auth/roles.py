@@ -17,6 +17,8 @@ class Role(StrEnum):
     SOCIAL_INSURANCE = "social_insurance"
     PARTNER = "partner"
     ADMIN = "admin"
+    ESSC_PLATFORM = "essc_platform"
+    """The electronic social security card platform, acting for a holder (verifier/api/holder)."""
 
 
 ALL_ROLES: Final = frozenset(Role)
@@ -24,12 +26,16 @@ ALL_ROLES: Final = frozenset(Role)
 # DESIGN, HTTP API: who may use which endpoint.
 VERIFIERS: Final = frozenset({Role.EXIT_ENTRY, Role.SERVICE_HALL, Role.SOCIAL_INSURANCE})
 """QR and card verification, card challenges, manual verification."""
-PERMIT_READERS: Final = ALL_ROLES - {Role.PARTNER}
-"""GET /v1/permits/{pn}."""
+PERMIT_READERS: Final = ALL_ROLES - {Role.PARTNER, Role.ESSC_PLATFORM}
+"""GET /v1/permits/{pn}. (The e-card platform reads only a signed-in holder's own permit.)"""
 BULK_LOOKUP: Final = frozenset({Role.PARTNER, Role.SOCIAL_INSURANCE, Role.ADMIN})
 """POST /v1/permits/lookup."""
 ADMINS: Final = frozenset({Role.ADMIN})
 """GET /v1/admin/sync."""
+HOLDER_PLATFORM: Final = frozenset({Role.ESSC_PLATFORM})
+"""/v1/holder/*: the e-card platform on a holder's behalf (the holder never holds a key); its webhook settings."""
+WEBHOOK_SUBSCRIBERS: Final = frozenset({Role.PARTNER, Role.ADMIN, Role.ESSC_PLATFORM})
+"""/v1/webhooks: who may subscribe to notifications (each hears what its key may see)."""
 
 # The permit fields a caller sees, by role. "status" and "card_status" come from the
 # index; the others are the permit's data (the token's, once its version matched the
@@ -45,6 +51,9 @@ PERMIT_FIELDS: Final[dict[str, tuple[str, ...]]] = {
     # granted full fields (PARTNER_FULL_FIELDS); always only their own employers' permits
     Role.PARTNER: _STATUS_FIELDS,
     Role.ADMIN: (*_STATUS_FIELDS, "n", "nat", "dob", "v", "ssn", "cn", "card_status"),
+    # the holder's own permit, read through the e-card platform: every field the index has
+    # about them (the holder token limits it to that one permit)
+    Role.ESSC_PLATFORM: (*_STATUS_FIELDS, "n", "nat", "dob", "v", "ssn", "cn", "card_status"),
 }
 PARTNER_FULL_FIELDS: Final = (*_STATUS_FIELDS, "n", "nat", "dob", "ssn", "cn", "card_status")
 """A partner key created with ``full_fields=True`` (its employers' own staff data)."""
