@@ -75,10 +75,30 @@ def create_app(settings: Settings, *, redis: AsyncRedisClient | None = None, tun
         logging_config=None,
         debug=False,
     )
+    _allow_every_method(app)
     # The bodies are decoded by the handlers (verifier/api/body.py), so Litestar does
     # not know their models: add their schemas to the generated document.
     app.openapi_schema.components.schemas.update(request_components())  # type: ignore[union-attr]
     return app
+
+
+def _allow_every_method(app: Litestar) -> None:
+    """Make the automatic OPTIONS answer's ``Allow`` list every method of its path.
+
+    Litestar (2.25) registers a controller's handlers one at a time: the OPTIONS handler
+    it makes for a path when the first handler arrives answers with that first, partial
+    route's methods (``POST /v1/holder/session`` alone, without its ``DELETE``). Its route
+    is the one object its closure holds: give it the full route's methods."""
+    from litestar.routes import HTTPRoute
+
+    for route in app.routes:
+        if not isinstance(route, HTTPRoute):
+            continue
+        for handler in route.route_handlers:
+            for cell in getattr(handler.fn, "__closure__", None) or ():
+                stale = cell.cell_contents
+                if isinstance(stale, HTTPRoute) and stale is not route and stale.path == route.path:
+                    stale.methods = set(route.methods)
 
 
 def _version() -> str:

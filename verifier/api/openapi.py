@@ -17,7 +17,9 @@ _DESCRIPTIONS = {
     401: "No API key, or an unknown, revoked or malformed one.",
     403: "The key's role may not use this endpoint.",
     404: "No such resource.",
+    409: "The resource's state does not allow it (a limit reached).",
     413: "The request body is too large.",
+    422: "Well-formed, but it cannot be carried out as asked (the detail says why).",
     429: "The key is over its rate limit; see Retry-After.",
     503: "The index or the key store cannot be reached, or the index is not fresh; see Retry-After.",
 }

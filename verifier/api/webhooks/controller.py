@@ -33,6 +33,7 @@ from verifier.api.webhooks.schemas import (
     WebhookRequest,
 )
 from verifier.api.webhooks.service import WebhookService
+from verifier.lib.problems import Problem
 from verifier.notify import events
 
 __all__ = ["DeadLetterController", "WebhookController"]
@@ -44,6 +45,13 @@ def _service(request: Request[Any, Any, Any]) -> WebhookService:
     return request.app.state.webhooks  # type: ignore[no-any-return]
 
 
+def _once(request: Request[Any, Any, Any], *names: str) -> None:
+    """A query parameter given twice is refused, not silently one of its values."""
+    for name in names:
+        if len(request.query_params.getall(name, [])) > 1:
+            raise Problem(400, f"The query parameter {name!r} is given more than once.")
+
+
 class WebhookController(Controller):
     path = "/v1/webhooks"
     tags = ["webhooks"]
@@ -51,7 +59,7 @@ class WebhookController(Controller):
     opt = {"roles": WEBHOOK_SUBSCRIBERS}
     security = API_KEY_SECURITY
 
-    @post("", status_code=201, responses=problems(*PROTECTED), operation_class=json_body(WebhookRequest),
+    @post("", status_code=201, responses=problems(*PROTECTED, 409, 422), operation_class=json_body(WebhookRequest),
           summary="Subscribe a URL to notifications (the secret is shown once)")
     async def create(self, request: Request[Any, Any, Any]) -> WebhookCreated:
         """Partners hear of their own employers' permits only, every key of the fields it may see."""
@@ -101,9 +109,10 @@ class WebhookController(Controller):
         self, request: Request[Any, Any, Any], sub_id: SubscriptionId,
         limit: Annotated[int, Parameter(ge=1, le=1000, description="How many, newest first")] = 100,
     ) -> AttemptsOut:
+        _once(request, "limit")
         return await _service(request).attempts(caller_of(request), sub_id, limit)
 
-    @post("/{sub_id:str}/replay", status_code=HTTP_202_ACCEPTED, responses=problems(*PROTECTED, 404),
+    @post("/{sub_id:str}/replay", status_code=HTTP_202_ACCEPTED, responses=problems(*PROTECTED, 404, 422),
           operation_class=json_body(ReplayRequest),
           summary="Send again every change since a sequence number or a time (within the retention)")
     async def replay(self, request: Request[Any, Any, Any], sub_id: SubscriptionId) -> ReplayOut:
@@ -132,6 +141,7 @@ class DeadLetterController(Controller):
         subscription: Annotated[str | None, Parameter(max_length=40, description="Only this subscription's")] = None,
         limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
     ) -> DeadLettersOut:
+        _once(request, "subscription", "limit")
         return DeadLettersOut(dead_letters=await _service(request).dead_letters(subscription, limit))
 
     @post("/resend", status_code=200, responses=problems(*PROTECTED), operation_class=json_body(ResendRequest),

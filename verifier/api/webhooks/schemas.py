@@ -87,7 +87,8 @@ class AttemptsOut(msgspec.Struct):
 
 
 class ReplayRequest(msgspec.Struct, forbid_unknown_fields=True):
-    since_seq: Annotated[int, Meta(ge=0, description="Every change after this upstream sequence number.")] | None = None
+    since_seq: Annotated[float, Meta(ge=0, le=2**53, multiple_of=1,
+                                     description="Every change after this upstream sequence number (an integer).")] | None = None
     since: Annotated[str, Meta(max_length=40, description="Every change made at or after this time (RFC 3339).")] | None = None
 
 

@@ -49,9 +49,9 @@ def _parse_time(text: str) -> float:
     try:
         when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise Problem(400, "since: not an RFC 3339 time (2026-11-27T10:31:02Z).") from None
+        raise Problem(422, "since: not an RFC 3339 time (2026-11-27T10:31:02Z).") from None
     if when.tzinfo is None:
-        raise Problem(400, "since: give the time zone (Z or +08:00).")
+        raise Problem(422, "since: give the time zone (Z or +08:00).")
     return when.timestamp()
 
 
@@ -108,21 +108,21 @@ class WebhookService:
         allowed = events.SUBSCRIBABLE[caller.role.value]
         wanted = list(dict.fromkeys(request.events))
         if events.ALL in wanted and len(wanted) > 1:
-            raise Problem(400, 'events: "*" stands alone (it means every type this key may have).')
+            raise Problem(422, 'events: "*" stands alone (it means every type this key may have).')
         refused = [e for e in wanted if e != events.ALL and e not in allowed]
         if refused:
-            raise Problem(400, f"events: {', '.join(refused)} cannot be had by a {caller.role.value} key; "
+            raise Problem(422, f"events: {', '.join(refused)} cannot be had by a {caller.role.value} key; "
                                f"one of: {', '.join(sorted(allowed))}, or *.")
         try:
             await resolve_target(request.url, self.policy)
         except UrlRefused as exc:
-            raise Problem(400, f"url: {exc}.") from None
+            raise Problem(422, f"url: {exc}.") from None
         owner = Owner(key_id=caller.key_id, role=caller.role.value, employers=tuple(sorted(caller.employers)),
                       fields=permit_fields(caller.role, caller.full_fields))
         try:
             sub = await self._io(lambda: self.store.create(owner, request.url, wanted, request.description))
         except SubscriptionLimit as exc:
-            raise Problem(400, str(exc) + "; delete one first.") from None
+            raise Problem(409, str(exc) + "; delete one first.") from None
         return WebhookCreated(id=sub.id, secret=sub.secret, public_key=sub.public_key, url=sub.url,
                               events=list(sub.events), status=sub.status,
                               created_at=events.rfc3339(sub.created_ms / 1000))
@@ -172,9 +172,10 @@ class WebhookService:
     async def replay(self, caller: Caller, sub_id: str, request: ReplayRequest) -> ReplayOut:
         sub = await self._visible(caller, sub_id)
         if (request.since_seq is None) == (request.since is None):
-            raise Problem(400, "Give since_seq (an upstream sequence number) or since (an RFC 3339 time), not both.")
+            raise Problem(422, "Give since_seq (an upstream sequence number) or since (an RFC 3339 time), not both.")
         since_ms = int(_parse_time(request.since) * 1000) if request.since is not None else None
-        replay_id = await self._io(lambda: self.store.request_replay(sub.id, request.since_seq, since_ms))
+        since_seq = int(request.since_seq) if request.since_seq is not None else None
+        replay_id = await self._io(lambda: self.store.request_replay(sub.id, since_seq, since_ms))
         return ReplayOut(replay_id=replay_id, state="queued", status_url=f"/v1/webhooks/{sub.id}/replays/{replay_id}")
 
     async def replay_status(self, caller: Caller, sub_id: str, replay_id: str) -> ReplayOut:
@@ -210,8 +211,6 @@ class WebhookService:
             letters = await self._io(lambda: self.store.dead_letters(subscription, limit=1_000_000))
             missing: list[str] = []
         else:
-            if not ids:
-                raise Problem(400, "Name the dead letters (ids), or ask for all of them (all: true).")
             found: list[DeadLetter] = []
             missing = []
             for letter_id in dict.fromkeys(ids):
