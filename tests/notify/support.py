@@ -28,7 +28,7 @@ from verifier.notify.store import NotifyStore, Owner, Subscription
 T = TypeVar("T")
 REPO = Path(__file__).resolve().parents[2]
 
-FAST = dict(notify_lease_ttl_s=1.0, notify_retry_base_s=0.1, notify_retry_cap_s=0.5, notify_partitions=4,
+FAST = dict(notify_lease_ttl_s=2.0, notify_retry_base_s=0.1, notify_retry_cap_s=0.5, notify_partitions=4,
             reminder_scan_interval_s=3600.0)
 """Settings that make takeovers and retries happen within a second or two."""
 
@@ -99,6 +99,8 @@ class Inbox:
         body = b""
         while True:
             message = await receive()
+            if message["type"] == "http.disconnect":
+                return  # the sender went away mid-request (killed): nothing was received
             body += message.get("body", b"")
             if not message.get("more_body"):
                 break

@@ -57,7 +57,7 @@ def _retry_after(value: str | None) -> float | None:
 
 class Deliverer:
     def __init__(self, policy: AddressPolicy, *, connect_timeout_s: float, read_timeout_s: float,
-                 max_connections_per_host: int = 64) -> None:
+                 max_connections_per_host: int = 16) -> None:
         self.policy = policy
         self.timeout = httpx.Timeout(connect=connect_timeout_s, read=read_timeout_s, write=read_timeout_s,
                                      pool=connect_timeout_s + read_timeout_s)

@@ -24,7 +24,7 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +45,9 @@ __all__ = ["Dispatcher"]
 
 log = logging.getLogger("verifier.notify")
 
+PER_ENDPOINT = 16
+"""Deliveries to one subscription at once (its connection pool's size: httpx's pool costs
+grow with the requests queued in it, so none are)."""
 LANE_CAPACITY = 2000
 """Messages one (subscription, partition) stream may hold in memory before reading it pauses."""
 READ_COUNT = 200
@@ -68,6 +71,8 @@ class Lane:
     queues: dict[str, deque[Message]] = field(default_factory=dict)
     tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     held: int = 0
+    claimed: bool = False
+    """What was pending in its stream is taken over: new messages may be read (never before: order)."""
 
     @property
     def full(self) -> bool:
@@ -79,8 +84,6 @@ class Held:
     """A partition this process holds."""
 
     partition: int
-    valid_until: float
-    """Monotonic time until which the lease is surely still ours (renewed by the process)."""
     lanes: dict[str, Lane] = field(default_factory=dict)
 
 
@@ -94,22 +97,26 @@ class _Done:
 
 class Dispatcher:
     def __init__(self, store: AsyncRedisClient, settings: Settings, deliverer: Deliverer, metrics: NotifyMetrics,
-                 consumer: str) -> None:
+                 consumer: str, lease_valid: Callable[[int], bool]) -> None:
         self.store = store
         self.settings = settings
         self.deliverer = deliverer
         self.metrics = metrics
         self.consumer = consumer
+        self.lease_valid = lease_valid
+        """Whether the lease of a partition is surely still this process's (renewed lately)."""
         self.held: dict[int, Held] = {}
         self.subscriptions: dict[str, Subscription] = {}
         self._signers: dict[str, tuple[tuple[Any, ...], Signer]] = {}
         self._slots = asyncio.Semaphore(max(1, settings.notify_concurrency))
+        self._endpoints: dict[str, asyncio.Semaphore] = {}
         self._done: list[_Done] = []
         self._done_ready = asyncio.Event()
         self._changed = asyncio.Event()
         self._healthy_marked: dict[str, float] = {}
         self._failed = store.register_script(FAILED)
         self._stopping = False
+        self._lanes_lock = asyncio.Lock()
         self.delivered = 0
 
     # -- subscriptions ------------------------------------------------------------------
@@ -130,17 +137,10 @@ class Dispatcher:
 
     # -- partitions ---------------------------------------------------------------------
 
-    async def adopt(self, partition: int, valid_until: float) -> None:
+    async def adopt(self, partition: int) -> None:
         """Start delivering ``partition``: first what anybody left pending there."""
-        held = self.held[partition] = Held(partition, valid_until)
+        self.held[partition] = Held(partition)
         await self.ensure_lanes()
-        for lane in list(held.lanes.values()):
-            await self._claim(lane)
-
-    def renewed(self, partition: int, valid_until: float) -> None:
-        held = self.held.get(partition)
-        if held is not None:
-            held.valid_until = valid_until
 
     async def drop(self, partition: int) -> None:
         """Stop delivering ``partition`` (the lease is lost or handed over): its queues
@@ -155,9 +155,15 @@ class Dispatcher:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     async def ensure_lanes(self) -> None:
-        """A lane (with its stream and group) for every subscription in every partition held."""
+        """A lane (with its stream and group) for every subscription in every partition held,
+        each taking over what is pending in its stream before it is read. One at a time: a
+        lane claimed twice would hold its messages twice, and send one after its successor."""
+        async with self._lanes_lock:
+            await self._ensure_lanes()
+
+    async def _ensure_lanes(self) -> None:
         created: list[str] = []
-        for held in self.held.values():
+        for held in list(self.held.values()):
             for sub_id in self.subscriptions:
                 if sub_id not in held.lanes:
                     lane = Lane(sub_id, held.partition, StoreKeys.outbox(sub_id, held.partition))
@@ -175,6 +181,11 @@ class Dispatcher:
             for result in results:
                 if isinstance(result, Exception) and "BUSYGROUP" not in str(result):
                     raise result
+        for held in list(self.held.values()):
+            for lane in list(held.lanes.values()):
+                if not lane.claimed and self.held.get(held.partition) is held:
+                    await self._claim(lane)
+                    lane.claimed = True
 
     async def _claim(self, lane: Lane) -> None:
         """Take over what is pending in ``lane``'s stream, in order, with its retry state."""
@@ -216,8 +227,8 @@ class Dispatcher:
     async def read_once(self) -> int:
         """One XREADGROUP over the streams of every partition held whose subscription
         is active and whose lane has room. Returns the messages read."""
-        lanes = {lane.stream: lane for held in self.held.values() for lane in held.lanes.values()
-                 if not lane.full and self._deliverable(lane.sub)}
+        lanes = {lane.stream: lane for held in list(self.held.values()) for lane in held.lanes.values()
+                 if lane.claimed and not lane.full and self._deliverable(lane.sub)}
         if not lanes:
             await asyncio.sleep(READ_BLOCK_MS / 1000)
             return 0
@@ -291,10 +302,13 @@ class Dispatcher:
         if message.next_ms > now:
             await self._wait_for_change(min(1.0, (message.next_ms - now) / 1000))
             return
-        if time.monotonic() >= held.valid_until:
+        if not self.lease_valid(held.partition):
             await asyncio.sleep(0.2)  # the lease is being renewed, or lost: do not send on it
             return
-        async with self._slots:
+        endpoint = self._endpoints.get(sub.id)
+        if endpoint is None:
+            endpoint = self._endpoints[sub.id] = asyncio.Semaphore(PER_ENDPOINT)
+        async with endpoint, self._slots:
             stamp = int(time.time())
             attempt = await self.deliverer.send(
                 sub.url, self._signer(sub).headers(message.webhook_id, stamp, message.body), message.body)

@@ -31,6 +31,7 @@ import math
 import os
 import secrets
 import socket
+import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -43,7 +44,7 @@ from verifier.index import scripts as lock_scripts
 from verifier.index.change_stream import ChangeEntry, decode_entry
 from verifier.index.keys import KeyLayout, Pointer
 from verifier.index.records import decode_record
-from verifier.lib.redis_client import AsyncRedisClient, ClientOptions, async_client
+from verifier.lib.redis_client import AsyncRedisClient, ClientOptions, async_client, sync_client
 from verifier.lib.redis_errors import REDIS_UNAVAILABLE
 from verifier.lib.settings import Settings
 
@@ -97,6 +98,76 @@ def _stream_id(text: str) -> tuple[int, int]:
     return int(ms or 0), int(n or 0)
 
 
+class _Renewer:
+    """Renews this process's locks (its partition leases, the leader lock) every ttl/4 from
+    a thread of its own, with a client of its own: a busy event loop cannot let them lapse.
+
+    The event loop says what it holds (:meth:`hold`, :meth:`forget`) and asks whether a
+    lock is surely still its own (:meth:`valid`: renewed less than 0.8 ttl ago); a lock
+    found lost goes to :meth:`take_lost` for the loop to act on."""
+
+    def __init__(self, url: str, owner: str, ttl_s: float) -> None:
+        self.owner = owner
+        self.ttl_s = ttl_s
+        timeout = max(0.2, ttl_s / 4)
+        self.client = sync_client(url, ClientOptions(socket_timeout_s=timeout, connect_timeout_s=timeout, retries=0,
+                                                     backoff_base_s=0.01, backoff_cap_s=0.05, max_connections=2))
+        self._renew = self.client.register_script(lock_scripts.RENEW)
+        self._held: dict[str, tuple[int, float]] = {}
+        """lock key -> (fence, monotonic time until which it is surely ours)."""
+        self._lost: set[str] = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="notify-lock-renewer", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(self.ttl_s + 2)
+        self.client.close()
+
+    def hold(self, key: str, fence: int, since: float) -> None:
+        with self._lock:
+            self._held[key] = (fence, since + self.ttl_s * 0.8)
+            self._lost.discard(key)
+
+    def forget(self, key: str) -> None:
+        with self._lock:
+            self._held.pop(key, None)
+            self._lost.discard(key)
+
+    def valid(self, key: str) -> bool:
+        held = self._held.get(key)
+        return held is not None and time.monotonic() < held[1]
+
+    def take_lost(self) -> set[str]:
+        with self._lock:
+            lost, self._lost = self._lost, set()
+        return lost
+
+    def _run(self) -> None:
+        ttl_ms = int(self.ttl_s * 1000)
+        while not self._stop.wait(self.ttl_s / 4):
+            with self._lock:
+                held = dict(self._held)
+            for key, (fence, _until) in held.items():
+                started = time.monotonic()
+                try:
+                    renewed = self._renew(keys=[key], args=[f"{fence}:{self.owner}", ttl_ms])
+                except REDIS_UNAVAILABLE:
+                    continue  # cannot tell now; valid() lapses on its own if it stays so
+                with self._lock:
+                    if self._held.get(key, (None,))[0] != fence:
+                        continue  # forgotten or taken anew meanwhile
+                    if renewed:
+                        self._held[key] = (fence, started + self.ttl_s * 0.8)
+                    else:
+                        del self._held[key]
+                        self._lost.add(key)
+
+
 @dataclass
 class _ReminderWalk:
     pointer: Pointer
@@ -146,19 +217,23 @@ class Notifier:
         self.policy = AddressPolicy.from_settings(settings.webhook_allow_loopback, settings.webhook_allow_networks)
         self.deliverer = Deliverer(self.policy, connect_timeout_s=settings.notify_connect_timeout_s,
                                    read_timeout_s=settings.notify_read_timeout_s)
-        self.dispatcher = Dispatcher(self.store_redis, settings, self.deliverer, self.metrics, self.name)
         self.ttl_s = max(0.5, settings.notify_lease_ttl_s)
+        self.renewer = _Renewer(settings.store_url_or_index, self.name, self.ttl_s)
+        self.dispatcher = Dispatcher(self.store_redis, settings, self.deliverer, self.metrics, self.name,
+                                     lease_valid=lambda p: self.renewer.valid(StoreKeys.lease(p)))
         self.partitions = settings.notify_partitions
         self.audience = Audience(())
         self._subs_version = -1
         self._revocations_at = 0.0
         self._leases: dict[int, int] = {}
         """partition -> the fence our lease was granted with."""
+        self._adopting: dict[int, asyncio.Task[None]] = {}
+        """Partitions being taken over (claiming what was pending) while the leases are renewed."""
+        self._stopping = False
         self._leader_task: asyncio.Task[None] | None = None
         self._leader_fence: int | None = None
         self._enqueue = self.store_redis.register_script(ENQUEUE)
         self._acquire = self.store_redis.register_script(lock_scripts.ACQUIRE)
-        self._renew = self.store_redis.register_script(lock_scripts.RENEW)
         self._release = self.store_redis.register_script(lock_scripts.RELEASE)
         self.ready = asyncio.Event()
         """Set once the subscriptions are loaded and the first leases taken."""
@@ -167,14 +242,18 @@ class Notifier:
     # -- the process ---------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
-        self.partitions = await self._retrying(self.store.partitions, self.settings.notify_partitions)
+        partitions = await self._retrying(stop, self.store.partitions, self.settings.notify_partitions)
+        if partitions is None:
+            return  # stopped before the store could be reached
+        self.partitions = partitions
         if self.partitions != self.settings.notify_partitions:
             log.warning("notify: the outbox has %d partitions (fixed at its first start); "
                         "VERIFIER_NOTIFY_PARTITIONS=%d is ignored", self.partitions, self.settings.notify_partitions)
         log.info("notify %s: %d partitions, lease %.1f s, %d deliveries at once", self.name, self.partitions,
                  self.ttl_s, self.settings.notify_concurrency)
-        tasks = [
-            asyncio.create_task(self.dispatcher.ack_loop(), name="notify-acks"),
+        self.renewer.start()
+        acks = asyncio.create_task(self.dispatcher.ack_loop(), name="notify-acks")
+        loops = [
             asyncio.create_task(self._forever(self._refresh_subscriptions, SUBSCRIPTIONS_EVERY_S), name="notify-subs"),
             asyncio.create_task(self._forever(self._membership, self.ttl_s / 3), name="notify-leases"),
             asyncio.create_task(self._read_loop(), name="notify-reader"),
@@ -184,31 +263,38 @@ class Notifier:
             await stop.wait()
         finally:
             log.info("notify %s: stopping; %s", self.name, self.counts)
+            # No new leases, leadership or reads first; then the queues finish their
+            # attempts (acknowledged); then the leases go, so the others take over at once.
+            self._stopping = True
+            await _cancel(loops + list(self._adopting.values()))
             await self._stop_leading()
             await self.dispatcher.stop()
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await _cancel([acks])
             await self._let_go()
+            self.renewer.stop()
             await self.deliverer.aclose()
             if self._owns[0]:
                 await self.index.aclose()
             if self._owns[1]:
                 await self.store_redis.aclose()
+            log.info("notify %s: stopped", self.name)
 
-    async def _retrying(self, fn: Any, *args: Any) -> Any:
+    async def _retrying(self, stop: asyncio.Event, fn: Any, *args: Any) -> Any:
+        """``fn(*args)`` once the store answers; None if stopped first."""
         delay = 0.1
-        while True:
+        while not stop.is_set():
             try:
                 return await fn(*args)
             except REDIS_UNAVAILABLE as exc:
                 log.warning("notify: the store cannot be reached (%s); retrying", type(exc).__name__)
-                await asyncio.sleep(delay)
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
                 delay = min(delay * 2, 5.0)
+        return None
 
     async def _forever(self, step: Any, every_s: float) -> None:
         failing = False
-        while True:
+        while not self._stopping:
             try:
                 await step()
                 if failing:
@@ -246,21 +332,21 @@ class Notifier:
     async def _membership(self) -> None:
         now = now_ms()
         ttl_ms = int(self.ttl_s * 1000)
+        for key in self.renewer.take_lost():
+            if key == StoreKeys.leader:
+                log.warning("notify %s: lost the leader lock", self.name)
+                await self._stop_leading(release=False)
+            else:
+                partition = int(key.rsplit(":", 1)[1])
+                log.warning("notify %s: lost the lease of partition %d", self.name, partition)
+                await self._lost(partition)
+        await self._leadership(ttl_ms)
         async with self.store_redis.pipeline(transaction=False) as pipe:
             pipe.zadd(StoreKeys.members, {self.name: now})
             pipe.zremrangebyscore(StoreKeys.members, 0, now - 10 * ttl_ms)
             pipe.zcount(StoreKeys.members, now - int(1.5 * ttl_ms), "+inf")
             _, _, live = await pipe.execute()
         share = math.ceil(self.partitions / max(1, live))
-        started = time.monotonic()
-        valid_until = started + self.ttl_s * 0.8
-        for partition, fence in list(self._leases.items()):
-            if await self._renew(keys=[StoreKeys.lease(partition)], args=[f"{fence}:{self.name}", ttl_ms]):
-                self.dispatcher.renewed(partition, valid_until)
-            else:
-                log.warning("notify %s: lost the lease of partition %d", self.name, partition)
-                del self._leases[partition]
-                await self.dispatcher.drop(partition)
         for partition in sorted(self._leases, reverse=True)[: max(0, len(self._leases) - share)]:
             await self._hand_over(partition)  # more than my share: another process came up
         if len(self._leases) < share:
@@ -271,30 +357,60 @@ class Notifier:
                     break
                 if partition in self._leases:
                     continue
+                started = time.monotonic()
                 fence = await self._acquire(keys=[StoreKeys.lease(partition), StoreKeys.fence],
                                             args=[self.name, ttl_ms])
                 if fence is not None:
                     self._leases[partition] = int(fence)
-                    await self.dispatcher.adopt(partition, valid_until)
+                    self.renewer.hold(StoreKeys.lease(partition), int(fence), started)
+                    self._adopting[partition] = asyncio.create_task(self._adopt(partition),
+                                                                    name=f"notify-adopt-{partition}")
         self.metrics.partitions_owned.set(len(self._leases))
-        await self._leadership(ttl_ms)
         if not self.ready.is_set() and self._subs_version >= 0:
             self.ready.set()
 
-    async def _hand_over(self, partition: int) -> None:
-        fence = self._leases.pop(partition)
+    async def _adopt(self, partition: int) -> None:
+        try:
+            await self.dispatcher.adopt(partition)
+        except REDIS_UNAVAILABLE as exc:
+            log.warning("notify: could not take partition %d over (%s); letting it go", partition,
+                        type(exc).__name__)
+            self._adopting.pop(partition, None)
+            await self._hand_over(partition)
+        finally:
+            self._adopting.pop(partition, None)
+
+    async def _lost(self, partition: int) -> None:
+        self._leases.pop(partition, None)
+        self.renewer.forget(StoreKeys.lease(partition))
+        adopting = self._adopting.pop(partition, None)
+        if adopting is not None and adopting is not asyncio.current_task():
+            await _cancel([adopting])
         await self.dispatcher.drop(partition)
-        await self._release(keys=[StoreKeys.lease(partition)], args=[f"{fence}:{self.name}"])
+
+    async def _hand_over(self, partition: int) -> None:
+        fence = self._leases.get(partition)
+        await self._lost(partition)
+        if fence is not None:
+            with contextlib.suppress(*REDIS_UNAVAILABLE):
+                await self._release(keys=[StoreKeys.lease(partition)], args=[f"{fence}:{self.name}"])
 
     async def _leadership(self, ttl_ms: int) -> None:
+        leading = self._leader_task is not None and not self._leader_task.done()
+        if leading and self.renewer.valid(StoreKeys.leader):
+            self.metrics.leader.set(1)
+            return  # the renewer keeps it
+        started = time.monotonic()
         fence = await self._acquire(keys=[StoreKeys.leader, StoreKeys.fence], args=[self.name, ttl_ms])
-        if fence is not None and (self._leader_task is None or self._leader_task.done() or
-                                  self._leader_fence != int(fence)):
+        if fence is not None and (not leading or self._leader_fence != int(fence)):
             await self._stop_leading(release=False)
             self._leader_fence = int(fence)
+            self.renewer.hold(StoreKeys.leader, int(fence), started)
             log.info("notify %s: leading with fence %d", self.name, self._leader_fence)
             self._leader_task = asyncio.create_task(self._lead(self._leader_fence), name="notify-leader")
-        elif fence is None and self._leader_task is not None:
+        elif fence is not None:
+            self.renewer.hold(StoreKeys.leader, int(fence), started)
+        elif leading:
             log.warning("notify %s: another notifier leads now", self.name)
             await self._stop_leading(release=False)
         self.metrics.leader.set(1 if self._leader_task is not None and not self._leader_task.done() else 0)
@@ -305,6 +421,7 @@ class Notifier:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
         fence, self._leader_fence = self._leader_fence, None
+        self.renewer.forget(StoreKeys.leader)
         if release and fence is not None:
             with contextlib.suppress(*REDIS_UNAVAILABLE):
                 await self._release(keys=[StoreKeys.leader], args=[f"{fence}:{self.name}"])
@@ -320,7 +437,7 @@ class Notifier:
 
     async def _read_loop(self) -> None:
         failing = False
-        while True:
+        while not self._stopping:
             try:
                 await self.dispatcher.read_once()
                 failing = False
@@ -337,7 +454,7 @@ class Notifier:
     async def _lead(self, fence: int) -> None:
         state: _Leading | None = None
         failures = 0
-        while True:
+        while not self._stopping:
             try:
                 if state is None:
                     state = await self._start_leading(fence)
@@ -645,6 +762,19 @@ class Notifier:
                 name = group.get("name") or group.get(b"name")
                 if _text(name) == INDEX_GROUP and group.get("lag") is not None:
                     self.metrics.stream_lag.set(float(group["lag"]))
+
+
+async def _cancel(tasks: list[asyncio.Task[Any]]) -> None:
+    """Cancel and wait; again, since a Redis read under a timeout can swallow a cancellation."""
+    pending = {t for t in tasks if not t.done()}
+    for _ in range(5):
+        if not pending:
+            return
+        for task in pending:
+            task.cancel()
+        _done, pending = await asyncio.wait(pending, timeout=2.0)
+    if pending:
+        log.error("notify: tasks did not stop: %s", sorted(t.get_name() for t in pending))
 
 
 def run_notifier(settings: Settings, stop: asyncio.Event | None = None, **options: Any) -> None:

@@ -62,6 +62,8 @@ class Receiver:
         body = b""
         while True:
             message = await receive()
+            if message["type"] == "http.disconnect":
+                return  # the sender went away mid-request: nothing was received
             body += message.get("body", b"")
             if len(body) > MAX_BODY:
                 await _answer(send, 413)
