@@ -575,7 +575,7 @@ class Notifier:
                 return
             last = int(_text(await self.store_redis.hget(StoreKeys.cursors, "reminders_ms")) or 0)
             if (now * 1000 - last) / 1000 < self.settings.reminder_scan_interval_s:
-                state.next_reminders_at = time.monotonic() + 60.0
+                state.next_reminders_at = time.monotonic() + min(60.0, self.settings.reminder_scan_interval_s)
                 return
             pointer = Pointer.parse(await self.index.get(self.index_keys.current))
             if pointer is None:
@@ -600,31 +600,34 @@ class Notifier:
             await self.store_redis.hset(StoreKeys.cursors, "reminders_ms", int(now * 1000))
             log.info("notify: reminder walk done: %d reminders sent", walk.sent)
             state.reminders = None
-            state.next_reminders_at = time.monotonic() + 60.0
+            state.next_reminders_at = time.monotonic() + min(60.0, self.settings.reminder_scan_interval_s)
 
     async def _remind(self, records: list[Any], walk: _ReminderWalk, state: _Leading) -> None:
         days = self.settings.reminder_days
         if not days:
             return
         horizon = max(days)
-        candidates = [r for r in records if r.status == "active" and 0 <= _days_left(r.vt, walk.today) <= horizon]
-        if not candidates:
+        pairs = [(record, sub) for record in records
+                 if record.status == "active" and 0 <= _days_left(record.vt, walk.today) <= horizon
+                 for sub in self.audience.of_permit(record) if sub.wants(events.EXPIRING)]
+        if not pairs:
             return
-        marks = await self.store_redis.hmget(StoreKeys.reminded, [r.pn for r in candidates])
+        # "sent" marks per subscription and permit: a subscription made later still hears
+        # of the next reminder due, and none hears of one twice
+        fields = [f"{sub.id} {record.pn}" for record, sub in pairs]
+        marks = await self.store_redis.hmget(StoreKeys.reminded, fields)
         enqueue = Enqueue(self.partitions, fence=state.fence)
         now = time.time()
-        for record, sent in zip(candidates, marks):
+        for (record, sub), field_name, sent in zip(pairs, fields, marks):
             threshold = due_reminder(record, walk.today, days, _text(sent) or None)
             if threshold is None:
                 continue
-            left = _days_left(record.vt, walk.today)
-            webhook_id = events.expiring_id(record.pn, record.vt, threshold)
-            for sub in self.audience.of_permit(record):
-                if sub.wants(events.EXPIRING):
-                    enqueue.add(Message(sub=sub.id, key=record.pn, webhook_id=webhook_id, type=events.EXPIRING,
-                                        body=events.expiring_body(record, threshold, left, sub.fields, now),
-                                        enqueued_ms=int(now * 1000), event_time=now))
-            enqueue.marks.append((StoreKeys.reminded, record.pn, mark(record, threshold)))
+            enqueue.add(Message(sub=sub.id, key=record.pn, webhook_id=events.expiring_id(record.pn, record.vt, threshold),
+                                type=events.EXPIRING,
+                                body=events.expiring_body(record, threshold, _days_left(record.vt, walk.today),
+                                                          sub.fields, now),
+                                enqueued_ms=int(now * 1000), event_time=now))
+            enqueue.marks.append((StoreKeys.reminded, field_name, mark(record, threshold)))
         if enqueue.marks:
             await self._write(enqueue)
             walk.sent += len(enqueue.marks)

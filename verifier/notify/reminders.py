@@ -5,8 +5,8 @@ message names the last day to apply (``vt`` minus 30 days). The leading notifier
 walks the live index every ``reminder_scan_interval_s``, a page of records at a
 time between fan-out batches, and for each active permit asks :func:`due_reminder`
 which reminder is due. Each goes to the outbox in the same script that writes its
-"sent" mark (``{pvn}:reminded``: permit number -> ``"<vt> <days>"``), so it is sent
-once, and never again after a restart or a second scan. A walk that missed a day
+"sent" mark (``{pvn}:reminded``: subscription and permit number -> ``"<vt> <days>"``),
+so each subscription is sent it once, and never again after a restart or a second scan. A walk that missed a day
 (the notifier was down) sends the reminder of the nearest threshold passed, once,
 while the last day to apply has not passed; never the older ones. A cancelled
 permit gets none; an extension moves ``vt`` and starts the reminders afresh.

@@ -19,7 +19,7 @@ the outbox is one atomic script::
     {pvn}:retry:<id>          hash     "<p> <entry id>" -> retry state of a delivery that failed
     {pvn}:attempts:<id>       stream   the subscription's latest delivery attempts (~1,000)
     {pvn}:dead                stream   dead letters (~100,000)
-    {pvn}:reminded            hash     permit number -> "<vt> <days>": the last reminder sent
+    {pvn}:reminded            hash     "<id> <permit number>" -> "<vt> <days>": the last reminder it was sent
     {pvn}:replays             stream   replay requests; {pvn}:replay:<rid> hash, each one's progress
     {pvn}:leader              string   "<fence>:<owner>" of the leading notifier (fan-out, reminders, ...)
     {pvn}:fence               counter  its fencing tokens
