@@ -32,7 +32,7 @@ def test_demo_serves_its_samples_and_stops_everything_on_sigint(tmp_path: Path, 
     info = demo.info
 
     # What the info file promises: the URL, one key per role, the upstream, the samples.
-    assert set(info["keys"]) == {"exit_entry", "service_hall", "social_insurance", "partner", "admin"}
+    assert set(info["keys"]) == {"exit_entry", "service_hall", "social_insurance", "partner", "admin", "essc_platform"}
     assert all(token.startswith("pvk_") for token in info["keys"].values())
     assert info["upstream"].startswith("http://127.0.0.1:")
     assert {"valid", "cancelled", "tampered", "es1", "manual", "lookup"} <= set(info["samples"])
@@ -80,10 +80,20 @@ def test_demo_serves_its_samples_and_stops_everything_on_sigint(tmp_path: Path, 
     exit_entry_id = info["key_ids"]["exit_entry"]
     assert any(r["key_id"] == exit_entry_id and r["result"] == "PERMIT_CANCELLED" for r in audited())
 
+    # The notifier delivers changes to the demo's receiver, which checks their signatures.
+    assert "tail -f" in printed and info["webhook"]["url"] in printed
+    httpx.post(info["upstream"] + "/admin/events", json={"type": "cancel", "pn": valid_pn},
+               timeout=10).raise_for_status()
+    receiver_log = Path(info["logs"]) / "receiver.log"
+    wait_for(lambda: "permit.cancelled" in receiver_log.read_text(errors="replace"), 60,
+             "the cancellation at the demo's receiver")
+    delivered = [line for line in receiver_log.read_text().splitlines() if "permit.cancelled" in line]
+    assert "signature=v1,v1a" in delivered[0] and valid_pn not in receiver_log.read_text()
+
     # Ctrl-C: every process it started is gone, every port closed, the keys file removed.
     tree = demo.tree | descendants(demo.process.pid)
     names = set(info["pids"])
-    assert {"redis", "upstream", "sync", "api"} <= names
+    assert {"redis", "upstream", "sync", "api", "notify", "receiver"} <= names
     assert len(tree) >= 6  # redis helper + server, upstream, sync, serve + 2 workers
     assert demo.interrupt(signal.SIGINT) == 0
     wait_for(lambda: not alive(tree), 30, "every child of the demo to exit")

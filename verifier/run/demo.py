@@ -6,6 +6,9 @@ Starts, each as a child process of its own (:mod:`verifier.run.processes`):
 2. the upstream simulator with demo permits and a few lifecycle events a second;
 3. the sync job, mirroring the simulator into the permit index;
 4. the API (``verifier serve``, 2 workers);
+5. the notifier (``verifier notify``) and a tiny webhook receiver (``verifier notify
+   receiver``), subscribed to every change with the admin key, that prints each
+   delivery (its signatures checked) to its log;
 
 waits until the API says the index is ready, creates one API key per role (printed
 once, stored only hashed; the previous demo's keys are revoked), and prints the URL,
@@ -77,6 +80,9 @@ class DemoStack:
         self.api_url = ""
         self.api_port = 0
         self.upstream_port = 0
+        self.receiver_url = ""
+        self.receiver_secret = self.state_dir / "webhook-receiver.json"
+        """The demo subscription's secret and public key, for the receiver (written once known)."""
 
     # -- starting ----------------------------------------------------------------
 
@@ -124,9 +130,20 @@ class DemoStack:
         ], self.log_dir, env))
         url_host = "127.0.0.1" if options.host in ("0.0.0.0", "::") else options.host
         self.api_url = f"http://{url_host}:{self.api_port}"
+        self._start_notifications(env)
         wait_until(lambda: http_ok(f"{self.api_url}/health/ready"), timeout_s=options.ready_timeout_s,
                    what="the API to report the index ready", interval_s=0.25, abort=self._abort_if_needed)
         return self
+
+    def _start_notifications(self, env: dict[str, str]) -> None:
+        """The notifier, and a receiver that checks signatures with the secret it is given later."""
+        self.receiver_secret.unlink(missing_ok=True)
+        receiver_port = free_port()
+        self.receiver_url = f"http://127.0.0.1:{receiver_port}/webhooks"
+        self._start(Child.verifier("receiver", [
+            "notify", "receiver", "--port", str(receiver_port), "--secret-file", str(self.receiver_secret),
+        ], self.log_dir, env))
+        self._start(Child.verifier("notify", ["notify", "--redis", self.redis_url], self.log_dir, env))
 
     # -- running and stopping ----------------------------------------------------
 
@@ -183,6 +200,19 @@ def create_demo_keys(redis_url: str, partner_employers: list[str]) -> dict[str, 
     return asyncio.run(make())
 
 
+def subscribe_receiver(stack: DemoStack, admin_token: str) -> dict[str, str]:
+    """Subscribe the demo's receiver to every change (admin key) and hand it the secret."""
+    answer = httpx.post(f"{stack.api_url}/v1/webhooks", json={
+        "url": stack.receiver_url, "events": ["*"], "description": "the demo's receiver"},
+        headers={"Authorization": f"Bearer {admin_token}"}, timeout=10.0)
+    answer.raise_for_status()
+    made = answer.json()
+    keys = msgspec.json.encode({"secret": made["secret"], "public_key": made["public_key"]})
+    _write_atomically(stack.receiver_secret, keys)
+    stack.receiver_secret.chmod(0o600)  # a signing secret: the demo's own, but still
+    return {"id": made["id"], "url": stack.receiver_url}
+
+
 # -- the command ----------------------------------------------------------------------
 
 
@@ -225,6 +255,15 @@ def _print_banner(info: dict[str, Any], samples: dict[str, Any], problems: list[
         out.write("\nwarning: the demo's own check of its samples disagreed (events may have changed a permit):\n")
         for line in problems:
             out.write(f"  {line}\n")
+    webhook = info.get("webhook")
+    if webhook:
+        out.write(f"\n# notifications: every change is delivered (signed, Standard Webhooks) to the demo's receiver\n"
+                  f"#   {webhook['url']} (subscription {webhook['id']}); watch them arrive:\n"
+                  f"tail -f {info['logs']}/receiver.log\n"
+                  f"# subscribe your own URL (a partner hears of its employers' permits only):\n"
+                  f"curl -s -X POST {info['url']}/v1/webhooks -H 'Authorization: Bearer {info['keys']['partner']}' "
+                  f"-H 'Content-Type: application/json' -d '{{\"url\": \"http://127.0.0.1:9000/hook\", "
+                  f"\"events\": [\"*\"]}}'\n")
     out.write("\nCtrl-C stops everything.\n")
     out.flush()
 
@@ -250,6 +289,7 @@ def run_demo(options: DemoOptions) -> int:
             for sample in samples.values():
                 sample.curl = curl_command(stack.api_url, tokens[sample.role], sample)
             problems = _check_samples(stack.api_url, tokens, samples)
+            webhook = subscribe_receiver(stack, tokens["admin"])
             info = {
                 "url": stack.api_url,
                 "keys": tokens,
@@ -260,6 +300,7 @@ def run_demo(options: DemoOptions) -> int:
                 "permits": options.permits,
                 "samples": {name: msgspec.to_builtins(s) for name, s in samples.items()},
                 "pids": stack.pids,
+                "webhook": webhook,
                 "logs": str(stack.log_dir),
                 "started_in_s": round(time.monotonic() - started, 1),
             }
