@@ -200,7 +200,9 @@ class Deliverer:
             data = http.send(request) + http.send(h11.Data(data=body)) + http.send(h11.EndOfMessage())
             try:
                 connection.writer.write(data)
-                await asyncio.wait_for(connection.writer.drain(), self.read_timeout_s)
+                if connection.writer.transport.get_write_buffer_size():  # (asyncio.timeout: no task a call)
+                    async with asyncio.timeout(self.read_timeout_s):
+                        await connection.writer.drain()
             except asyncio.TimeoutError:
                 raise _Failed("timeout (write)", True) from None
             except OSError as exc:
@@ -216,7 +218,8 @@ class Deliverer:
                     if left <= 0:
                         raise _Failed("timeout (read)", True)
                     try:
-                        chunk = await asyncio.wait_for(connection.reader.read(_READ_CHUNK), left)
+                        async with asyncio.timeout(left):
+                            chunk = await connection.reader.read(_READ_CHUNK)
                     except asyncio.TimeoutError:
                         raise _Failed("timeout (read)", True) from None
                     except OSError as exc:

@@ -260,7 +260,8 @@ class Dispatcher:
 
     async def _wait_for_change(self, timeout_s: float) -> None:
         with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._changed.wait(), timeout_s)
+            async with asyncio.timeout(timeout_s):
+                await self._changed.wait()
 
     async def _work(self, lane: Lane, key: str) -> None:
         """Send the queue of one permit, head first, until it is empty."""
@@ -377,10 +378,13 @@ class Dispatcher:
                     if sub.fails:
                         self.subscriptions[sub_id] = _with(sub, fails=0, fail_since_ms=0)
             await pipe.execute()
+        counted: dict[str, int] = {}
         for done in batch:
-            self.metrics.attempts.labels(done.lane.sub, "delivered").inc()
+            counted[done.lane.sub] = counted.get(done.lane.sub, 0) + 1
             if done.message.event_time:
                 self.metrics.delivery_latency.observe(max(0.0, now_s - done.message.event_time))
+        for sub_id, count in counted.items():
+            self.metrics.attempts.labels(sub_id, "delivered").inc(count)
         self.delivered += len(batch)
 
     async def _retry_later(self, lane: Lane, message: Message, attempt: Attempt, sub: Subscription) -> None:
