@@ -115,4 +115,4 @@ def test_kill_9_in_a_loop_loses_nothing_and_keeps_the_order(redis_url: str, redi
     assert repeats < len(expected) // 10  # at least once, but a crash repeats little
     assert not [p for p in inbox.payloads() if p["type"] == "notifications.gap"]  # nothing was missed
     logs = "".join(p.read_text(errors="replace") for p in tmp_path.glob("notify-*.log"))
-    assert "took over" in logs  # the survivors claimed what the killed ones had pending
+    assert logs.count("taken over") > 4  # the survivors (and the restarted) took the partitions over

@@ -139,8 +139,10 @@ class Dispatcher:
 
     async def adopt(self, partition: int) -> None:
         """Start delivering ``partition``: first what anybody left pending there."""
-        self.held[partition] = Held(partition)
+        held = self.held[partition] = Held(partition)
         await self.ensure_lanes()
+        log.info("notify: partition %d taken over, %d pending messages claimed", partition,
+                 sum(lane.held for lane in held.lanes.values()))
 
     async def drop(self, partition: int) -> None:
         """Stop delivering ``partition`` (the lease is lost or handed over): its queues
@@ -208,7 +210,6 @@ class Dispatcher:
             if state:
                 attempts, _first, next_ms = state.decode().split()
                 message.attempts, message.next_ms = int(attempts), int(next_ms)
-        log.info("notify: partition %d of %s: took over %d pending messages", lane.partition, lane.sub, len(claimed))
         for message in claimed:
             self._push(lane, message)
 
