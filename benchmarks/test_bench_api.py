@@ -122,7 +122,7 @@ def bench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bench]:
     ))
     anchor: Child | None = None
     with stack:
-        tokens = {role: k["token"] for role, k in create_demo_keys(stack.redis_url, ["91110000100000000A"]).items()}
+        tokens = {role: k["token"] for role, k in create_demo_keys(stack.store_url, ["91110000100000000A"]).items()}
         # The simulator's own keys and permits, recreated here from its seed (no events: identical),
         # so 100,000 codes are minted at library speed rather than over HTTP.
         twin = Upstream.create(permits=PERMITS, seed=SEED)

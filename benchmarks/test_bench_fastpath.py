@@ -189,7 +189,7 @@ def test_batch_into_a_full_cache(benchmark: Any, issuing: Any, batch_texts: list
         # the state of a cache that has been full for a while: 60,000 entries
         # already evicted from its front (deleted slots a dict keeps until it resizes).
         churn = 60000
-        cache = trust._cache
+        cache = trust.verdict_cache
         cache.update((f"WP1:filler-{i}", None) for i in range(trust.cache_limit + churn))
         for key in list(islice(cache, churn)):
             del cache[key]
@@ -199,7 +199,7 @@ def test_batch_into_a_full_cache(benchmark: Any, issuing: Any, batch_texts: list
         valid = 0
         for text in batch_texts:
             valid += twin.verify_qr(text, trust, now).ok
-        assert len(trust._cache) <= trust.cache_limit
+        assert len(trust.verdict_cache) <= trust.cache_limit
         return valid
 
     benchmark.group = f"batch of {len(batch_texts)} codes"

@@ -1,6 +1,6 @@
 """The verdict cache's entry and eviction, shared by both twins.
 
-The cache itself is ``TrustList._cache`` (a plain dict: a new trust list version
+The cache itself is ``TrustList.verdict_cache`` (a plain dict: a new trust list version
 starts empty), keyed by the WP1 QR text. Only outcomes reached after a verified
 signature are stored: the ones that saved a signature check.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 from itertools import islice
 from typing import Any
 
-from fastpath._verdict import Verdict
+from fastpath._verdict import StatusRef, Verdict
 
 # Above this many entries, eviction drops a 64th of the bound at once: in a dict,
 # finding the oldest entry scans past every slot deleted before it, so evicting
@@ -23,17 +23,18 @@ class CacheEntry:
     """What a WP1 text gave up to (not including) the time checks.
 
     ``failure`` is the verdict of a failed claims or issuer check; otherwise
-    ``claims``/``permit``/``kid`` of a good one.
+    ``claims``/``permit``/``kid``/``status_ref`` of a good one.
     """
 
-    __slots__ = ("failure", "claims", "permit", "kid")
+    __slots__ = ("failure", "claims", "permit", "kid", "status_ref")
 
     def __init__(self, failure: Verdict | None, claims: dict[str, Any] | None,
-                 permit: dict[str, Any] | None, kid: bytes | None) -> None:
+                 permit: dict[str, Any] | None, kid: bytes | None, status_ref: StatusRef | None) -> None:
         self.failure = failure
         self.claims = claims
         self.permit = permit
         self.kid = kid
+        self.status_ref = status_ref
 
 
 def cache_put(cache: dict[str, CacheEntry], limit: int, text: str, entry: CacheEntry) -> None:

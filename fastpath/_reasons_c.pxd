@@ -33,6 +33,7 @@ cdef enum Reason:
     KEY_UNKNOWN
     KEY_REVOKED
     KEY_ISSUER
+    KEY_USE
     SIGNATURE_INVALID
     CLAIMS_NOT_MAP
     TIME_NOT_YET_VALID
@@ -42,4 +43,8 @@ cdef enum Reason:
     CARD_CHALLENGE
     CARD_SIGNATURE_LENGTH
     CARD_SIGNATURE
+    CARD_TOO_LONG
+    # Not one reason but a group: a claim check failed, and its reasons (which
+    # name the claim) are in the _Claims that the check returned.
+    CLAIMS
     REASON_COUNT

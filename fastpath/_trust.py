@@ -1,9 +1,10 @@
-"""The trust list (WIRE-FORMAT 4): a JWK Set of Ed25519 issuer keys.
+"""The trust list (WIRE-FORMAT 4): a JWK Set of Ed25519 issuer keys, and of the
+keys that sign Status Lists (WIRE-FORMAT 8, ``use`` "status").
 
 Loaded once, validated as a whole (one bad key refuses the list), then read by
-both twins through ``TrustList._keys`` (kid -> (public_key, status, issuers))
-and ``TrustList._cache`` (the verdict cache, which belongs to one list so that a
-new list starts with an empty cache).
+both twins through two documented attributes: :attr:`TrustList.issuer_keys` (the
+kid table they look keys up in) and :attr:`TrustList.verdict_cache` (which
+belongs to one list, so that a new list starts with an empty cache).
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ from nacl.bindings import crypto_core_ed25519_is_valid_point
 from .errors import TrustListError
 
 STATUSES = frozenset({"active", "retired", "revoked"})
+USE_SIG = "sig"        # a permit issuer's key: WP1/ES1 codes and card certificates (also when use is absent)
+USE_STATUS = "status"  # a Status List signer's key (WIRE-FORMAT 8)
+USES = frozenset({USE_SIG, USE_STATUS})
 DEFAULT_CACHE_LIMIT = 65536
 
 _B64URL = re.compile(r"[A-Za-z0-9_-]*\Z")
@@ -30,12 +34,13 @@ _B64URL = re.compile(r"[A-Za-z0-9_-]*\Z")
 
 @dataclass(frozen=True, slots=True)
 class TrustedKey:
-    """One issuer key of the trust list."""
+    """One key of the trust list."""
 
     kid: bytes            # 8 bytes: SHA-256(public_key)[:8]
     public_key: bytes     # 32-byte raw Ed25519 key
     status: str           # active | retired | revoked
     issuers: frozenset[str]  # the iss values this key may sign for
+    use: str = USE_SIG    # sig: permit tokens and card certificates; status: Status Lists only
 
 
 def b64url_decode_strict(text: object) -> bytes | None:
@@ -95,8 +100,9 @@ def _parse_key(index: int, jwk: Any, seen: dict[bytes, int]) -> TrustedKey:
         raise refuse(f"crv must be 'Ed25519', got {jwk.get('crv')!r}")
     if "alg" in jwk and jwk["alg"] != "EdDSA":
         raise refuse(f"alg must be 'EdDSA' when present, got {jwk['alg']!r}")
-    if "use" in jwk and jwk["use"] != "sig":
-        raise refuse(f"use must be 'sig' when present, got {jwk['use']!r}")
+    use = jwk.get("use", USE_SIG)
+    if type(use) is not str or use not in USES:
+        raise refuse(f"use must be 'sig' or 'status' when present, got {use!r}")
     if "d" in jwk:
         # A private key published in a trust list is an incident, not a key to trust.
         raise refuse("holds a private key ('d'): a trust list carries public keys only")
@@ -118,30 +124,52 @@ def _parse_key(index: int, jwk: Any, seen: dict[bytes, int]) -> TrustedKey:
             or not all(isinstance(i, str) and i for i in issuers)):
         raise refuse("iss must be a non-empty list of non-empty strings")
     status = jwk.get("status")
-    if status not in STATUSES:
+    if type(status) is not str or status not in STATUSES:  # a list or a dict is no status
         raise refuse(f"status must be one of active, retired, revoked, got {status!r}")
     seen[kid] = index
-    return TrustedKey(kid=kid, public_key=public_key, status=status, issuers=frozenset(issuers))
+    return TrustedKey(kid=kid, public_key=public_key, status=status, issuers=frozenset(issuers), use=use)
 
 
 class TrustList:
     """A validated trust list. Build it with :meth:`from_jwks`; it does not change
-    afterwards (a new list is a new object, with its own empty verdict cache)."""
+    afterwards (a new list is a new object, with its own empty verdict cache).
 
-    __slots__ = ("version", "keys", "cache_limit", "_keys", "_cache", "_jwks")
+    - ``version``: 16 hex digits of SHA-256 over the canonical JSON of its keys.
+    - ``keys``: every key by kid (:class:`TrustedKey`), read-only.
+    - ``cache_limit``: the verdict cache's bound (0: no cache).
+    - ``issuer_keys``: the table both twins look kids up in, kid -> (32-byte
+      public key, status, issuers), of the keys with ``use`` "sig" (or none). A
+      plain dict, because the compiled twin looks it up with ``PyDict_GetItem``:
+      read it, never change it.
+    - ``status_keys``: the same table of the keys with ``use`` "status", which
+      verify Status List Tokens and nothing else (and the issuer keys never
+      verify a Status List).
+    - ``verdict_cache``: the verdict cache of this list, WP1 text ->
+      ``fastpath._cache.CacheEntry``, written only through
+      ``fastpath._cache.cache_put``.
+
+    The two tables are plain attributes rather than properties: a property is a
+    Python call, about a fifth of the instructions of a verdict-cache hit.
+    """
+
+    __slots__ = ("version", "keys", "cache_limit", "issuer_keys", "status_keys", "verdict_cache", "_jwks")
 
     version: str
     keys: Mapping[bytes, TrustedKey]
     cache_limit: int
-    _keys: dict[bytes, tuple[bytes, str, frozenset[str]]]
-    _cache: dict[Any, Any]
+    issuer_keys: dict[bytes, tuple[bytes, str, frozenset[str]]]
+    status_keys: dict[bytes, tuple[bytes, str, frozenset[str]]]
+    verdict_cache: dict[str, Any]
     _jwks: dict[str, Any]
 
     def __init__(self, keys: list[TrustedKey], jwks: dict[str, Any], version: str,
                  cache_limit: int = DEFAULT_CACHE_LIMIT) -> None:
         self.keys = types.MappingProxyType({key.kid: key for key in keys})
-        self._keys = {key.kid: (key.public_key, key.status, key.issuers) for key in keys}
-        self._cache = {}
+        self.issuer_keys = {key.kid: (key.public_key, key.status, key.issuers) for key in keys
+                            if key.use == USE_SIG}
+        self.status_keys = {key.kid: (key.public_key, key.status, key.issuers) for key in keys
+                            if key.use == USE_STATUS}
+        self.verdict_cache = {}
         self._jwks = jwks
         self.version = version
         self.cache_limit = cache_limit
@@ -166,4 +194,4 @@ class TrustList:
         return copy.deepcopy(self._jwks)
 
     def __repr__(self) -> str:
-        return f"TrustList(version={self.version!r}, keys={len(self._keys)})"
+        return f"TrustList(version={self.version!r}, keys={len(self.keys)})"

@@ -1,11 +1,12 @@
 # cython: language_level=3
 """The compiled twin of ``fastpath/_verify_py.py``: same names, same verdicts.
 
-WIRE-FORMAT 1-4 and 6, in the order of WIRE-FORMAT 7:
+WIRE-FORMAT 1-4, 6 and the status claim of 8, in the order of WIRE-FORMAT 7:
 
     prefix -> base45 -> zlib -> CBOR -> COSE structure -> header (alg, crit, kid)
-    -> key known -> key not revoked -> signature -> claims -> key allowed for iss
-    -> times
+    -> key known (a permit issuer's) -> key not revoked -> signature -> claims
+    (iss, exp, nbf, iat, cti, the permit or card map, the status claim) -> key
+    allowed for iss -> times
 
 The byte work (base45, inflate, CBOR validation, COSE parsing, the signed bytes,
 Ed25519) runs in C without the GIL and without Python objects; Python objects
@@ -22,7 +23,7 @@ from libc.string cimport memcpy, memcmp
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.dict cimport PyDict_GetItem, PyDict_SetItem
 from cpython.long cimport PyLong_FromUnsignedLongLong, PyLong_FromLongLong
-from cpython.object cimport PyObject
+from cpython.object cimport PyObject, PyTypeObject
 from cpython.set cimport PySet_Contains
 
 from fastpath._reasons_c cimport Reason
@@ -36,7 +37,7 @@ from fastpath._sodium_c cimport ed25519_verify
 
 from fastpath import codes
 from fastpath._trust import TrustList
-from fastpath._verdict import Verdict
+from fastpath._verdict import StatusRef, Verdict
 # The verdict cache lives in the TrustList, shared by both twins: one entry type, one eviction.
 from fastpath._cache import CacheEntry, cache_put
 
@@ -129,6 +130,7 @@ _reason(Reason.HEADER_KID_INVALID, codes.MALFORMED, codes.R_HEADER_KID_INVALID)
 _reason(Reason.KEY_UNKNOWN, codes.UNKNOWN_KEY, codes.R_KEY_UNKNOWN)
 _reason(Reason.KEY_REVOKED, codes.KEY_REVOKED, codes.R_KEY_REVOKED)
 _reason(Reason.KEY_ISSUER, codes.UNKNOWN_KEY, codes.R_KEY_ISSUER)
+_reason(Reason.KEY_USE, codes.UNKNOWN_KEY, codes.R_KEY_USE)
 _reason(Reason.SIGNATURE_INVALID, codes.BAD_SIGNATURE, codes.R_SIGNATURE_INVALID)
 _reason(Reason.CLAIMS_NOT_MAP, codes.MALFORMED, codes.R_CLAIMS_NOT_MAP)
 _reason(Reason.TIME_NOT_YET_VALID, codes.NOT_YET_VALID, codes.R_TIME_NOT_YET_VALID)
@@ -138,6 +140,10 @@ _reason(Reason.INPUT_TYPE, codes.MALFORMED, codes.R_INPUT_TYPE)
 _reason(Reason.CARD_CHALLENGE, codes.CHALLENGE_INVALID, codes.R_CARD_CHALLENGE)
 _reason(Reason.CARD_SIGNATURE_LENGTH, codes.MALFORMED, codes.R_CARD_SIGNATURE_LENGTH)
 _reason(Reason.CARD_SIGNATURE, codes.BAD_SIGNATURE, codes.R_CARD_SIGNATURE)
+_reason(Reason.CARD_TOO_LONG, codes.MALFORMED, codes.R_CARD_TOO_LONG)
+_RESULT[<int>Reason.OK] = codes.VALID
+_REASONS[<int>Reason.OK] = ()
+_RESULT[<int>Reason.CLAIMS] = codes.MALFORMED  # its reasons: the _Claims' failure
 
 
 
@@ -147,10 +153,6 @@ def _reason_text(int number) -> str:
     return (<tuple>_REASONS[number])[0]
 
 
-cdef str _VALID = codes.VALID
-cdef str _MALFORMED = codes.MALFORMED
-cdef tuple _NO_REASONS = ()
-cdef tuple _CARD_TOO_LONG = (codes.R_CARD_TOO_LONG,)
 cdef object _PROFILE_NAMES = (None, codes.PROFILE_WP1, codes.PROFILE_ES1, codes.PROFILE_CARD)
 
 # Claim reasons (WIRE-FORMAT 3 and 6), made once.
@@ -175,6 +177,17 @@ cdef tuple MISSING_CARD = _claim("claims", "missing", "card")
 cdef tuple TYPE_CARD = _claim("claims", "type", "card")
 cdef tuple PERMIT_TYPE_KEY = _claim("permit", "type", "key")
 cdef tuple CARD_TYPE_KEY = _claim("card", "type", "key")
+# WIRE-FORMAT 8: the status claim.
+cdef tuple TYPE_STATUS = _claim("claims", "type", "status")
+cdef tuple STATUS_TYPE_KEY = _claim("status", "type", "key")
+cdef tuple MISSING_STATUS_LIST = _claim("status", "missing", "status_list")
+cdef tuple TYPE_STATUS_LIST = _claim("status", "type", "status_list")
+cdef tuple MISSING_IDX = _claim("status", "missing", "idx")
+cdef tuple TYPE_IDX = _claim("status", "type", "idx")
+cdef tuple MISSING_URI = _claim("status", "missing", "uri")
+cdef tuple TYPE_URI = _claim("status", "type", "uri")
+# A StatusRef made as the tuple it is: NamedTuple's own __new__ is a Python call.
+cdef object _TUPLE_NEW = tuple.__new__
 
 # --- the permit and card maps -------------------------------------------------------
 # WIRE-FORMAT 3: the permit map's keys in the table's order (the order of checks).
@@ -336,10 +349,13 @@ cdef Reason _parse_cose(const uint8_t* data, Py_ssize_t n, Cose* cose) noexcept 
         return Reason.COSE_STRUCTURE
     signature = cursor.pos
     signature_len = <Py_ssize_t>item.arg
+    # WIRE-FORMAT 2: the signature's length is a structure check and comes before the
+    # header's: a 70-byte (ES256-sized) signature is MALFORMED whatever alg says.
     if signature_len != 64:
         return Reason.COSE_SIGNATURE_LENGTH
     cose.signature = signature
-    # An empty protected bstr stands for an empty map (RFC 9052 3), which has no alg.
+    # WIRE-FORMAT 2: an empty protected bstr is "no protected header" (RFC 9052 3), so
+    # no alg (UNSUPPORTED); a non-empty one must hold exactly one map (MALFORMED).
     if cose.protected_len != 0:
         reason = validate_document(cose.protected, cose.protected_len, False)
         if reason != Reason.OK:
@@ -405,9 +421,10 @@ cdef class _Checked:
     cdef object issuers
 
 
-cdef _Checked _check_signed(Reason parsed, Cose* cose, dict keys):
-    """WIRE-FORMAT 2 after the parse (``parsed``, from _parse_cose): key known,
-    not revoked, then the signature (with the GIL released)."""
+cdef _Checked _check_signed(Reason parsed, Cose* cose, object trust):
+    """WIRE-FORMAT 2 after the parse (``parsed``, from _parse_cose): key known (a
+    permit issuer's: ``trust.issuer_keys``), not revoked, then the signature (with
+    the GIL released)."""
     cdef _Checked checked = _Checked.__new__(_Checked)
     cdef PyObject* entry
     cdef bytes public_key
@@ -417,9 +434,10 @@ cdef _Checked _check_signed(Reason parsed, Cose* cose, dict keys):
     if parsed != Reason.OK:
         return checked
     checked.kid = PyBytes_FromStringAndSize(<const char*>cose.kid, 8)
-    entry = PyDict_GetItem(keys, checked.kid)
+    entry = PyDict_GetItem(<dict>trust.issuer_keys, checked.kid)
     if entry == NULL:
-        checked.reason = Reason.KEY_UNKNOWN
+        # A Status List signer's key is trusted, but never for a permit token.
+        checked.reason = Reason.KEY_USE if checked.kid in trust.status_keys else Reason.KEY_UNKNOWN
         return checked
     key = <tuple>entry
     public_key = key[0]
@@ -448,12 +466,6 @@ cdef inline object _int_object(const Head* head):
     if head.arg <= <uint64_t>0x7FFFFFFFFFFFFFFF:
         return PyLong_FromLongLong(-1 - <int64_t>head.arg)
     return -1 - PyLong_FromUnsignedLongLong(head.arg)
-
-
-cdef inline int128 _int_value(const Head* head) noexcept nogil:
-    if head.major == MAJOR_UINT:
-        return <int128>head.arg
-    return -1 - <int128>head.arg
 
 
 cdef inline object _text(const Head* head, const uint8_t* content):
@@ -519,16 +531,13 @@ cdef bint _all_of(const Head* head, const uint8_t* s, Py_ssize_t n, bint digits)
 
 
 cdef class _Claims:
-    """The outcome of the claim checks: a failure (reasons) or the claims and the map."""
+    """The outcome of the claim checks: a failure (reasons) or the claims, the map
+    and the status claim."""
     cdef tuple failure
     cdef dict claims
     cdef dict permit
     cdef object card_public_key
-    # The times as C integers, for the time checks.
-    cdef int128 exp
-    cdef int128 iat
-    cdef int128 nbf
-    cdef bint has_nbf
+    cdef object status_ref
 
 
 cdef inline void _value_head(const uint8_t* value, const uint8_t* end, Head* head,
@@ -539,6 +548,24 @@ cdef inline void _value_head(const uint8_t* value, const uint8_t* end, Head* hea
     cursor.end = end
     read_head(&cursor, head)
     content[0] = cursor.pos
+
+
+cdef bint _int_claim(_Claims out, dict claims, const uint8_t* value, const uint8_t* end, str name,
+                     tuple missing, tuple wrong_type) except -1:
+    """One integer claim (exp, nbf, iat; ``value`` NULL when absent) copied to
+    ``claims`` by name. True when it failed, its reasons in ``out.failure``
+    (``missing`` None: the claim is optional)."""
+    cdef Head head
+    cdef const uint8_t* content
+    if value == NULL:
+        out.failure = missing
+        return missing is not None
+    _value_head(value, end, &head, &content)
+    if head.major != MAJOR_UINT and head.major != MAJOR_NINT:
+        out.failure = wrong_type
+        return True
+    claims[name] = _int_object(&head)
+    return False
 
 
 cdef _Claims _check_claims(const uint8_t* payload, Py_ssize_t n, Reason validated, Profile profile):
@@ -557,6 +584,7 @@ cdef _Claims _check_claims(const uint8_t* payload, Py_ssize_t n, Reason validate
     cdef const uint8_t* iat = NULL
     cdef const uint8_t* cti = NULL
     cdef const uint8_t* body = NULL
+    cdef const uint8_t* status = NULL
     cdef uint64_t i, count
     cdef Py_ssize_t key_size
     cdef dict claims
@@ -590,6 +618,8 @@ cdef _Claims _check_claims(const uint8_t* payload, Py_ssize_t n, Reason validate
             # -70001 (permit) or -70002 (card)
             if (profile != P_CARD and key[4] == 0x70) or (profile == P_CARD and key[4] == 0x71):
                 body = cursor.pos
+        elif key_size == 3 and key[0] == 0x19 and key[1] == 0xFF and key[2] == 0xFF:
+            status = cursor.pos  # 65535 (WIRE-FORMAT 8)
         skip_valid(&cursor)
 
     claims = {}
@@ -601,32 +631,10 @@ cdef _Claims _check_claims(const uint8_t* payload, Py_ssize_t n, Reason validate
         out.failure = TYPE_ISS
         return out
     claims[S_ISS] = _text(&value_head, content)
-    if exp == NULL:
-        out.failure = MISSING_EXP
+    if (_int_claim(out, claims, exp, end, S_EXP, MISSING_EXP, TYPE_EXP)
+            or _int_claim(out, claims, nbf, end, S_NBF, None, TYPE_NBF)
+            or _int_claim(out, claims, iat, end, S_IAT, MISSING_IAT, TYPE_IAT)):
         return out
-    _value_head(exp, end, &value_head, &content)
-    if value_head.major != MAJOR_UINT and value_head.major != MAJOR_NINT:
-        out.failure = TYPE_EXP
-        return out
-    claims[S_EXP] = _int_object(&value_head)
-    out.exp = _int_value(&value_head)
-    if nbf != NULL:
-        _value_head(nbf, end, &value_head, &content)
-        if value_head.major != MAJOR_UINT and value_head.major != MAJOR_NINT:
-            out.failure = TYPE_NBF
-            return out
-        claims[S_NBF] = _int_object(&value_head)
-        out.nbf = _int_value(&value_head)
-        out.has_nbf = True
-    if iat == NULL:
-        out.failure = MISSING_IAT
-        return out
-    _value_head(iat, end, &value_head, &content)
-    if value_head.major != MAJOR_UINT and value_head.major != MAJOR_NINT:
-        out.failure = TYPE_IAT
-        return out
-    claims[S_IAT] = _int_object(&value_head)
-    out.iat = _int_value(&value_head)
     if cti != NULL:
         _value_head(cti, end, &value_head, &content)
         if value_head.major != MAJOR_BYTES or not (8 <= value_head.arg <= 32):
@@ -641,9 +649,67 @@ cdef _Claims _check_claims(const uint8_t* payload, Py_ssize_t n, Reason validate
         out.failure = _check_card_map(out, body, end)
     else:
         out.failure = _check_permit_map(out, body, end, profile)
+    if out.failure is None and status != NULL:
+        out.failure = _check_status(out, status, end)
     if out.failure is None:
         out.claims = claims
     return out
+
+
+cdef bint _text_key(const uint8_t* body, const uint8_t* end, const char* key, Py_ssize_t key_size,
+                    const uint8_t** value) noexcept nogil:
+    """In a validated map, the value of the encoded text key ``key`` (NULL when
+    absent); False when one of the map's keys is not a text."""
+    cdef Cursor cursor
+    cdef Head head
+    cdef uint64_t i
+    cdef const uint8_t* k
+    value[0] = NULL
+    cursor.pos = body
+    cursor.end = end
+    read_head(&cursor, &head)
+    for i in range(head.arg):
+        k = cursor.pos
+        if k[0] >> 5 != MAJOR_TEXT:
+            return False
+        skip_valid(&cursor)
+        if cursor.pos - k == key_size and memcmp(k, key, key_size) == 0:
+            value[0] = cursor.pos
+        skip_valid(&cursor)
+    return True
+
+
+cdef tuple _check_status(_Claims out, const uint8_t* status, const uint8_t* end):
+    """WIRE-FORMAT 8: the status claim, there, is {"status_list": {"idx": uint,
+    "uri": tstr}} with text keys (other keys ignored). None, or the failure's reasons."""
+    cdef const uint8_t* reference
+    cdef const uint8_t* idx
+    cdef const uint8_t* uri
+    cdef Head idx_head, uri_head
+    cdef const uint8_t* content
+    if status[0] >> 5 != MAJOR_MAP:
+        return TYPE_STATUS
+    if not _text_key(status, end, b"\x6bstatus_list", 12, &reference):
+        return STATUS_TYPE_KEY
+    if reference == NULL:
+        return MISSING_STATUS_LIST
+    if reference[0] >> 5 != MAJOR_MAP:
+        return TYPE_STATUS_LIST
+    if not _text_key(reference, end, b"\x63idx", 4, &idx):
+        return STATUS_TYPE_KEY
+    _text_key(reference, end, b"\x63uri", 4, &uri)
+    if idx == NULL:
+        return MISSING_IDX
+    _value_head(idx, end, &idx_head, &content)
+    if idx_head.major != MAJOR_UINT:
+        return TYPE_IDX
+    if uri == NULL:
+        return MISSING_URI
+    _value_head(uri, end, &uri_head, &content)
+    if not _is_text(&uri_head):
+        return TYPE_URI
+    out.status_ref = _TUPLE_NEW(StatusRef, (_text(&uri_head, content), PyLong_FromUnsignedLongLong(idx_head.arg)))
+    return None
 
 
 cdef inline int _permit_key(const uint8_t* key, Py_ssize_t size) noexcept nogil:
@@ -824,31 +890,23 @@ cdef Reason _check_times_object(dict claims, Profile profile, object now) except
     return Reason.OK
 
 
-cdef inline bint _now_c(object now, int128* value) except -1:
-    """True and ``value`` set when ``now`` is an exact int within 64 bits."""
+cdef Reason _check_times(dict claims, Profile profile, object now) except *:
+    """The time checks of claims that passed the claim checks, in C when ``now`` is
+    an exact int within 64 bits (the usual case), else in Python arithmetic."""
     cdef int overflow = 0
-    cdef long long v
+    cdef long long now_c
+    cdef int128 nbf = 0
     if type(now) is not int:
-        return False
-    v = PyLong_AsLongLongAndOverflow(now, &overflow)
+        return _check_times_object(claims, profile, now)
+    now_c = PyLong_AsLongLongAndOverflow(now, &overflow)
     if overflow:
-        return False
-    value[0] = v
-    return True
-
-
-cdef Reason _check_times(dict claims, Profile profile, object now, bint now_is_c, int128 now_c) except *:
-    cdef int128 exp, iat, nbf
-    cdef bint has_nbf
-    if not now_is_c:
         return _check_times_object(claims, profile, now)
     # The claims' ints are CBOR ints: within [-2**64, 2**64 - 1], exact in 128 bits.
-    exp = _to_int128(claims[S_EXP])
-    iat = _to_int128(claims[S_IAT])
     nbf_object = claims.get(S_NBF)
-    has_nbf = nbf_object is not None
-    nbf = _to_int128(nbf_object) if has_nbf else 0
-    return _check_times_c(exp, iat, has_nbf, nbf, profile, now_c)
+    if nbf_object is not None:
+        nbf = _to_int128(nbf_object)
+    return _check_times_c(_to_int128(claims[S_EXP]), _to_int128(claims[S_IAT]), nbf_object is not None, nbf,
+                          profile, <int128>now_c)
 
 
 cdef int128 _to_int128(object value) except? -1:
@@ -864,6 +922,43 @@ cdef int128 _to_int128(object value) except? -1:
     return -1 - <int128>magnitude
 
 
+# --- verdicts ---------------------------------------------------------------------------
+
+# Verdicts are made by allocating one (the class's tp_new, object's) and calling
+# ``Verdict.__init__`` with its keywords as a vectorcall (their names in a tuple,
+# no dict): calling the class with keywords would build a dict of them first,
+# ~170 ns more a verdict (a third of a verdict-cache hit).
+cdef type _VERDICT = Verdict
+cdef object _VERDICT_INIT = Verdict.__init__
+cdef tuple _NO_ARGS = ()
+
+
+cdef inline object _blank_verdict():
+    return (<PyTypeObject*>_VERDICT).tp_new(_VERDICT, <PyObject*>_NO_ARGS, NULL)
+
+
+cdef object _verdict(Reason reason, object profile, object kid, _Claims found, bint cached):
+    """The one place a verdict of a check is built: VALID for OK, else the reason's
+    code and reason (for CLAIMS, MALFORMED and the claim reasons in ``found``);
+    with the kid (None before the header gave one) and, unless the claims
+    failed, what the claim checks found (``found``, None before them)."""
+    verdict = _blank_verdict()
+    if reason == Reason.CLAIMS:
+        _VERDICT_INIT(verdict, _RESULT[<int>reason], found.failure, profile, kid=kid, cached=cached)
+    elif found is None:
+        _VERDICT_INIT(verdict, _RESULT[<int>reason], _REASONS[<int>reason], profile, kid=kid, cached=cached)
+    else:
+        _VERDICT_INIT(verdict, _RESULT[<int>reason], _REASONS[<int>reason], profile, claims=found.claims,
+                      permit=found.permit, card_public_key=found.card_public_key, kid=kid,
+                      status_ref=found.status_ref, cached=cached)
+    return verdict
+
+
+cdef inline object _timed(_Claims found, Profile profile, object now, object kid, bint cached):
+    """The last check, the times (never cached: they depend on now), and the verdict."""
+    return _verdict(_check_times(found.claims, profile, now), _PROFILE_NAMES[<int>profile], kid, found, cached)
+
+
 # --- the verdict cache (DESIGN "Hot path cost"); entries shared with the Python twin --
 
 cdef inline dict _copy_dict(object value):
@@ -872,24 +967,53 @@ cdef inline dict _copy_dict(object value):
 
 cdef object _copy(object verdict, bint cached):
     """A verdict whose dicts are the caller's own: the cache keeps its copy intact."""
-    return Verdict(verdict.result, verdict.reasons, verdict.profile,
-                   _copy_dict(verdict.claims), _copy_dict(verdict.permit),
-                   verdict.card_public_key, verdict.kid, cached)
+    copy = _blank_verdict()
+    _VERDICT_INIT(copy, verdict.result, verdict.reasons, verdict.profile, claims=_copy_dict(verdict.claims),
+                  permit=_copy_dict(verdict.permit), card_public_key=verdict.card_public_key,
+                  kid=verdict.kid, status_ref=verdict.status_ref, cached=cached)
+    return copy
 
 
-cdef object _from_cache(object entry, Profile profile, object now, bint now_is_c, int128 now_c):
-    cdef Reason reason
+cdef object _from_cache(object entry, Profile profile, object now):
+    cdef _Claims found
     failure = entry.failure
     if failure is not None:
         return _copy(failure, True)
-    claims = dict(entry.claims)  # copies: callers must not reach the cache
-    permit = dict(entry.permit)
-    reason = _check_times(claims, profile, now, now_is_c, now_c)  # never cached: they depend on now
+    found = _Claims.__new__(_Claims)
+    found.claims = dict(entry.claims)  # copies: callers must not reach the cache
+    found.permit = dict(entry.permit)
+    found.status_ref = entry.status_ref
+    return _timed(found, profile, now, entry.kid, True)
+
+
+# --- the checks from the COSE message on, for QR codes and card certificates alike ------
+
+cdef object _verify_message(Reason parsed, Cose* cose, object trust, Profile profile, object now,
+                            dict cache, object text):
+    """WIRE-FORMAT 2-4 (and 6) after the parse (``parsed``, from _parse_cose): key,
+    signature, claims, issuer, then the times. With ``cache`` (a WP1 code's), what
+    the checks before the times gave is kept there under ``text``."""
+    cdef _Checked checked
+    cdef _Claims found
+    cdef Reason reason = Reason.OK
+    profile_name = _PROFILE_NAMES[<int>profile]
+    checked = _check_signed(parsed, cose, trust)
+    if checked.reason != Reason.OK:
+        return _verdict(checked.reason, profile_name, checked.kid, None, False)
+    found = _check_claims(cose.payload, cose.payload_len, cose.payload_reason, profile)
+    if found.failure is not None:
+        reason = Reason.CLAIMS
+    elif PySet_Contains(checked.issuers, found.claims[S_ISS]) != 1:
+        reason = Reason.KEY_ISSUER  # WIRE-FORMAT 4: the key may sign only for its issuers
     if reason != Reason.OK:
-        return Verdict(_RESULT[<int>reason], _REASONS[<int>reason], _PROFILE_NAMES[<int>profile],
-                       claims, permit, None, entry.kid, True)
-    return Verdict(_VALID, _NO_REASONS, _PROFILE_NAMES[<int>profile], claims, permit, None,
-                   entry.kid, True)
+        verdict = _verdict(reason, profile_name, checked.kid, found, False)
+        if cache is not None:  # failed after a good signature: worth keeping
+            cache_put(cache, trust.cache_limit, text, CacheEntry(_copy(verdict, False), None, None, None, None))
+        return verdict
+    if cache is not None:
+        cache_put(cache, trust.cache_limit, text,
+                  CacheEntry(None, dict(found.claims), dict(found.permit), checked.kid, found.status_ref))
+    return _timed(found, profile, now, checked.kid, False)
 
 
 # --- public API ---------------------------------------------------------------------
@@ -899,10 +1023,6 @@ cdef inline void _check_trust(object trust) except *:
         raise TypeError(f"trust must be a fastpath.TrustList, not {type(trust).__name__}")
 
 
-cdef inline object _failure(Reason reason, object profile):
-    return Verdict(_RESULT[<int>reason], _REASONS[<int>reason], profile)
-
-
 def verify_qr(text, trust, now=None, *, bint cache=True):
     """Verify a QR text (WIRE-FORMAT 1-4; the status checks are the service's)."""
     cdef Profile profile
@@ -910,29 +1030,24 @@ def verify_qr(text, trust, now=None, *, bint cache=True):
     cdef const void* data
     cdef Py_ssize_t length
     cdef Py_UCS4 c0, c1, c2, c3
-    cdef bint use_cache
-    cdef dict cache_dict = None
+    cdef dict verdict_cache = None
     cdef uint8_t message[INFLATE_BUFFER]
     cdef Py_ssize_t message_len = 0
     cdef Reason reason, parsed = Reason.OK
     cdef Cose cose
-    cdef _Checked checked
-    cdef _Claims result
     cdef PyObject* hit
-    cdef int128 now_c = 0
-    cdef bint now_is_c
     _check_trust(trust)
     if now is None:
         now = int(_time.time())
     if type(text) is not str:
-        return Verdict(_MALFORMED, _REASONS[<int>Reason.INPUT_TYPE])
+        return _verdict(Reason.INPUT_TYPE, None, None, None, False)
     PyUnicode_READY(text)
     length = PyUnicode_GET_LENGTH(text)
     kind = PyUnicode_KIND(text)
     data = PyUnicode_DATA(text)
     # WIRE-FORMAT 1: exactly "WP1:" or "ES1:", case-sensitive.
     if length < 4:
-        return _failure(Reason.PREFIX_UNKNOWN, None)
+        return _verdict(Reason.PREFIX_UNKNOWN, None, None, None, False)
     c0 = PyUnicode_READ(kind, data, 0)
     c1 = PyUnicode_READ(kind, data, 1)
     c2 = PyUnicode_READ(kind, data, 2)
@@ -942,16 +1057,13 @@ def verify_qr(text, trust, now=None, *, bint cache=True):
     elif c1 == u'S' and c0 == u'E' and c2 == u'1' and c3 == u':':
         profile = P_ES1
     else:
-        return _failure(Reason.PREFIX_UNKNOWN, None)
-    profile_name = _PROFILE_NAMES[<int>profile]
-    now_is_c = _now_c(now, &now_c)
+        return _verdict(Reason.PREFIX_UNKNOWN, None, None, None, False)
     # ES1 codes are dynamic (one minute) and never repeat: only WP1 is worth caching.
-    use_cache = cache and profile == P_WP1
-    if use_cache:
-        cache_dict = trust._cache
-        hit = PyDict_GetItem(cache_dict, text)
+    if cache and profile == P_WP1:
+        verdict_cache = trust.verdict_cache
+        hit = PyDict_GetItem(verdict_cache, text)
         if hit != NULL:
-            return _from_cache(<object>hit, profile, now, now_is_c, now_c)
+            return _from_cache(<object>hit, profile, now)
 
     # The byte work up to the kid, in one stretch without the GIL.
     with nogil:
@@ -959,77 +1071,24 @@ def verify_qr(text, trust, now=None, *, bint cache=True):
         if reason == Reason.OK:
             parsed = _parse_cose(message, message_len, &cose)
     if reason != Reason.OK:
-        return _failure(reason, profile_name)
-    checked = _check_signed(parsed, &cose, trust._keys)
-    if checked.reason != Reason.OK:
-        return Verdict(_RESULT[<int>checked.reason], _REASONS[<int>checked.reason], profile_name,
-                       None, None, None, checked.kid)
-    result = _check_claims(cose.payload, cose.payload_len, cose.payload_reason, profile)
-    if result.failure is not None:
-        verdict = Verdict(_MALFORMED, result.failure, profile_name, None, None, None, checked.kid)
-        if use_cache:  # failed after a good signature: worth keeping
-            cache_put(cache_dict, trust.cache_limit, text, CacheEntry(_copy(verdict, False), None, None, None))
-        return verdict
-    claims = result.claims
-    permit = result.permit
-    # WIRE-FORMAT 4: the key may sign only for the issuers the trust list gives it.
-    if PySet_Contains(checked.issuers, claims[S_ISS]) != 1:
-        verdict = Verdict(_RESULT[<int>Reason.KEY_ISSUER], _REASONS[<int>Reason.KEY_ISSUER],
-                          profile_name, claims, permit, None, checked.kid)
-        if use_cache:
-            cache_put(cache_dict, trust.cache_limit, text, CacheEntry(_copy(verdict, False), None, None, None))
-        return verdict
-    if use_cache:
-        cache_put(cache_dict, trust.cache_limit, text, CacheEntry(None, dict(claims), dict(permit), checked.kid))
-    if now_is_c:
-        reason = _check_times_c(result.exp, result.iat, result.has_nbf, result.nbf, profile, now_c)
-    else:
-        reason = _check_times_object(claims, profile, now)
-    if reason != Reason.OK:
-        return Verdict(_RESULT[<int>reason], _REASONS[<int>reason], profile_name, claims, permit,
-                       None, checked.kid)
-    return Verdict(_VALID, _NO_REASONS, profile_name, claims, permit, None, checked.kid)
+        return _verdict(reason, _PROFILE_NAMES[<int>profile], None, None, False)
+    return _verify_message(parsed, &cose, trust, profile, now, verdict_cache, text)
 
 
 cdef object _certificate_verdict(object certificate, object trust, object now):
     cdef Cose cose
-    cdef _Checked checked
-    cdef _Claims result
     cdef Reason reason
-    cdef int128 now_c = 0
-    cdef bint now_is_c
     cdef Py_ssize_t n
     cdef const uint8_t* data
-    profile_name = _PROFILE_NAMES[<int>P_CARD]
     if type(certificate) is not bytes:
-        return _failure(Reason.INPUT_TYPE, profile_name)
+        return _verdict(Reason.INPUT_TYPE, _PROFILE_NAMES[<int>P_CARD], None, None, False)
     n = PyBytes_GET_SIZE(certificate)
     if n > MAX_CARD_CERTIFICATE:
-        return Verdict(_MALFORMED, _CARD_TOO_LONG, profile_name)
+        return _verdict(Reason.CARD_TOO_LONG, _PROFILE_NAMES[<int>P_CARD], None, None, False)
     data = <const uint8_t*>PyBytes_AS_STRING(certificate)
     with nogil:
         reason = _parse_cose(data, n, &cose)
-    checked = _check_signed(reason, &cose, trust._keys)
-    if checked.reason != Reason.OK:
-        return Verdict(_RESULT[<int>checked.reason], _REASONS[<int>checked.reason], profile_name,
-                       None, None, None, checked.kid)
-    result = _check_claims(cose.payload, cose.payload_len, cose.payload_reason, P_CARD)
-    if result.failure is not None:
-        return Verdict(_MALFORMED, result.failure, profile_name, None, None, None, checked.kid)
-    claims = result.claims
-    if PySet_Contains(checked.issuers, claims[S_ISS]) != 1:
-        reason = Reason.KEY_ISSUER
-    else:
-        now_is_c = _now_c(now, &now_c)
-        if now_is_c:
-            reason = _check_times_c(result.exp, result.iat, result.has_nbf, result.nbf, P_CARD, now_c)
-        else:
-            reason = _check_times_object(claims, P_CARD, now)
-    if reason != Reason.OK:
-        return Verdict(_RESULT[<int>reason], _REASONS[<int>reason], profile_name, claims,
-                       result.permit, result.card_public_key, checked.kid)
-    return Verdict(_VALID, _NO_REASONS, profile_name, claims, result.permit,
-                   result.card_public_key, checked.kid)
+    return _verify_message(reason, &cose, trust, P_CARD, now, None, None)
 
 
 def verify_card_certificate(certificate, trust, now=None):

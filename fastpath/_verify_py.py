@@ -1,10 +1,11 @@
 """The pure-Python twin: the readable reference of the verification pipeline.
 
-WIRE-FORMAT 1-4 and 6, in the order of WIRE-FORMAT 7:
+WIRE-FORMAT 1-4, 6 and the status claim of 8, in the order of WIRE-FORMAT 7:
 
     prefix -> base45 -> zlib -> CBOR -> COSE structure -> header (alg, crit, kid)
-    -> key known -> key not revoked -> signature -> claims -> key allowed for iss
-    -> times
+    -> key known (a permit issuer's) -> key not revoked -> signature -> claims
+    (iss, exp, nbf, iat, cti, the permit or card map, the status claim) -> key
+    allowed for iss -> times
 
 The compiled twin (``_verify_c.pyx``) mirrors this module check for check and
 reason for reason; when the two disagree, this one is the reference. Every
@@ -26,8 +27,8 @@ from nacl.exceptions import BadSignatureError
 
 from . import codes
 from ._cache import CacheEntry, cache_put
-from ._trust import TrustList
-from ._verdict import Verdict
+from ._trust import USE_SIG, TrustList
+from ._verdict import StatusRef, Verdict
 
 __all__ = ["verify_qr", "verify_card_certificate", "check_card_signature", "verify_card"]
 
@@ -42,24 +43,27 @@ ES1_MAX_LIFETIME = 300    # WIRE-FORMAT 3: ES1 exp - iat, at most
 PREFIXES = {"WP1:": codes.PROFILE_WP1, "ES1:": codes.PROFILE_ES1}
 
 # COSE labels (RFC 9052) and CWT claim keys (RFC 8392), WIRE-FORMAT 2 and 3.
-ALG, CRIT, KID = 1, 2, 4
+ALG, CRIT, KID, TYP = 1, 2, 4, 16
 ALG_EDDSA = -8
 ISS, EXP, NBF, IAT, CTI = 1, 4, 5, 6, 7
 PERMIT_CLAIM = -70001
 CARD_CLAIM = -70002
+STATUS_CLAIM = 65535      # WIRE-FORMAT 8: {"status_list": {"idx": uint, "uri": tstr}}
 
 SIG_STRUCTURE_PREFIX = b"\x84\x6aSignature1"  # array(4), tstr(10) "Signature1"
 CARD_AUTH_DOMAIN = b"SSC-AUTH-1"              # WIRE-FORMAT 6: what the card signs, before the challenge
 
 
 class _Reject(Exception):
-    """A failed check: its result code and reason. Never leaves this module."""
+    """A failed check: its result code, its reason, and the key id when the header
+    had given one before the check failed. Never leaves this module."""
 
-    __slots__ = ("result", "reason")
+    __slots__ = ("result", "reason", "kid")
 
-    def __init__(self, result: str, reason: str) -> None:
+    def __init__(self, result: str, reason: str, kid: bytes | None = None) -> None:
         self.result = result
         self.reason = reason
+        self.kid = kid
 
 
 def _malformed(reason: str) -> _Reject:
@@ -96,11 +100,12 @@ def base45_decode(text: str) -> bytes:
 
 
 # --- WIRE-FORMAT 1: zlib (RFC 1950), bounded ---------------------------------
-def inflate_bounded(data: bytes) -> bytes:
-    """Exactly one zlib stream inflating to at most MAX_MESSAGE bytes.
+def inflate_bounded(data: bytes, limit: int = MAX_MESSAGE) -> bytes:
+    """Exactly one zlib stream inflating to at most ``limit`` bytes (a QR's
+    message: MAX_MESSAGE; a Status List: fastpath.status_list.MAX_LIST_BYTES).
 
-    Inflates at most MAX_MESSAGE + 1 bytes, so a bomb is stopped at the limit
-    and never inflated whole.
+    Inflates at most limit + 1 bytes, so a bomb is stopped at the limit and
+    never inflated whole.
     """
     if len(data) < 2:
         raise _malformed(codes.R_ZLIB_TRUNCATED)   # not even a header (empty included)
@@ -110,10 +115,10 @@ def inflate_bounded(data: bytes) -> bytes:
         raise _malformed(codes.R_ZLIB_HEADER)
     inflater = zlib.decompressobj()
     try:
-        message = inflater.decompress(data, MAX_MESSAGE + 1)
+        message = inflater.decompress(data, limit + 1)
     except zlib.error:
         raise _malformed(codes.R_ZLIB_DATA) from None  # bad deflate data or bad Adler-32
-    if len(message) > MAX_MESSAGE:
+    if len(message) > limit:
         raise _malformed(codes.R_ZLIB_TOO_LARGE)
     if not inflater.eof:
         # Output stopped short of the limit, so all input was consumed without
@@ -299,17 +304,22 @@ class _Signed:
         self.payload = payload
 
 
-def check_cose(message: bytes, trust: TrustList, state: dict[str, Any]) -> _Signed:
-    """WIRE-FORMAT 2: structure, header, key, signature. Sets ``state["kid"]``
-    once the header gave a well-formed kid."""
+def check_cose(message: bytes, trust: TrustList, use: str = USE_SIG, typ: str | None = None) -> _Signed:
+    """WIRE-FORMAT 2: structure, header, then the key and the signature; a
+    rejection from the key on carries the kid. ``use``: the trust list's keys
+    that may sign this message (``sig``: permit tokens and card certificates;
+    ``status``: Status Lists, whose protected header must also have ``typ``)."""
     cose = cbor_decode(message, allow_cose_tag=True)
     if (type(cose) is not list or len(cose) != 4 or type(cose[0]) is not bytes
             or type(cose[1]) is not dict or type(cose[2]) is not bytes or type(cose[3]) is not bytes):
         raise _malformed(codes.R_COSE_STRUCTURE)   # payload nil (detached) is not allowed
     protected_bytes, unprotected, payload, signature = cose
+    # WIRE-FORMAT 2: the signature's length is a structure check and comes before the
+    # header's: a 70-byte (ES256-sized) signature is MALFORMED whatever alg says.
     if len(signature) != 64:
         raise _malformed(codes.R_COSE_SIGNATURE_LENGTH)
-    # An empty protected bstr stands for an empty map (RFC 9052 3), which then has no alg.
+    # WIRE-FORMAT 2: an empty protected bstr is "no protected header" (RFC 9052 3), so
+    # no alg (UNSUPPORTED); a non-empty one must hold exactly one map (MALFORMED).
     protected = cbor_decode(protected_bytes) if protected_bytes else {}
     if type(protected) is not dict:
         raise _malformed(codes.R_COSE_PROTECTED)
@@ -322,6 +332,9 @@ def check_cose(message: bytes, trust: TrustList, state: dict[str, Any]) -> _Sign
     # WIRE-FORMAT 2: crit is never accepted, in either map.
     if CRIT in protected or CRIT in unprotected:
         raise _Reject(codes.UNSUPPORTED, codes.R_HEADER_CRIT)
+    # WIRE-FORMAT 8: a Status List Token says what it is, in the protected header.
+    if typ is not None and protected.get(TYP) != typ:
+        raise _malformed(codes.R_HEADER_TYP)
     # WIRE-FORMAT 2: kid from the protected map; from the unprotected one only when absent there.
     if KID in protected:
         kid = protected[KID]
@@ -331,15 +344,18 @@ def check_cose(message: bytes, trust: TrustList, state: dict[str, Any]) -> _Sign
         raise _malformed(codes.R_HEADER_KID_MISSING)
     if type(kid) is not bytes or len(kid) != 8:
         raise _malformed(codes.R_HEADER_KID_INVALID)
-    state["kid"] = kid
-    key = trust._keys.get(kid)
+    keys, other_keys = ((trust.issuer_keys, trust.status_keys) if use == USE_SIG
+                        else (trust.status_keys, trust.issuer_keys))
+    key = keys.get(kid)
     if key is None:
-        raise _Reject(codes.UNKNOWN_KEY, codes.R_KEY_UNKNOWN)
+        # A key of the other use is trusted, but never for this: a Status List signer
+        # signs no permit, and a permit issuer no Status List.
+        raise _Reject(codes.UNKNOWN_KEY, codes.R_KEY_USE if kid in other_keys else codes.R_KEY_UNKNOWN, kid)
     public_key, status, issuers = key
     if status == "revoked":
-        raise _Reject(codes.KEY_REVOKED, codes.R_KEY_REVOKED)
+        raise _Reject(codes.KEY_REVOKED, codes.R_KEY_REVOKED, kid)
     if not ed25519_verify(public_key, signature, sig_structure(protected_bytes, payload)):
-        raise _Reject(codes.BAD_SIGNATURE, codes.R_SIGNATURE_INVALID)
+        raise _Reject(codes.BAD_SIGNATURE, codes.R_SIGNATURE_INVALID, kid)
     return _Signed(kid, issuers, payload)
 
 
@@ -378,9 +394,34 @@ def _missing(area: str, name: str) -> _Reject:
     return _malformed(codes.claim_reason(area, "missing", name))
 
 
-def check_claims(payload: bytes, profile: str) -> tuple[dict[str, Any], dict[str, Any], bytes | None]:
+class _Claims:
+    """What the claim checks found: the claims by name, the permit (or, for a
+    card, its cn/ssn/pn), the card's public key (CARD only), the status claim."""
+
+    __slots__ = ("claims", "permit", "card_public_key", "status_ref")
+
+    def __init__(self, claims: dict[str, Any], permit: dict[str, Any], card_public_key: bytes | None,
+                 status_ref: StatusRef | None) -> None:
+        self.claims = claims
+        self.permit = permit
+        self.card_public_key = card_public_key
+        self.status_ref = status_ref
+
+
+def _int_claim(raw: dict[Any, Any], key: int, name: str, claims: dict[str, Any], required: bool) -> None:
+    """One integer claim (exp, nbf, iat): copied to ``claims`` by name, or the rejection."""
+    if key not in raw:
+        if required:
+            raise _missing("claims", name)
+        return
+    if not _is_int(raw[key]):
+        raise _type_error("claims", name)
+    claims[name] = raw[key]
+
+
+def check_claims(payload: bytes, profile: str) -> _Claims:
     """WIRE-FORMAT 3 (and 6 for CARD): the claims, then the permit (or card) map,
-    in one fixed order. Returns (claims by name, permit, card public key)."""
+    in one fixed order."""
     raw = cbor_decode(payload)
     if type(raw) is not dict:
         raise _malformed(codes.R_CLAIMS_NOT_MAP)
@@ -390,20 +431,9 @@ def check_claims(payload: bytes, profile: str) -> tuple[dict[str, Any], dict[str
     if not _is_text(raw[ISS]):
         raise _type_error("claims", "iss")
     claims["iss"] = raw[ISS]
-    if EXP not in raw:
-        raise _missing("claims", "exp")
-    if not _is_int(raw[EXP]):
-        raise _type_error("claims", "exp")
-    claims["exp"] = raw[EXP]
-    if NBF in raw:
-        if not _is_int(raw[NBF]):
-            raise _type_error("claims", "nbf")
-        claims["nbf"] = raw[NBF]
-    if IAT not in raw:
-        raise _missing("claims", "iat")
-    if not _is_int(raw[IAT]):
-        raise _type_error("claims", "iat")
-    claims["iat"] = raw[IAT]
+    _int_claim(raw, EXP, "exp", claims, True)
+    _int_claim(raw, NBF, "nbf", claims, False)
+    _int_claim(raw, IAT, "iat", claims, True)
     if CTI in raw:
         cti = raw[CTI]
         if type(cti) is not bytes or not 8 <= len(cti) <= 32:
@@ -414,8 +444,15 @@ def check_claims(payload: bytes, profile: str) -> tuple[dict[str, Any], dict[str
 
     if profile == codes.PROFILE_CARD:
         permit, card_public_key = _check_card_map(raw)
-        return claims, permit, card_public_key
-    return claims, _check_permit_map(raw, profile), None
+    else:
+        permit, card_public_key = _check_permit_map(raw, profile), None
+    return _Claims(claims, permit, card_public_key, _check_status(raw))
+
+
+def _text_keys(value: dict[Any, Any], area: str) -> dict[str, Any]:
+    if not all(type(key) is str for key in value):
+        raise _type_error(area, "key")              # the map has text keys only
+    return value
 
 
 def _text_keyed_map(raw: dict[Any, Any], claim_key: int, claim_name: str, area: str) -> dict[str, Any]:
@@ -424,9 +461,7 @@ def _text_keyed_map(raw: dict[Any, Any], claim_key: int, claim_name: str, area: 
     value = raw[claim_key]
     if type(value) is not dict:
         raise _type_error("claims", claim_name)
-    if not all(type(key) is str for key in value):
-        raise _type_error(area, "key")              # the map has text keys only
-    return value
+    return _text_keys(value, area)
 
 
 def _check_permit_map(raw: dict[Any, Any], profile: str) -> dict[str, Any]:
@@ -470,6 +505,32 @@ def _check_card_map(raw: dict[Any, Any]) -> tuple[dict[str, Any], bytes]:
     return {"cn": card["cn"], "ssn": card["ssn"], "pn": card["pn"]}, card["cpk"]
 
 
+def _check_status(raw: dict[Any, Any]) -> StatusRef | None:
+    """WIRE-FORMAT 8: the optional status claim, strictly: absent is fine, but when
+    there, ``{"status_list": {"idx": uint, "uri": tstr}}`` with text keys (other
+    keys, such as another mechanism's, are ignored)."""
+    if STATUS_CLAIM not in raw:
+        return None
+    status = raw[STATUS_CLAIM]
+    if type(status) is not dict:
+        raise _type_error("claims", "status")
+    if "status_list" not in _text_keys(status, "status"):
+        raise _missing("status", "status_list")
+    reference = status["status_list"]
+    if type(reference) is not dict:
+        raise _type_error("status", "status_list")
+    _text_keys(reference, "status")
+    if "idx" not in reference:
+        raise _missing("status", "idx")
+    if not _is_int(reference["idx"]) or reference["idx"] < 0:
+        raise _type_error("status", "idx")
+    if "uri" not in reference:
+        raise _missing("status", "uri")
+    if not _is_text(reference["uri"]):
+        raise _type_error("status", "uri")
+    return StatusRef(reference["uri"], reference["idx"])
+
+
 def check_issuer(claims: dict[str, Any], issuers: frozenset[str]) -> None:
     """WIRE-FORMAT 4: the key may sign only for the issuers the trust list gives it."""
     if claims["iss"] not in issuers:
@@ -488,26 +549,71 @@ def check_times(claims: dict[str, Any], profile: str, now: int) -> None:
         raise _Reject(codes.EXPIRED, codes.R_TIME_EXPIRED)
 
 
+# --- verdicts -------------------------------------------------------------------
+def _rejected(reject: _Reject, profile: str | None, found: _Claims | None = None, *,
+              kid: bytes | None = None, cached: bool = False) -> Verdict:
+    """The one way a failed check becomes a verdict: its code and reason, with the
+    kid and what the checks before it found. ``kid``: the signature's, for the
+    checks after it (their rejections carry none); else the rejection's own."""
+    if kid is None:
+        kid = reject.kid
+    if found is None:
+        return Verdict(reject.result, (reject.reason,), profile, kid=kid, cached=cached)
+    return Verdict(reject.result, (reject.reason,), profile, claims=found.claims, permit=found.permit,
+                   card_public_key=found.card_public_key, kid=kid, status_ref=found.status_ref, cached=cached)
+
+
+def _timed(found: _Claims, profile: str, now: int, kid: bytes, cached: bool) -> Verdict:
+    """The last check, the times (never cached: they depend on now), and the verdict."""
+    try:
+        check_times(found.claims, profile, now)
+    except _Reject as reject:
+        return _rejected(reject, profile, found, kid=kid, cached=cached)
+    return Verdict(codes.VALID, (), profile, claims=found.claims, permit=found.permit,
+                   card_public_key=found.card_public_key, kid=kid, status_ref=found.status_ref, cached=cached)
+
+
 # --- the verdict cache (DESIGN "Hot path cost") -------------------------------
 def _copy(verdict: Verdict, cached: bool) -> Verdict:
     """A verdict whose dicts are the caller's own: the cache keeps its copy intact."""
     return Verdict(verdict.result, verdict.reasons, verdict.profile,
-                   dict(verdict.claims) if verdict.claims is not None else None,
-                   dict(verdict.permit) if verdict.permit is not None else None,
-                   verdict.card_public_key, verdict.kid, cached)
+                   claims=dict(verdict.claims) if verdict.claims is not None else None,
+                   permit=dict(verdict.permit) if verdict.permit is not None else None,
+                   card_public_key=verdict.card_public_key, kid=verdict.kid, status_ref=verdict.status_ref,
+                   cached=cached)
 
 
 def _from_cache(entry: CacheEntry, profile: str, now: int) -> Verdict:
     if entry.failure is not None:
         return _copy(entry.failure, True)
-    assert entry.claims is not None and entry.permit is not None
-    claims = dict(entry.claims)                    # copies: callers must not reach the cache
-    permit = dict(entry.permit)
+    assert entry.claims is not None and entry.permit is not None and entry.kid is not None
+    # copies: callers must not reach the cache
+    return _timed(_Claims(dict(entry.claims), dict(entry.permit), None, entry.status_ref), profile, now, entry.kid,
+                  True)
+
+
+# --- the checks from the COSE message on, for QR codes and card certificates alike --
+def _verify_message(message: bytes, trust: TrustList, profile: str, now: int, cache_text: str | None) -> Verdict:
+    """WIRE-FORMAT 2-4 (and 6): signature, claims, issuer, then the times. With
+    ``cache_text`` (a WP1 text), what it gave before the times goes to the verdict cache."""
     try:
-        check_times(claims, profile, now)          # never cached: they depend on now
+        signed = check_cose(message, trust)
     except _Reject as reject:
-        return Verdict(reject.result, (reject.reason,), profile, claims, permit, None, entry.kid, True)
-    return Verdict(codes.VALID, (), profile, claims, permit, None, entry.kid, True)
+        return _rejected(reject, profile)
+    found = None
+    try:
+        found = check_claims(signed.payload, profile)
+        check_issuer(found.claims, signed.issuers)
+    except _Reject as reject:
+        verdict = _rejected(reject, profile, found, kid=signed.kid)
+        if cache_text is not None:  # failed after a good signature: worth keeping
+            cache_put(trust.verdict_cache, trust.cache_limit, cache_text,
+                      CacheEntry(_copy(verdict, False), None, None, None, None))
+        return verdict
+    if cache_text is not None:
+        cache_put(trust.verdict_cache, trust.cache_limit, cache_text,
+                  CacheEntry(None, dict(found.claims), dict(found.permit), signed.kid, found.status_ref))
+    return _timed(found, profile, now, signed.kid, False)
 
 
 # --- public API ---------------------------------------------------------------
@@ -529,55 +635,25 @@ def verify_qr(text: str, trust: TrustList, now: int | None = None, *, cache: boo
     # ES1 codes are dynamic (one minute) and never repeat: only WP1 is worth caching.
     use_cache = cache and profile == codes.PROFILE_WP1
     if use_cache:
-        entry = trust._cache.get(text)
+        entry = trust.verdict_cache.get(text)
         if entry is not None:
             return _from_cache(entry, profile, now)
-
-    state: dict[str, Any] = {}
-    claims: dict[str, Any] | None = None
-    permit: dict[str, Any] | None = None
-    signed: _Signed | None = None
     try:
         if len(text) - 4 > MAX_BASE45:
             raise _malformed(codes.R_QR_TOO_LONG)
         message = inflate_bounded(base45_decode(text[4:]))
-        signed = check_cose(message, trust, state)
-        claims, permit, _ = check_claims(signed.payload, profile)
-        check_issuer(claims, signed.issuers)
     except _Reject as reject:
-        verdict = Verdict(reject.result, (reject.reason,), profile, claims, permit, None, state.get("kid"))
-        if use_cache and signed is not None:       # failed after a good signature: worth keeping
-            cache_put(trust._cache, trust.cache_limit, text, CacheEntry(_copy(verdict, False), None, None, None))
-        return verdict
-    assert claims is not None and permit is not None and signed is not None
-    if use_cache:
-        cache_put(trust._cache, trust.cache_limit, text, CacheEntry(None, dict(claims), dict(permit), signed.kid))
-    try:
-        check_times(claims, profile, now)
-    except _Reject as reject:
-        return Verdict(reject.result, (reject.reason,), profile, claims, permit, None, signed.kid)
-    return Verdict(codes.VALID, (), profile, claims, permit, None, signed.kid)
+        return _rejected(reject, profile)
+    return _verify_message(message, trust, profile, now, text if use_cache else None)
 
 
 def _certificate_verdict(certificate: object, trust: TrustList, now: int) -> Verdict:
     profile = codes.PROFILE_CARD
     if type(certificate) is not bytes:
         return Verdict(codes.MALFORMED, (codes.R_INPUT_TYPE,), profile)
-    state: dict[str, Any] = {}
-    claims: dict[str, Any] | None = None
-    permit: dict[str, Any] | None = None
-    card_public_key: bytes | None = None
-    try:
-        if len(certificate) > MAX_CARD_CERTIFICATE:
-            raise _malformed(codes.R_CARD_TOO_LONG)
-        signed = check_cose(certificate, trust, state)
-        claims, permit, card_public_key = check_claims(signed.payload, profile)
-        check_issuer(claims, signed.issuers)
-        check_times(claims, profile, now)
-    except _Reject as reject:
-        return Verdict(reject.result, (reject.reason,), profile, claims, permit, card_public_key,
-                       state.get("kid"))
-    return Verdict(codes.VALID, (), profile, claims, permit, card_public_key, signed.kid)
+    if len(certificate) > MAX_CARD_CERTIFICATE:
+        return Verdict(codes.MALFORMED, (codes.R_CARD_TOO_LONG,), profile)
+    return _verify_message(certificate, trust, profile, now, None)
 
 
 def verify_card_certificate(certificate: bytes, trust: TrustList, now: int | None = None) -> Verdict:

@@ -49,7 +49,7 @@ R_ZLIB_HEADER: Final = "zlib.header"              # bad CMF/FLG, preset dictiona
 R_ZLIB_DATA: Final = "zlib.data"                  # invalid deflate data or bad Adler-32
 R_ZLIB_TRUNCATED: Final = "zlib.truncated"
 R_ZLIB_TRAILING: Final = "zlib.trailing"          # bytes after the end of the stream
-R_ZLIB_TOO_LARGE: Final = "zlib.too_large"        # would inflate past 4096 bytes
+R_ZLIB_TOO_LARGE: Final = "zlib.too_large"        # would inflate past its bound (a QR's message: 4096 bytes)
 # CBOR well-formedness (any level)
 R_CBOR_TRUNCATED: Final = "cbor.truncated"        # a length or item runs past the end
 R_CBOR_TRAILING: Final = "cbor.trailing"          # bytes after the top-level item
@@ -73,6 +73,7 @@ R_HEADER_KID_INVALID: Final = "header.kid_invalid"  # not a bstr of 8 bytes
 R_KEY_UNKNOWN: Final = "key.unknown"
 R_KEY_REVOKED: Final = "key.revoked"
 R_KEY_ISSUER: Final = "key.issuer_not_allowed"
+R_KEY_USE: Final = "key.use"                      # a trusted key, but for the other use (sig / status)
 R_SIGNATURE_INVALID: Final = "signature.invalid"
 # WIRE-FORMAT 3: claims, times
 R_CLAIMS_NOT_MAP: Final = "claims.not_map"
@@ -84,12 +85,23 @@ R_CARD_CHALLENGE: Final = "card.challenge"        # not 32 bytes
 R_CARD_SIGNATURE_LENGTH: Final = "card.signature_length"
 R_CARD_SIGNATURE: Final = "card.signature_invalid"
 R_CARD_TOO_LONG: Final = "card.too_long"          # a card certificate above 4096 bytes (as the QR's message)
+# WIRE-FORMAT 8: the status claim (65535) is checked with claim_reason: claims.type.status,
+# status.type.key, status.missing.status_list, status.type.status_list, status.missing.idx,
+# status.type.idx, status.missing.uri, status.type.uri.
+# WIRE-FORMAT 8: Status List Tokens (fastpath.status_list; their claims too use claim_reason:
+# claims.missing.sub, claims.type.ttl, status_list.type.bits, status_list.missing.lst, ...)
+R_HEADER_TYP: Final = "header.typ"                # protected 16 missing or not application/statuslist+cwt
+R_STATUS_LIST_TOO_LONG: Final = "status_list.too_long"  # a token longer than any list within the bound
+R_STATUS_LIST_URI: Final = "status_list.uri"      # a token's status claim points to another list
+R_STATUS_LIST_INDEX: Final = "status_list.index"  # ... or past the end of this one
 
 
 def claim_reason(area: str, kind: str, name: str) -> str:
     """``claims.missing.exp``, ``claims.type.cti``, ``permit.missing.pn``, ``permit.type.dob``, ``card.type.cpk``.
 
     kind is ``missing`` or ``type`` (wrong type or value); the area is ``claims``
-    for the CWT claims, ``permit`` for the -70001 map, ``card`` for -70002.
+    for the CWT claims, ``permit`` for the -70001 map, ``card`` for -70002,
+    ``status`` for the status claim (65535), ``status_list`` for a Status List
+    Token's list (65533).
     """
     return f"{area}.{kind}.{name}"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import io
 import json
 import os
 import sys
@@ -62,6 +63,7 @@ RETIRED = _key("retired")
 REVOKED = _key("revoked")
 STRANGER = _key("stranger")  # not in the trust list
 CARD = _key("card")
+STATUS = _key("status")      # a Status List signer (use "status"): never a permit token's
 
 
 def kid_of(key: SigningKey) -> bytes:
@@ -74,17 +76,18 @@ def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
-def _jwk(key: SigningKey, status: str) -> dict[str, Any]:
+def _jwk(key: SigningKey, status: str, use: str = "sig") -> dict[str, Any]:
     return {"kty": "OKP", "crv": "Ed25519", "x": _b64url(bytes(key.verify_key)),
-            "kid": _b64url(kid_of(key)), "alg": "EdDSA", "use": "sig", "iss": ISSUERS,
+            "kid": _b64url(kid_of(key)), "alg": "EdDSA", "use": use, "iss": ISSUERS,
             "status": status}
 
 
 TRUST_JSON = json.dumps({"keys": [_jwk(ACTIVE, "active"), _jwk(RETIRED, "retired"),
-                                  _jwk(REVOKED, "revoked")]})
+                                  _jwk(REVOKED, "revoked"), _jwk(STATUS, "active", "status")]})
+# The permit issuers' keys only: a VALID permit token signed by another is a failure.
 PUBLIC_KEYS = {kid_of(k): (bytes(k.verify_key), s)
                for k, s in ((ACTIVE, "active"), (RETIRED, "retired"), (REVOKED, "revoked"))}
-SIGNERS = (ACTIVE, RETIRED, REVOKED, STRANGER)
+SIGNERS = (ACTIVE, RETIRED, REVOKED, STRANGER, STATUS)
 
 
 def new_trust() -> fastpath.TrustList:
@@ -143,7 +146,30 @@ def claims(profile: str, iat: int = NOW - 30) -> dict[int, Any]:
                           "cpk": bytes(CARD.verify_key)}
     else:
         result[-70001] = dict(PERMIT)
+    # WIRE-FORMAT 8's status claim, so that edits of a valid token reach its checks too
+    result[65535] = {"status_list": {"idx": 1234, "uri": "https://pv.example/v1/status-lists/"
+                                     + ("cards" if profile == "CARD" else "permits")}}
     return result
+
+
+def edit(data: bytes, fdp: atheris.FuzzedDataProvider) -> bytes:
+    """A few byte edits, insertions, cuts and bit flips: mutations of a valid message (all harnesses)."""
+    buffer = bytearray(data)
+    for _ in range(fdp.ConsumeIntInRange(0, 4)):
+        if not buffer:
+            break
+        what = fdp.ConsumeIntInRange(0, 3)
+        position = fdp.ConsumeIntInRange(0, len(buffer) - 1)
+        if what == 0:
+            buffer[position] = fdp.ConsumeInt(1) & 0xFF
+        elif what == 1:
+            buffer[position:position] = fdp.ConsumeBytes(fdp.ConsumeIntInRange(1, 8))
+        elif what == 2:
+            del buffer[position:position + fdp.ConsumeIntInRange(1, 8)]
+        else:
+            buffer[position] ^= 1 << fdp.ConsumeIntInRange(0, 7)
+    return bytes(buffer)
+
 
 
 # --- the checks -------------------------------------------------------------------
@@ -167,7 +193,7 @@ def same(c_verdict: Any, py_verdict: Any, what: str) -> None:
                              f"  py: {py_verdict!r} {py_verdict.as_dict()}")
 
 
-def _strict_b45(text: str) -> bytes:
+def strict_b45(text: str) -> bytes:
     values = [BASE45_ALPHABET.index(ch) for ch in text]
     out = bytearray()
     for i in range(0, len(values) - len(values) % 3, 3):
@@ -202,10 +228,49 @@ def oracle_cose(message: bytes, profile: str) -> dict[Any, Any]:
     return body
 
 
+def _one_item(data: bytes) -> tuple[bool, Any]:
+    """(True, item) when cbor2 reads ``data`` as exactly one item, else (False, None).
+    (cbor2.loads ignores bytes after the first item.)"""
+    stream = io.BytesIO(data)
+    try:
+        item = cbor2.CBORDecoder(stream).decode()
+    except Exception:  # anything cbor2 cannot read, whatever it raises
+        return False, None
+    return stream.tell() == len(data), item
+
+
+def oracle_structure(message: bytes, verdict: Any) -> None:
+    """WIRE-FORMAT 2's order of the structure checks, on any verdict of a message that
+    cbor2 reads as a COSE_Sign1 of the right shape: a signature of any length but 64
+    is MALFORMED whatever the header says; an empty protected bstr has no alg
+    (UNSUPPORTED); a verdict past the header means the protected bstr held exactly
+    one map. Our reader is stricter than cbor2 (preferred serialization, duplicate
+    keys, ...), so a ``cbor.*`` reason is always allowed, as are the checks before
+    the COSE structure's."""
+    whole, cose = _one_item(message)
+    if isinstance(cose, cbor2.CBORTag):
+        whole, cose = whole and cose.tag == 18, cose.value
+    if not (whole and isinstance(cose, (list, tuple)) and len(cose) == 4 and type(cose[0]) is bytes
+            and isinstance(cose[1], Mapping) and type(cose[2]) is bytes and type(cose[3]) is bytes):
+        return
+    reason = verdict.reasons[0] if verdict.reasons else None
+    if reason is not None and reason.startswith(("input.", "prefix.", "qr.", "base45.", "zlib.", "card.too_long",
+                                                 "cbor.")):
+        return  # checks before the structure's, or our stricter CBOR
+    protected, signature = cose[0], cose[3]
+    if len(signature) != 64:
+        assert reason == codes.R_COSE_SIGNATURE_LENGTH, (verdict, len(signature))
+    elif protected == b"":
+        assert reason == codes.R_HEADER_ALG_MISSING, verdict
+    elif reason not in (codes.R_COSE_STRUCTURE, codes.R_COSE_SIGNATURE_LENGTH, codes.R_COSE_PROTECTED):
+        one, header = _one_item(protected)
+        assert one and isinstance(header, Mapping), (verdict, protected)
+
+
 def oracle_qr(text: str, verdict: Any, now: int) -> None:
     prefix, data = text[:4], text[4:]
     assert prefix in ("WP1:", "ES1:"), prefix
-    message = zlib.decompress(_strict_b45(data))
+    message = zlib.decompress(strict_b45(data))
     body = oracle_cose(message, prefix[:3])
     assert body[6] - 60 <= now < body[4] + 60, (body, now)
     assert verdict.permit["pn"] == body[-70001]["pn"]

@@ -17,6 +17,11 @@ right, edited, of the wrong length or of the wrong type. It asserts:
 - a VALID verdict is re-checked independently (cbor2 + PyNaCl): the certificate
   is validly signed by a trusted, non-revoked key and the card signed
   ``b"SSC-AUTH-1" + challenge`` with the certificate's ``cpk``.
+- any verdict keeps WIRE-FORMAT 2's order where cbor2 reads a COSE_Sign1 of the
+  right shape (``oracle_structure``): a signature of any length but 64 is
+  MALFORMED whatever the header says, an empty protected bstr is UNSUPPORTED
+  (no alg), and nothing gets past the header unless the protected bstr held
+  exactly one map.
 """
 
 from __future__ import annotations
@@ -41,36 +46,20 @@ DOMAIN = b"SSC-AUTH-1"
 TIMES = (common.NOW, common.NOW - 10**9, common.NOW + 10**9, 0, 2**63 - 1)
 
 
-def _edit(data: bytes, fdp: atheris.FuzzedDataProvider) -> bytes:
-    buffer = bytearray(data)
-    for _ in range(fdp.ConsumeIntInRange(0, 4)):
-        if not buffer:
-            break
-        what = fdp.ConsumeIntInRange(0, 2)
-        position = fdp.ConsumeIntInRange(0, len(buffer) - 1)
-        if what == 0:
-            buffer[position] = fdp.ConsumeInt(1) & 0xFF
-        elif what == 1:
-            buffer[position:position] = fdp.ConsumeBytes(fdp.ConsumeIntInRange(1, 8))
-        else:
-            del buffer[position:position + fdp.ConsumeIntInRange(1, 8)]
-    return bytes(buffer)
-
-
 def make_certificate(fdp: atheris.FuzzedDataProvider) -> object:
     mode = fdp.ConsumeIntInRange(0, 5)
     if mode == 0:
         return fdp.ConsumeBytes(fdp.ConsumeIntInRange(0, 600))
     if mode == 1:
-        return _edit(CERTIFICATE, fdp)
+        return common.edit(CERTIFICATE, fdp)
     signer = common.SIGNERS[fdp.ConsumeIntInRange(0, len(common.SIGNERS) - 1)]
     protected = cbor2.dumps({1: -8, 4: common.kid_of(signer)})
     if mode == 2:  # the claims
         payload = (fdp.ConsumeBytes(fdp.ConsumeIntInRange(0, 400)) if fdp.ConsumeBool()
-                   else _edit(cbor2.dumps(common.claims("CARD")), fdp))
+                   else common.edit(cbor2.dumps(common.claims("CARD")), fdp))
         return common.sign1(signer, payload, protected, tag=fdp.ConsumeBool())
     if mode == 3:  # the header
-        protected = _edit(protected, fdp)
+        protected = common.edit(protected, fdp)
         return common.sign1(signer, cbor2.dumps(common.claims("CARD")), protected)
     if mode == 4:  # too long, or not bytes
         return (b"\x00" * fdp.ConsumeIntInRange(4090, 4200)) if fdp.ConsumeBool() \
@@ -87,7 +76,7 @@ def make_challenge_and_signature(fdp: atheris.FuzzedDataProvider) -> tuple[objec
         challenge = bytearray(CHALLENGE)
     signature: object = common.CARD.sign(DOMAIN + bytes(challenge)).signature
     if mode == 3:
-        signature = _edit(signature, fdp)  # type: ignore[arg-type]
+        signature = common.edit(signature, fdp)  # type: ignore[arg-type]
     elif mode == 4:
         signature = fdp.ConsumeBytes(fdp.ConsumeIntInRange(0, 70))
     return challenge, signature
@@ -112,6 +101,8 @@ def test_one_input(data: bytes) -> None:
     py_certificate = PY.verify_card_certificate(certificate, TRUST, now)
     common.check_verdict(c_certificate)
     common.same(c_certificate, py_certificate, "the certificate " + what)
+    if type(certificate) is bytes:
+        common.oracle_structure(certificate, c_certificate)
 
     c_card = C.verify_card(certificate, challenge, signature, TRUST, now)
     py_card = PY.verify_card(certificate, challenge, signature, TRUST, now)

@@ -17,6 +17,11 @@ unprotected map is fuzz data). For each text it asserts:
   through a shared verdict cache (a hit must equal the cold verdict);
 - a VALID verdict is re-checked independently (cbor2 + PyNaCl): the text
   decodes to a COSE_Sign1 validly signed by a trusted, non-revoked key.
+- any verdict keeps WIRE-FORMAT 2's order where cbor2 reads a COSE_Sign1 of the
+  right shape (``oracle_structure``): a signature of any length but 64 is
+  MALFORMED whatever the header says, an empty protected bstr is UNSUPPORTED
+  (no alg), and nothing gets past the header unless the protected bstr held
+  exactly one map.
 
 A failure prints the offending input and exits non-zero (libFuzzer writes it to
 ``crash-*``; rerun with ``python3 fuzz/fuzz_verify_qr.py crash-...``).
@@ -49,25 +54,6 @@ PROTECTED = cbor2.dumps({1: -8, 4: common.kid_of(common.ACTIVE)})
 TIMES = (common.NOW, common.NOW - 10**9, common.NOW + 10**9, 0, -1, 2**63 - 1, -(2**63))
 
 
-def _edit(data: bytes, fdp: atheris.FuzzedDataProvider) -> bytes:
-    """A few byte edits, an insertion, a cut: mutations of a valid message."""
-    buffer = bytearray(data)
-    for _ in range(fdp.ConsumeIntInRange(0, 4)):
-        if not buffer:
-            break
-        what = fdp.ConsumeIntInRange(0, 3)
-        position = fdp.ConsumeIntInRange(0, len(buffer) - 1)
-        if what == 0:
-            buffer[position] = fdp.ConsumeInt(1) & 0xFF
-        elif what == 1:
-            buffer[position:position] = fdp.ConsumeBytes(fdp.ConsumeIntInRange(1, 8))
-        elif what == 2:
-            del buffer[position:position + fdp.ConsumeIntInRange(1, 8)]
-        else:
-            buffer[position] ^= 1 << fdp.ConsumeIntInRange(0, 7)
-    return bytes(buffer)
-
-
 def make_text(fdp: atheris.FuzzedDataProvider) -> str:
     mode = fdp.ConsumeIntInRange(0, 7)
     prefix = ("WP1:", "ES1:")[fdp.ConsumeIntInRange(0, 1)]
@@ -84,30 +70,41 @@ def make_text(fdp: atheris.FuzzedDataProvider) -> str:
         else:
             inflated = TEMPLATES[prefix[:3]]
         stream = zlib.compress(inflated, fdp.ConsumeIntInRange(0, 9))
-        return prefix + common.base45_encode(_edit(stream, fdp))
+        return prefix + common.base45_encode(common.edit(stream, fdp))
     if mode == 3:  # the CBOR/COSE layer: arbitrary message bytes
         return common.qr(fdp.ConsumeBytes(fdp.ConsumeIntInRange(0, 600)), prefix)
     if mode == 4:  # a valid signed message, edited
-        return common.qr(_edit(TEMPLATES[prefix[:3]], fdp), prefix)
+        return common.qr(common.edit(TEMPLATES[prefix[:3]], fdp), prefix)
     signer = common.SIGNERS[fdp.ConsumeIntInRange(0, len(common.SIGNERS) - 1)]
     if mode == 5:  # claims: a signed payload of fuzz bytes, or a valid one edited
         if fdp.ConsumeBool():
             payload = fdp.ConsumeBytes(fdp.ConsumeIntInRange(0, 500))
         else:
-            payload = _edit(cbor2.dumps(common.claims(prefix[:3])), fdp)
+            payload = common.edit(cbor2.dumps(common.claims(prefix[:3])), fdp)
         protected = cbor2.dumps({1: -8, 4: common.kid_of(signer)})
         return common.qr(common.sign1(signer, payload, protected, tag=fdp.ConsumeBool()), prefix)
     if mode == 6:  # the header: signed fuzz protected bytes, or a valid one edited
         protected = (fdp.ConsumeBytes(fdp.ConsumeIntInRange(0, 40)) if fdp.ConsumeBool()
-                     else _edit(cbor2.dumps({1: -8, 4: common.kid_of(signer)}), fdp))
+                     else common.edit(cbor2.dumps({1: -8, 4: common.kid_of(signer)}), fdp))
         payload = cbor2.dumps(common.claims(prefix[:3]))
         return common.qr(common.sign1(signer, payload, protected), prefix)
     # mode 7: the unprotected map (kid, crit, anything) beside a valid protected header
     unprotected = (fdp.ConsumeBytes(fdp.ConsumeIntInRange(0, 40)) if fdp.ConsumeBool()
-                   else _edit(cbor2.dumps({4: common.kid_of(signer)}), fdp))
+                   else common.edit(cbor2.dumps({4: common.kid_of(signer)}), fdp))
     protected = PROTECTED if fdp.ConsumeBool() else cbor2.dumps({1: -8})
     payload = cbor2.dumps(common.claims(prefix[:3]))
     return common.qr(common.sign1(signer, payload, protected, unprotected), prefix)
+
+
+def _message_of(text: str) -> bytes | None:
+    """The COSE message inside a QR text as base45 + zlib read it independently, or None."""
+    data = text[4:]
+    if text[:4] not in ("WP1:", "ES1:") or not set(data) <= set(common.BASE45_ALPHABET) or len(data) % 3 == 1:
+        return None
+    try:
+        return zlib.decompress(common.strict_b45(data))
+    except (zlib.error, ValueError, IndexError, OverflowError):
+        return None
 
 
 def test_one_input(data: bytes) -> None:
@@ -123,6 +120,9 @@ def test_one_input(data: bytes) -> None:
     first, second = (C, PY) if fdp.ConsumeBool() else (PY, C)
     common.same(first.verify_qr(text, SHARED, now), c_verdict, "a cached verify (1st) " + repr(text))
     common.same(second.verify_qr(text, SHARED, now), c_verdict, "a cached verify (2nd) " + repr(text))
+    message = _message_of(text)
+    if message is not None:
+        common.oracle_structure(message, c_verdict)
     if c_verdict.ok:
         common.oracle_qr(text, c_verdict, now)
 

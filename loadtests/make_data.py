@@ -167,12 +167,12 @@ def bad_codes(twin: Any, upstream: str, permits: list[PermitRecord], count: int,
     return rows
 
 
-def create_keys(redis_url: str, per_role: int, partner_employers: list[list[str]]) -> dict[str, list[str]]:
+def create_keys(store_url: str, per_role: int, partner_employers: list[list[str]]) -> dict[str, list[str]]:
     from verifier.api.auth.keys import add_api_key
     from verifier.lib.redis_client import async_client
 
     async def make() -> dict[str, list[str]]:
-        redis = async_client(redis_url)
+        redis = async_client(store_url)
         try:
             keys: dict[str, list[str]] = {}
             for role in ROLES:
@@ -218,7 +218,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     info = json.loads(args.info.read_text())
-    upstream, redis_url = info["upstream"], info["redis"]
+    # API keys live in the store of record (a demo of before it existed: the one Redis)
+    upstream, store_url = info["upstream"], info.get("store") or info["redis"]
     rng = random.Random(args.seed)
     started = time.monotonic()
     today = dt.datetime.now(CST).date().isoformat()
@@ -285,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
         lookups.append({"key_index": key_index, "ids": ids, "expect_found": sum(1 for pn in ids if pn in own)})
     counts["partner"] = write_ndjson(args.out / "partner.ndjson", lookups)
 
-    keys = create_keys(redis_url, args.keys_per_role, partner_employers)
+    keys = create_keys(store_url, args.keys_per_role, partner_employers)
     keys_file = args.out / "keys.json"
     keys_file.write_text(json.dumps(keys, indent=1))
     keys_file.chmod(0o600)

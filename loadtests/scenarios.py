@@ -92,7 +92,7 @@ class Data:
     """This process's share of the cold WP1 codes, walked in turn."""
     answered_es1: deque[tuple[str, str]] = field(default_factory=lambda: deque(maxlen=2000))
     """ES1 codes this process saw accepted (code, pn): replayed ones must be REPLAYED."""
-    holder_tokens: deque[tuple[str, str]] = field(default_factory=lambda: deque(maxlen=2000))
+    holder_tokens: deque[tuple[str, str, str]] = field(default_factory=lambda: deque(maxlen=2000))
     """Holder sessions this process opened (token, pn)."""
     _chips: dict[str, Any] = field(default_factory=dict)
     _key_turn: dict[str, itertools.count[int]] = field(default_factory=dict)
@@ -283,8 +283,11 @@ def bulk_lookup(role: str) -> Action:
 HOLDER_ROLE = "essc_platform"
 
 
-def _holder_session(turn: Turn) -> tuple[str, str] | None:
+def _holder_session(turn: Turn) -> tuple[str, str, str] | None:
+    """Sign a holder in; ``(holder token, pn, platform key)``: a token works only with the
+    platform key that made it, so the holder's later calls send that key."""
     row = turn.rng.choice(turn.data.es1)
+    key = turn.rng.choice(turn.data.keys[HOLDER_ROLE])
     body = orjson.dumps({"code": turn.data.mint_es1(row["pn"])})
 
     def check(status: int, _ct: str, content: bytes) -> str | None:
@@ -293,15 +296,15 @@ def _holder_session(turn: Turn) -> tuple[str, str] | None:
             failure = "a session without token and expires_at"
         return failure
 
-    answer = turn.send("/v1/holder/session", "POST", "/v1/holder/session", body, HOLDER_ROLE, check)
+    answer = turn.send("/v1/holder/session", "POST", "/v1/holder/session", body, HOLDER_ROLE, check, token=key)
     if answer is None:
         return None
-    session = (str(orjson.loads(answer)["token"]), row["pn"])
+    session = (str(orjson.loads(answer)["token"]), row["pn"], key)
     turn.data.holder_tokens.append(session)
     return session
 
 
-def _a_holder(turn: Turn) -> tuple[str, str] | None:
+def _a_holder(turn: Turn) -> tuple[str, str, str] | None:
     tokens = turn.data.holder_tokens
     return tokens[turn.rng.randrange(len(tokens))] if tokens else _holder_session(turn)
 
@@ -316,10 +319,10 @@ def holder_permit() -> Action:
     def run(turn: Turn) -> None:
         holder = _a_holder(turn)
         if holder is not None:
-            token, pn = holder
+            token, pn, key = holder
             turn.send("/v1/holder/permit", "GET", "/v1/holder/permit", None, HOLDER_ROLE,
                       lambda status, _ct, content: checks.permit_failure(status, content, pn),
-                      headers={"X-Holder-Token": token})
+                      token=key, headers={"X-Holder-Token": token})
     return Action("holder reads own permit", run)
 
 
@@ -334,7 +337,7 @@ def holder_verifications() -> Action:
                 return failure
 
             turn.send("/v1/holder/verifications", "GET", "/v1/holder/verifications", None, HOLDER_ROLE, check,
-                      headers={"X-Holder-Token": holder[0]})
+                      token=holder[2], headers={"X-Holder-Token": holder[0]})
     return Action("holder lists who verified them", run)
 
 

@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "verifier.sync.cli",
     "verifier.run.cli",
     "verifier.api.cli",
+    "verifier.cardbridge.cli",
     "verifier.notify.cli",
 )
 

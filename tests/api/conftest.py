@@ -37,7 +37,7 @@ T = TypeVar("T")
 ISSUER = "CN-110000"
 EMPLOYER_A = "91110000100000000A"
 EMPLOYER_B = "91310000200000000B"
-ROLES = ("exit_entry", "service_hall", "social_insurance", "partner", "admin")
+ROLES = ("exit_entry", "service_hall", "social_insurance", "partner", "admin", "essc_platform")
 _CST = dt.timezone(dt.timedelta(hours=8))
 
 
@@ -120,11 +120,16 @@ class World:
     revoked: IssuerKey
     """A key of the trust list with status ``revoked``."""
     index: IndexHelper
+    state_dir: Path
+    """The workers' state folder (their audit files are in ``state_dir/audit``)."""
+    store_url: str = ""
+    """The store of record (API keys, audit); empty: the index's Redis (``redis_url``)."""
     token: dict[str, str] = field(default_factory=dict)
     key_id: dict[str, str] = field(default_factory=dict)
 
     def settings(self, **changes: Any) -> Settings:
-        base: dict[str, Any] = {"redis_url": self.redis_url, "rate_limit_per_s": 100_000.0, "rate_limit_burst": 100_000}
+        base: dict[str, Any] = {"redis_url": self.redis_url, "store_url": self.store_url, "state_dir": self.state_dir,
+                                "rate_limit_per_s": 100_000.0, "rate_limit_burst": 100_000}
         base.update(changes)
         return Settings(**base)
 
@@ -139,8 +144,13 @@ class World:
         kwargs.setdefault("iat", int(time.time()) - 5)
         return mint_es1(key or self.issuer, permit, **kwargs)
 
+    @property
+    def store(self) -> str:
+        """The URL of the store of record."""
+        return self.store_url or self.redis_url
+
     def add_key(self, role: str, name: str, employers: tuple[str, ...] = (), **kwargs: Any) -> tuple[str, str]:
-        return run_async(self.redis_url, lambda r: add_api_key(r, role, name, employers, **kwargs))
+        return run_async(self.store, lambda r: add_api_key(r, role, name, employers, **kwargs))
 
     def store_trust_list(self, *keys: IssuerKey) -> None:
         data = orjson.dumps(trust_list(keys or (self.issuer, self.revoked)))
@@ -152,10 +162,11 @@ def issuer() -> IssuerKey:
     return IssuerKey.generate([ISSUER, "CN-310000"])
 
 
-def make_world(redis_url: str, redis_sync: Any, issuer: IssuerKey) -> World:
-    """Trust list, index and keys in the Redis at ``redis_url``."""
+def make_world(redis_url: str, redis_sync: Any, issuer: IssuerKey, state_dir: Path, store_url: str = "") -> World:
+    """Trust list and index in the Redis at ``redis_url``, keys in the store of record (``store_url``, or the same)."""
     world = World(redis_url=redis_url, redis_sync=redis_sync, issuer=issuer,
-                  revoked=IssuerKey.generate([ISSUER], status="revoked"), index=IndexHelper(redis_sync))
+                  revoked=IssuerKey.generate([ISSUER], status="revoked"), index=IndexHelper(redis_sync),
+                  state_dir=state_dir, store_url=store_url)
     world.store_trust_list()
     world.index.load(list(PERMITS.values()))
     for role in ROLES:
@@ -165,8 +176,8 @@ def make_world(redis_url: str, redis_sync: Any, issuer: IssuerKey) -> World:
 
 
 @pytest.fixture
-def world(redis_url: str, redis_sync: Any, issuer: IssuerKey) -> World:
-    return make_world(redis_url, redis_sync, issuer)
+def world(redis_url: str, redis_sync: Any, issuer: IssuerKey, tmp_path: Path) -> World:
+    return make_world(redis_url, redis_sync, issuer, tmp_path / "state")
 
 
 def wait_until(predicate: Callable[[], Any], timeout_s: float = 5.0, what: str = "condition") -> Any:
@@ -181,11 +192,12 @@ def wait_until(predicate: Callable[[], Any], timeout_s: float = 5.0, what: str =
 
 
 def open_client(settings: Settings) -> TestClient[Any]:
-    """A started TestClient whose worker is subscribed to the change channel."""
+    """A started TestClient whose worker is subscribed to the change and revocation channels."""
     client = TestClient(create_app(settings), raise_server_exceptions=True)
     client.__enter__()
     runtime = client.app.state.runtime
     wait_until(lambda: runtime.subscribed.is_set(), what="the change subscription")
+    wait_until(lambda: runtime.store_subscribed.is_set(), what="the revocation subscription")
     return client
 
 

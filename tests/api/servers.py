@@ -16,8 +16,8 @@ from tests.api.conftest import World, wait_until
 
 
 class Server:
-    def __init__(self, world: World, workers: int, log_path: Path, **settings: Any) -> None:
-        self.port = free_port()
+    def __init__(self, world: World, workers: int, log_path: Path, port: int | None = None, **settings: Any) -> None:
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, **world.settings(**settings).to_env(), "VERIFIER_WORKERS": str(workers)}
         self._log = log_path.open("wb")

@@ -1,4 +1,4 @@
-"""The audit buffer goes out in entries bounded in records and bytes, in pipelines, in order.
+"""The audit goes out in entries bounded in records and bytes, in pipelines, in order.
 
 Bulk look-ups name up to 10,000 permits per record; one multi-megabyte XADD held
 Redis (and every look-up waiting on it) for tens of milliseconds.
@@ -11,7 +11,9 @@ from typing import Any
 
 import orjson
 
-from verifier.api.audit.log import AUDIT_STREAM, BATCH, BATCH_BYTES, PIPELINE_BYTES, AuditLog, _pipelines
+from verifier.api.audit.chain import Chain, Link
+from verifier.api.audit.log import AuditLog
+from verifier.api.audit.stream import AUDIT_STREAM, BATCH, BATCH_BYTES, PIPELINE_BYTES, pipelines
 from verifier.lib.redis_client import async_client
 
 
@@ -21,16 +23,18 @@ def _lookup_record(i: int, permits: int) -> dict[str, Any]:
 
 
 def test_entries_and_pipelines_are_bounded_and_keep_the_order() -> None:
-    records = [_lookup_record(i, 1000 if i % 4 == 0 else 1) for i in range(2000)]
-    pipelines = _pipelines(records)
-    assert [r for pipeline in pipelines for batch in pipeline for r in batch] == records
-    for pipeline in pipelines:
+    chain = Chain(Link.start("00000000-w0"))
+    lines = chain.extend([_lookup_record(i, 1000 if i % 4 == 0 else 1) for i in range(2000)])
+    numbered = list(zip(range(1, len(lines) + 1), lines))
+    grouped = pipelines(numbered)
+    assert [item for pipeline in grouped for batch in pipeline for item in batch] == numbered
+    for pipeline in grouped:
         for batch in pipeline:
             assert len(batch) <= BATCH
             # a batch is over the bound by at most its last record
-            assert len(orjson.dumps(batch[:-1])) <= BATCH_BYTES
-        assert sum(len(orjson.dumps(batch)) for batch in pipeline[:-1]) <= PIPELINE_BYTES + BATCH_BYTES
-    small = _pipelines([_lookup_record(i, 1) for i in range(3000)])
+            assert sum(len(line) for _n, line in batch[:-1]) <= BATCH_BYTES
+        assert sum(len(line) for batch in pipeline[:-1] for _n, line in batch) <= PIPELINE_BYTES + BATCH_BYTES
+    small = pipelines(list(enumerate(chain.extend([_lookup_record(i, 1) for i in range(3000)]), 1)))
     assert [len(batch) for pipeline in small for batch in pipeline][0] <= BATCH
 
 
@@ -54,4 +58,5 @@ def test_a_flush_of_large_records_writes_every_record_once_in_order(redis_url: s
     assert len(entries) > 1
     stored = [r for _id, fields in entries for r in orjson.loads(fields[b"r"])]
     assert [r["pn"] for r in stored] == [r["pn"] for r in records]
-    assert max(len(fields[b"r"]) for _id, fields in entries) <= BATCH_BYTES + len(orjson.dumps(records[0]))
+    assert [int(r["id"].rsplit(":", 1)[1]) for r in stored] == list(range(1, len(records) + 1))
+    assert max(len(fields[b"r"]) for _id, fields in entries) <= BATCH_BYTES + len(orjson.dumps(stored[0])) + 2

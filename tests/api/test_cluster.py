@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,10 +17,11 @@ from tests.support.local_cluster import LocalCluster
 pytestmark = pytest.mark.slow
 
 
-def test_primary_killed_then_failover(redis_cluster: LocalCluster, redis_cluster_url: str, issuer: IssuerKey) -> None:
+def test_primary_killed_then_failover(redis_cluster: LocalCluster, redis_cluster_url: str, issuer: IssuerKey,
+                                      tmp_path: Path) -> None:
     redis_sync = sync_client(redis_cluster_url)
     try:
-        world = make_world(redis_cluster_url, redis_sync, issuer)
+        world = make_world(redis_cluster_url, redis_sync, issuer, tmp_path)
         client = open_client(world.settings())
         try:
             def scan(text: str, terminal: str) -> dict[str, Any]:

@@ -46,7 +46,7 @@ def active_permit_numbers(count: int) -> list[str]:
 
 
 def test_simulator_changes_reach_every_worker(stack: DemoStack) -> None:
-    token = create_demo_keys(stack.redis_url, ["91110000100000000A"])["exit_entry"]["token"]
+    token = create_demo_keys(stack.store_url, ["91110000100000000A"])["exit_entry"]["token"]
     headers = {"Authorization": f"Bearer {token}"}
     first, second = active_permit_numbers(2)
 
@@ -84,7 +84,7 @@ def test_simulator_changes_reach_every_worker(stack: DemoStack) -> None:
 
 
 def test_demo_samples_answer_as_announced(stack: DemoStack) -> None:
-    keys: dict[str, Any] = create_demo_keys(stack.redis_url, ["91110000100000000A"])
+    keys: dict[str, Any] = create_demo_keys(stack.store_url, ["91110000100000000A"])
     ready = _http.get(f"{stack.api_url}/health/ready").json()
     assert ready["ready"] is True
     def sync_state() -> dict[str, Any]:

@@ -23,7 +23,7 @@ def test_live_and_ready(client: Any, world: World) -> None:
     assert ready.status_code == 200
     body = ready.json()
     assert body["ready"] is True
-    assert body["checks"] == {"redis": True, "index": "fresh", "trust_list": True}
+    assert body["checks"] == {"redis": True, "index": "fresh", "trust_list": True, "store": True}
     assert body["index_as_of"]["seq"] == world.index.seq
 
 

@@ -168,3 +168,32 @@ def test_the_receipt_key_survives_a_flushed_redis(client: Any, world: World) -> 
         assert other.get("/v1/receipt-keys").json() == before
     finally:
         other.__exit__(None, None, None)
+
+
+def test_every_503_of_permit_reads_and_lookups_is_audited(client: Any, world: World) -> None:
+    pn = PERMITS["valid"].pn
+    world.redis_sync.delete(b"{pv}:current")  # the index is gone (a FLUSHALL, an unfinished first load)
+    wait_until(lambda: client.get(f"/v1/permits/{pn}", headers=world.headers("admin")).status_code == 503,
+               what="the worker to see the index gone")
+    answered = {"permit": 0, "lookup": 0}
+    for _ in range(3):
+        assert client.get(f"/v1/permits/{pn}", headers=world.headers("admin")).status_code == 503
+        answered["permit"] += 1
+        lookup = client.post("/v1/permits/lookup", json={"by": "ssn", "ids": [PERMITS["valid"].ssn, "nope"]},
+                             headers=world.headers("partner"))
+        assert lookup.status_code == 503
+        answered["lookup"] += 1
+
+    def unavailable() -> list[dict[str, Any]]:
+        return [e for e in audit_entries(world) if e["result"] == "STATUS_UNAVAILABLE"]
+
+    wait_until(lambda: sum(e["kind"] == "lookup" for e in unavailable()) >= 3, timeout_s=3,
+               what="the 503s' audit records")
+    records = unavailable()
+    permits = [e for e in records if e["kind"] == "permit"]
+    lookups = [e for e in records if e["kind"] == "lookup"]
+    assert len(permits) >= answered["permit"] and len(lookups) == answered["lookup"]  # + the waiting loop's
+    assert {(e["pn"], e["reason"], e["key"]) for e in permits} == {
+        (pn, "status.index_not_ready", world.key_id["admin"])}
+    # a look-up showed nothing: its record names no permit (nor the ssn asked), only what was asked
+    assert {(e["pn"], e["by"], e["asked"], e["reason"]) for e in lookups} == {("", "ssn", "2", "status.index_not_ready")}

@@ -53,6 +53,27 @@ def test_c_twin_loaded() -> None:
     assert render.render_found is load_twin("c").render_found
 
 
+def test_field_order_is_permit_views_and_both_twins_share_it() -> None:
+    # defined once (permits/schemas.py) from the response Struct, not written in each twin
+    from verifier.api.permits.schemas import FIELD_ORDER
+    from verifier.api.verdicts.schemas import PermitView
+
+    assert FIELD_ORDER == PermitView.__struct_fields__
+    assert load_twin("py").FIELD_ORDER is FIELD_ORDER
+    assert load_twin("c").FIELD_ORDER is FIELD_ORDER
+
+
+def test_compiled_table_is_checked_against_field_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a PermitView whose fields changed order (here: n before pn) must stop the compiled renderer
+    # from loading, or it would write one field's value under another's name
+    c_twin = load_twin("c")
+    c_twin._check_table()  # the real one matches
+    reordered = ("n", "status", "cat", "emp", "vf", "vt", "pn", *ALL_FIELDS[7:])
+    monkeypatch.setattr(c_twin, "FIELD_ORDER", reordered)
+    with pytest.raises(ImportError, match="field table"):
+        c_twin._check_table()
+
+
 def both(ids: list[str], values: list[bytes | None], fields: tuple[str, ...] = ALL_FIELDS,
          employers: frozenset[str] | None = None) -> Any:
     """The reference's answer (or RecordError), after checking that the compiled twin agrees."""

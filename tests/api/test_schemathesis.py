@@ -45,7 +45,8 @@ schema = schemathesis.pytest.from_fixture("api_schema")
 def test_api_answers_by_its_schema(case: Any, served: tuple[World, Server]) -> None:
     world, server = served
     # the role that may use the operation, so that generated data gets past the guard
-    role = "admin" if case.path.startswith(("/v1/admin", "/v1/webhooks")) else "social_insurance"
+    role = ("admin" if case.path.startswith(("/v1/admin", "/v1/webhooks"))
+            else "essc_platform" if case.path.startswith("/v1/holder") else "social_insurance")
     response = case.call(base_url=server.url, headers=world.headers(role))
     assert response.status_code < 500 or (response.status_code == 503 and case.path == "/health/ready"), (
         f"{case.method} {case.path}: {response.status_code} {response.text[:500]}")

@@ -108,6 +108,7 @@ class Issuer:
     name: str
     issuers: list[str] = field(default_factory=lambda: ["CN-310000", "CN-110000"])
     status: str = "active"
+    use: str = "sig"  # "status": a Status List signer (WIRE-FORMAT 8)
 
     def __post_init__(self) -> None:
         self.signing_key = SigningKey(hashlib.sha256(b"fastpath-tests:" + self.name.encode()).digest())
@@ -116,7 +117,7 @@ class Issuer:
 
     def jwk(self, **overrides: Any) -> dict[str, Any]:
         key = {"kty": "OKP", "crv": "Ed25519", "x": b64url(self.public_key), "kid": b64url(self.kid),
-               "alg": "EdDSA", "use": "sig", "iss": list(self.issuers), "status": self.status}
+               "alg": "EdDSA", "use": self.use, "iss": list(self.issuers), "status": self.status}
         key.update(overrides)
         return {k: v for k, v in key.items() if v is not _DROP}
 
@@ -132,11 +133,11 @@ def jwks(*keys: dict[str, Any]) -> str:
 def claims(profile: str = "WP1", *, iat: Any = NOW - 3600, exp: Any = None,
            permit: dict[str, Any] | None = None, **extra: Any) -> dict[int, Any]:
     """A valid claims map for the profile; ``extra`` adds or replaces claims by key
-    name (iss, exp, nbf, iat, cti) — ``DROP`` removes one."""
+    name (iss, exp, nbf, iat, cti, status) — ``DROP`` removes one."""
     base_iat = NOW - 3600 if iat is _DROP else iat
     if exp is None:
         exp = base_iat + 60 if profile == "ES1" else base_iat + 3 * 365 * 86400
-    names = {"iss": 1, "exp": 4, "nbf": 5, "iat": 6, "cti": 7}
+    names = {"iss": 1, "exp": 4, "nbf": 5, "iat": 6, "cti": 7, "status": 65535}
     result: dict[int, Any] = {1: "CN-310000", 4: exp, 6: iat}
     if profile == "ES1":
         result[7] = b"cti-0123456789ab"
@@ -191,10 +192,23 @@ RETIRED = Issuer("retired", status="retired")
 REVOKED = Issuer("revoked", status="revoked")
 REGIONAL = Issuer("regional", issuers=["CN-440000"])  # may sign for Guangdong only
 STRANGER = Issuer("stranger")                          # not in the trust list
+# Status List signers (WIRE-FORMAT 8): trusted for Status Lists only.
+STATUS_SIGNER = Issuer("status-signer", issuers=["CN-MOHRSS"], use="status")
+STATUS_RETIRED = Issuer("status-retired", issuers=["CN-MOHRSS"], status="retired", use="status")
+STATUS_REVOKED = Issuer("status-revoked", issuers=["CN-MOHRSS"], status="revoked", use="status")
+
+PERMITS_LIST_URI = "https://pv.example/v1/status-lists/permits"
+CARDS_LIST_URI = "https://pv.example/v1/status-lists/cards"
+
+
+def status_claim(idx: Any = 7, uri: Any = PERMITS_LIST_URI) -> dict[str, Any]:
+    """The status claim (65535) of WIRE-FORMAT 8: entry ``idx`` of the list at ``uri``."""
+    return {"status_list": {"idx": idx, "uri": uri}}
 
 
 def trust_list_json() -> str:
-    return jwks(ACTIVE.jwk(), RETIRED.jwk(), REVOKED.jwk(), REGIONAL.jwk())
+    return jwks(ACTIVE.jwk(), RETIRED.jwk(), REVOKED.jwk(), REGIONAL.jwk(), STATUS_SIGNER.jwk(),
+                STATUS_RETIRED.jwk(), STATUS_REVOKED.jwk())
 
 
 def base45_decode(text: str) -> bytes | None:
@@ -229,3 +243,49 @@ def message_of(text: str) -> bytes | None:
         return zlib.decompress(data)
     except zlib.error:
         return None
+
+
+# --- Status List Tokens (WIRE-FORMAT 8), written here from the draft's text -------
+STATUS_LIST_TYP = "application/statuslist+cwt"
+
+
+def pack(entries: Iterable[int], bits: int) -> bytes:
+    """The bit array of the draft: entry i at bit (i * bits) % 8 of byte (i * bits) // 8, LSB first."""
+    out = bytearray()
+    for i, value in enumerate(entries):
+        assert 0 <= value < 1 << bits
+        position = i * bits
+        if position // 8 == len(out):
+            out.append(0)
+        out[position // 8] |= value << (position % 8)
+    return bytes(out)
+
+
+def status_list_claims(*, bits: Any = 2, lst: Any = None, sub: Any = PERMITS_LIST_URI, iat: Any = NOW - 60,
+                       exp: Any = None, ttl: Any = 300, status_list: Any = None) -> dict[int, Any]:
+    """The claims of a Status List Token: ``lst`` is the compressed list (default: 8
+    entries, entry 3 = 1), ``status_list`` replaces the whole map; ``DROP`` removes one."""
+    if status_list is None:
+        if lst is None:
+            lst = zlib.compress(pack([0, 0, 0, 1, 0, 0, 0, 0], 2 if bits is DROP else bits), 9)
+        status_list = {k: v for k, v in {"bits": bits, "lst": lst}.items() if v is not _DROP}
+    if exp is None:
+        exp = (NOW if iat is _DROP else iat) + 3600
+    result = {2: sub, 6: iat, 4: exp, 65534: ttl, 65533: status_list}
+    return {k: v for k, v in result.items() if v is not _DROP}
+
+
+def status_list_token(issuer: Issuer | None = None, payload: Any = None, *, typ: Any = STATUS_LIST_TYP,
+                      **options: Any) -> bytes:
+    """A Status List Token under ``issuer``'s kid (default STATUS_SIGNER); ``options`` go to
+    :func:`sign1` (protected, unprotected, signature, tag, signer: who really signs)."""
+    issuer = issuer or STATUS_SIGNER
+    if payload is None:
+        payload = status_list_claims()
+    protected = options.pop("protected", None)
+    if protected is None:
+        protected = {1: -8, 4: issuer.kid}
+        if typ is not _DROP:
+            protected[16] = typ
+    return sign1(issuer, payload, protected=protected, **options)
+

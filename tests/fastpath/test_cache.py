@@ -49,20 +49,20 @@ def test_es1_is_never_cached(twin: ModuleType, trust: fastpath.TrustList) -> Non
     text = es1(ACTIVE, iat=NOW)
     assert not twin.verify_qr(text, trust, NOW).cached
     assert not twin.verify_qr(text, trust, NOW).cached
-    assert trust._cache == {}
+    assert trust.verdict_cache == {}
 
 
 def test_card_certificates_are_never_cached(twin: ModuleType, trust: fastpath.TrustList) -> None:
     certificate = sign1(ACTIVE, craft.claims("CARD"))
     assert twin.verify_card_certificate(certificate, trust, NOW).ok
     assert not twin.verify_card_certificate(certificate, trust, NOW).cached
-    assert trust._cache == {}
+    assert trust.verdict_cache == {}
 
 
 def test_cache_false_bypasses_it(twin: ModuleType, trust: fastpath.TrustList) -> None:
     text = wp1(ACTIVE)
     assert not twin.verify_qr(text, trust, NOW, cache=False).cached
-    assert trust._cache == {}
+    assert trust.verdict_cache == {}
     twin.verify_qr(text, trust, NOW)
     assert not twin.verify_qr(text, trust, NOW, cache=False).cached
 
@@ -110,7 +110,7 @@ def test_failures_before_the_signature_are_not_cached(twin: ModuleType, trust: f
     for text in ("WP1:GGW", wp1(STRANGER), qr(sign1(ACTIVE, signer=STRANGER))):
         twin.verify_qr(text, trust, NOW)
         assert not twin.verify_qr(text, trust, NOW).cached
-    assert trust._cache == {}
+    assert trust.verdict_cache == {}
 
 
 def test_cache_is_bounded_and_evicts_the_oldest(twin: ModuleType) -> None:
@@ -118,8 +118,8 @@ def test_cache_is_bounded_and_evicts_the_oldest(twin: ModuleType) -> None:
     texts = [wp1(ACTIVE, permit={**PERMIT, "v": v}) for v in range(5)]
     for text in texts:
         assert twin.verify_qr(text, trust, NOW).ok
-        assert len(trust._cache) <= 3
-    assert len(trust._cache) == 3
+        assert len(trust.verdict_cache) <= 3
+    assert len(trust.verdict_cache) == 3
     assert twin.verify_qr(texts[4], trust, NOW).cached      # the newest stayed
     assert not twin.verify_qr(texts[0], trust, NOW).cached  # the oldest went
 
@@ -129,7 +129,7 @@ def test_cache_limit_zero_disables_it(twin: ModuleType) -> None:
     text = wp1(ACTIVE)
     twin.verify_qr(text, trust, NOW)
     assert not twin.verify_qr(text, trust, NOW).cached
-    assert trust._cache == {}
+    assert trust.verdict_cache == {}
 
 
 def test_cache_survives_threads(twin: ModuleType) -> None:
@@ -142,4 +142,4 @@ def test_cache_survives_threads(twin: ModuleType) -> None:
         verdicts = list(pool.map(lambda t: twin.verify_qr(t, trust, NOW), texts * 5))
     assert all(v.ok for v in verdicts)
     assert [v.permit["v"] for v in verdicts if v.permit] == list(range(40)) * 5
-    assert len(trust._cache) <= 8
+    assert len(trust.verdict_cache) <= 8

@@ -385,3 +385,62 @@ def test_cose_signature_length_is_checked_before_the_header(twin: ModuleType, tr
     # no alg and a 63-byte signature: the structure check comes first
     message = cose(bstr(enc({4: KID})), b"\xa0", bstr(PAYLOAD), bstr(SIG[:63]))
     assert twin.verify_qr(qr(message), trust, NOW).reasons == (codes.R_COSE_SIGNATURE_LENGTH,)
+
+
+# --- WIRE-FORMAT 2's two clarifications (issue 14): signature length, empty protected ----
+SIG_70 = bytes(70)  # an ES256 signature in DER is about 70 bytes
+ES256 = enc({1: -7, 4: KID})  # a2 01 26 04 48 <kid>: alg ES256
+
+CLARIFICATION_CASES = [
+    # a 70-byte signature under alg ES256: the length is a structure check, before the header
+    pytest.param(cose(bstr(ES256), b"\xa0", bstr(PAYLOAD), bstr(SIG_70)),
+                 codes.MALFORMED, codes.R_COSE_SIGNATURE_LENGTH, id="es256-signature-70"),
+    # the same 70 bytes under crit: still the length first
+    pytest.param(cose(bstr(enc({1: -8, 2: [4], 4: KID})), b"\xa0", bstr(PAYLOAD), bstr(SIG_70)),
+                 codes.MALFORMED, codes.R_COSE_SIGNATURE_LENGTH, id="crit-signature-70"),
+    # a 70-byte signature and a protected bstr that holds no map: the length is checked first
+    pytest.param(cose(bstr(b"\x01"), b"\xa0", bstr(PAYLOAD), bstr(SIG_70)),
+                 codes.MALFORMED, codes.R_COSE_SIGNATURE_LENGTH, id="protected-int-signature-70"),
+    # a 70-byte signature and an empty protected bstr: the length, not the missing alg
+    pytest.param(cose(b"\x40", raw_map([(b"\x04", bstr(KID))]), bstr(PAYLOAD), bstr(SIG_70)),
+                 codes.MALFORMED, codes.R_COSE_SIGNATURE_LENGTH, id="protected-empty-signature-70"),
+    # an empty protected bstr (0x40), the kid unprotected: no protected header, so no alg
+    pytest.param(cose(b"\x40", raw_map([(b"\x04", bstr(KID))]), bstr(PAYLOAD), bstr(SIG)),
+                 codes.UNSUPPORTED, codes.R_HEADER_ALG_MISSING, id="protected-empty"),
+    # an empty protected bstr and no kid anywhere: the missing alg is found first
+    pytest.param(cose(b"\x40", b"\xa0", bstr(PAYLOAD), bstr(SIG)),
+                 codes.UNSUPPORTED, codes.R_HEADER_ALG_MISSING, id="protected-empty-no-kid"),
+    # an empty protected bstr, alg and kid in the unprotected map: alg counts only protected
+    pytest.param(cose(b"\x40", raw_map([(b"\x01", b"\x27"), (b"\x04", bstr(KID))]), bstr(PAYLOAD), bstr(SIG)),
+                 codes.UNSUPPORTED, codes.R_HEADER_ALG_MISSING, id="protected-empty-alg-unprotected"),
+    # a protected bstr holding an empty map (0x41 0xa0) is not empty: one map, without alg
+    pytest.param(cose(bstr(b"\xa0"), raw_map([(b"\x04", bstr(KID))]), bstr(PAYLOAD), bstr(SIG)),
+                 codes.UNSUPPORTED, codes.R_HEADER_ALG_MISSING, id="protected-empty-map"),
+    # a protected bstr holding the integer 1: not a map
+    pytest.param(cose(bstr(b"\x01"), b"\xa0", bstr(PAYLOAD), bstr(SIG)),
+                 codes.MALFORMED, codes.R_COSE_PROTECTED, id="protected-int"),
+    # a protected bstr holding null (0xf6): not a map
+    pytest.param(cose(bstr(b"\xf6"), b"\xa0", bstr(PAYLOAD), bstr(SIG)),
+                 codes.MALFORMED, codes.R_COSE_PROTECTED, id="protected-null"),
+    # a protected bstr holding a bstr that holds the map: one level of wrapping too many
+    pytest.param(cose(bstr(bstr(PROTECTED)), b"\xa0", bstr(PAYLOAD), bstr(SIG)),
+                 codes.MALFORMED, codes.R_COSE_PROTECTED, id="protected-bstr-in-bstr"),
+    # a protected bstr holding two maps: not exactly one
+    pytest.param(cose(bstr(PROTECTED + b"\xa0"), b"\xa0", bstr(PAYLOAD), bstr(SIG)),
+                 codes.MALFORMED, codes.R_CBOR_TRAILING, id="protected-two-maps"),
+    # a protected bstr holding one byte that starts a map of one pair and nothing else
+    pytest.param(cose(bstr(b"\xa1"), b"\xa0", bstr(PAYLOAD), bstr(SIG)),
+                 codes.MALFORMED, codes.R_CBOR_TRUNCATED, id="protected-map-head-only"),
+    # a protected bstr holding the map behind tag 18: no tags inside
+    pytest.param(cose(bstr(b"\xd2" + PROTECTED), b"\xa0", bstr(PAYLOAD), bstr(SIG)),
+                 codes.MALFORMED, codes.R_CBOR_TAG, id="protected-tagged-map"),
+]
+
+
+@pytest.mark.parametrize(("message", "result", "reason"), CLARIFICATION_CASES)
+def test_signature_length_and_protected_header_clarifications(
+        twin: ModuleType, trust: fastpath.TrustList, message: bytes, result: str, reason: str) -> None:
+    # the same rules for a QR code and for a card certificate (WIRE-FORMAT 6: "exactly as in section 2")
+    for verdict in (twin.verify_qr(qr(message), trust, NOW), twin.verify_card_certificate(message, trust, NOW)):
+        assert (verdict.result, verdict.reasons) == (result, (reason,))
+        assert verdict.kid is None  # all of these fail before the kid is taken

@@ -87,11 +87,14 @@ def signed_tokens(draw: st.DrawFn) -> tuple[str, dict[str, Any], dict[str, Any],
         named["nbf"] = draw(st.integers(-(2**63), NOW + 60))
     if profile == "ES1" or draw(st.booleans()):
         named["cti"] = draw(st.binary(min_size=8, max_size=32))
+    if draw(st.booleans()):  # WIRE-FORMAT 8: kept out of ``claims``, on the verdict as status_ref
+        named["status"] = craft.status_claim(draw(st.integers(0, 2**64 - 1)),
+                                             draw(st.text(min_size=1, max_size=40)))
     return profile, named, permit, {**permit, **extra}
 
 
 def token_text(profile: str, named: dict[str, Any], permit: dict[str, Any], issuer: craft.Issuer = ACTIVE) -> str:
-    keys = {"iss": 1, "exp": 4, "nbf": 5, "iat": 6, "cti": 7}
+    keys = {"iss": 1, "exp": 4, "nbf": 5, "iat": 6, "cti": 7, "status": 65535}
     payload: dict[int, Any] = {keys[name]: value for name, value in named.items()}
     payload[-70001] = permit
     return qr(sign1(issuer, payload), f"{profile}:")
@@ -105,8 +108,11 @@ def test_crafted_codes_round_trip(token: Any, issuer: craft.Issuer) -> None:
     verdict = same_verdict("verify_qr", token_text(profile, named, permit_with_extras, issuer), TRUST, NOW)
     assert verdict.result == codes.VALID, verdict
     assert verdict.profile == profile
+    status = named.pop("status", None)
     assert verdict.claims == named
     assert verdict.permit == permit
+    assert verdict.status_ref == (None if status is None else
+                                  (status["status_list"]["uri"], status["status_list"]["idx"]))
     assert verdict.kid == issuer.kid
 
 

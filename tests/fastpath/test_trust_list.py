@@ -13,7 +13,9 @@ import fastpath
 from fastpath import TrustedKey, TrustList, TrustListError
 
 from . import craft
-from .craft import ACTIVE, DROP, REGIONAL, RETIRED, REVOKED, b64url
+from .craft import (
+    ACTIVE, DROP, REGIONAL, RETIRED, REVOKED, STATUS_RETIRED, STATUS_REVOKED, STATUS_SIGNER, b64url,
+)
 
 
 def small_order_jwk(x: bytes) -> dict[str, Any]:
@@ -31,14 +33,33 @@ def with_trailing_bits(text: str) -> str:
 
 def test_load() -> None:
     trust = TrustList.from_jwks(craft.trust_list_json())
-    assert set(trust.keys) == {ACTIVE.kid, RETIRED.kid, REVOKED.kid, REGIONAL.kid}
+    assert set(trust.keys) == {ACTIVE.kid, RETIRED.kid, REVOKED.kid, REGIONAL.kid, STATUS_SIGNER.kid,
+                               STATUS_RETIRED.kid, STATUS_REVOKED.kid}
     key = trust.keys[ACTIVE.kid]
     assert key == TrustedKey(kid=ACTIVE.kid, public_key=ACTIVE.public_key, status="active",
-                             issuers=frozenset({"CN-310000", "CN-110000"}))
+                             issuers=frozenset({"CN-310000", "CN-110000"}), use="sig")
     assert trust.keys[RETIRED.kid].status == "retired" and trust.keys[REVOKED.kid].status == "revoked"
-    assert trust._keys[REGIONAL.kid] == (REGIONAL.public_key, "active", frozenset({"CN-440000"}))
-    assert trust.cache_limit == 65536 and trust._cache == {}
+    assert trust.issuer_keys[REGIONAL.kid] == (REGIONAL.public_key, "active", frozenset({"CN-440000"}))
+    assert trust.cache_limit == 65536 and trust.verdict_cache == {}
     assert re.fullmatch(r"[0-9a-f]{16}", trust.version)
+
+
+def test_keys_are_kept_apart_by_use() -> None:
+    # WIRE-FORMAT 8: Status List signers ("use": "status") are a key set of their own; a
+    # permit issuer's key ("sig", or no use) is never one of them, nor the other way round
+    trust = TrustList.from_jwks(craft.trust_list_json())
+    assert set(trust.issuer_keys) == {ACTIVE.kid, RETIRED.kid, REVOKED.kid, REGIONAL.kid}
+    assert set(trust.status_keys) == {STATUS_SIGNER.kid, STATUS_RETIRED.kid, STATUS_REVOKED.kid}
+    assert trust.keys[STATUS_SIGNER.kid].use == "status" and trust.keys[ACTIVE.kid].use == "sig"
+    assert trust.status_keys[STATUS_REVOKED.kid] == (STATUS_REVOKED.public_key, "revoked", frozenset({"CN-MOHRSS"}))
+    no_use = TrustList.from_jwks(craft.jwks(ACTIVE.jwk(use=DROP), STATUS_SIGNER.jwk()))
+    assert set(no_use.issuer_keys) == {ACTIVE.kid} and set(no_use.status_keys) == {STATUS_SIGNER.kid}
+
+
+def test_a_list_of_status_keys_only_is_a_list() -> None:
+    # nothing then verifies a permit token, but the list itself is well formed
+    trust = TrustList.from_jwks(craft.jwks(STATUS_SIGNER.jwk()))
+    assert trust.issuer_keys == {} and list(trust.status_keys) == [STATUS_SIGNER.kid]
 
 
 def test_load_from_bytes_equals_load_from_str() -> None:
@@ -134,6 +155,11 @@ KEY_CASES = [
     pytest.param(ACTIVE.jwk(crv="Ed448"), "crv", id="crv-ed448"),
     pytest.param(ACTIVE.jwk(alg="ES256"), "alg", id="alg-es256"),
     pytest.param(ACTIVE.jwk(use="enc"), "use", id="use-enc"),
+    pytest.param(ACTIVE.jwk(use="Status"), "use", id="use-case"),
+    pytest.param(ACTIVE.jwk(use=["sig", "status"]), "use", id="use-list"),
+    # a Status List signer's key follows the same rules as any other: iss too (stricter reading)
+    pytest.param(STATUS_SIGNER.jwk(iss=DROP), "iss", id="status-key-iss-missing"),
+    pytest.param(STATUS_SIGNER.jwk(status="suspended"), "status", id="status-key-status-unknown"),
     pytest.param(ACTIVE.jwk(d=b64url(bytes(32))), "private key", id="private-key"),
     pytest.param(ACTIVE.jwk(x=DROP), "x is not", id="x-missing"),
     pytest.param(ACTIVE.jwk(x=b64url(ACTIVE.public_key) + "="), "x is not", id="x-padded"),
@@ -164,6 +190,8 @@ KEY_CASES = [
     pytest.param(ACTIVE.jwk(status=DROP), "status", id="status-missing"),
     pytest.param(ACTIVE.jwk(status="suspended"), "status", id="status-unknown"),
     pytest.param(ACTIVE.jwk(status="Active"), "status", id="status-case"),
+    # a list is unhashable: it must be refused like any wrong value, not raise TypeError
+    pytest.param(ACTIVE.jwk(status=["active"]), "status", id="status-list"),
 ]
 
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from fastpath import Verdict, codes
+from fastpath import StatusRef, Verdict, codes
 
 CLAIMS = {"iss": "CN-310000", "exp": 2000, "iat": 1000, "cti": b"\x00\x01\xfe\xff" * 2}
 PERMIT = {"pn": "WP3100002025000123", "n": "DOE, JANE"}
@@ -23,8 +23,15 @@ def full(**changes: object) -> Verdict:
 def test_defaults() -> None:
     verdict = Verdict(codes.UNSUPPORTED, (codes.R_PREFIX_UNKNOWN,))
     assert (verdict.profile, verdict.claims, verdict.permit, verdict.card_public_key, verdict.kid,
-            verdict.cached) == (None, None, None, None, None, False)
+            verdict.status_ref, verdict.cached) == (None, None, None, None, None, None, False)
     assert not verdict.ok
+
+
+def test_fields_after_profile_are_keyword_only() -> None:
+    # claims, permit, card key, kid, cached: named at every call site, never counted by position
+    with pytest.raises(TypeError):
+        Verdict(codes.VALID, (), codes.PROFILE_WP1, dict(CLAIMS))  # type: ignore[misc]
+    assert Verdict(codes.VALID, (), codes.PROFILE_WP1, kid=KID).kid == KID
 
 
 def test_ok_only_for_valid() -> None:
@@ -35,7 +42,8 @@ def test_ok_only_for_valid() -> None:
 def test_equality_ignores_cached_only() -> None:
     assert full(cached=True) == full()
     for change in (dict(result=codes.EXPIRED), dict(reasons=("x",)), dict(profile=codes.PROFILE_ES1),
-                   dict(claims=None), dict(permit={}), dict(card_public_key=bytes(32)), dict(kid=bytes(8))):
+                   dict(claims=None), dict(permit={}), dict(card_public_key=bytes(32)), dict(kid=bytes(8)),
+                   dict(status_ref=StatusRef("https://pv.example/v1/status-lists/permits", 7))):
         assert full(**change) != full(), change
     assert full() != "VALID"
 
@@ -48,13 +56,15 @@ def test_not_hashable_and_slotted() -> None:
 
 
 def test_as_dict_is_json() -> None:
-    verdict = full(card_public_key=b"\xfb" * 32, cached=True)
+    verdict = full(card_public_key=b"\xfb" * 32, status_ref=StatusRef("https://pv.example/sl/permits", 42),
+                   cached=True)
     data = verdict.as_dict()
     assert json.loads(json.dumps(data)) == data
     assert data == {
         "result": "VALID", "reasons": [], "profile": "WP1",
         "claims": {"iss": "CN-310000", "exp": 2000, "iat": 1000, "cti": "AAH-_wAB_v8"},
-        "permit": PERMIT, "card_public_key": "-_v7" * 10 + "-_s", "kid": "8OwQ_K5Sl28", "cached": True,
+        "permit": PERMIT, "card_public_key": "-_v7" * 10 + "-_s", "kid": "8OwQ_K5Sl28",
+        "status_ref": {"uri": "https://pv.example/sl/permits", "idx": 42}, "cached": True,
     }
     data["permit"]["pn"] = "changed"
     assert verdict.permit == PERMIT
@@ -66,7 +76,13 @@ def test_as_dict_of_a_bare_failure() -> None:
     assert data["claims"] is None and data["permit"] is None and data["kid"] is None
 
 
+def test_status_ref_is_a_named_pair() -> None:
+    ref = StatusRef("https://pv.example/sl/permits", 42)
+    assert ref == ("https://pv.example/sl/permits", 42) and (ref.uri, ref.idx) == tuple(ref)
+
+
 def test_repr_has_no_personal_data() -> None:
-    text = repr(full())
+    text = repr(full(status_ref=StatusRef("https://pv.example/sl/permits", 424242)))
+    assert "424242" not in text
     assert "VALID" in text and KID.hex() in text
     assert "DOE" not in text and "WP3100002025000123" not in text

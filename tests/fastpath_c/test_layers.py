@@ -146,9 +146,9 @@ def test_a_full_cache_evicts_the_oldest_in_batches() -> None:
     texts = [craft.wp1(ACTIVE, permit={**craft.PERMIT, "v": v}) for v in range(300)]
     for text in texts:
         assert C.verify_qr(text, trust, NOW).ok
-        assert len(trust._cache) <= limit
-    assert limit - limit // 64 <= len(trust._cache)
-    assert list(trust._cache)[-1] == texts[-1]
-    assert set(trust._cache) == set(texts[-len(trust._cache):])  # exactly the newest
+        assert len(trust.verdict_cache) <= limit
+    assert limit - limit // 64 <= len(trust.verdict_cache)
+    assert list(trust.verdict_cache)[-1] == texts[-1]
+    assert set(trust.verdict_cache) == set(texts[-len(trust.verdict_cache):])  # exactly the newest
     assert C.verify_qr(texts[-1], trust, NOW).cached
     assert not C.verify_qr(texts[0], trust, NOW).cached

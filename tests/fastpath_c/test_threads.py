@@ -70,7 +70,7 @@ def test_many_threads_get_the_verdicts_of_one(texts: list[str]) -> None:
     for thread in threads:
         thread.join()
     assert failures == []
-    assert len(trust._cache) <= trust.cache_limit
+    assert len(trust.verdict_cache) <= trust.cache_limit
 
 
 def test_card_reads_in_threads() -> None:

@@ -11,6 +11,8 @@ invalid values per key. The Python twin is the reference.
 
 from __future__ import annotations
 
+import io
+from collections.abc import Mapping
 from typing import Any
 
 import cbor2
@@ -21,6 +23,7 @@ from hypothesis import strategies as st
 import fastpath
 from fastpath import _verify_c as C
 from fastpath import _verify_py as PY
+from fastpath import codes
 
 from ..fastpath import craft
 from ..fastpath.craft import ACTIVE, NOW, PERMIT, REVOKED, STRANGER, bstr, enc, head, qr, sign1
@@ -154,6 +157,46 @@ def test_any_signed_header(protected: bytes, unprotected: bytes, trust: fastpath
     assert_twins_agree(qr(sign1(ACTIVE, protected=protected, unprotected=unprotected)), trust)
 
 
+def _one_map(data: bytes) -> bool:
+    """cbor2 reads ``data`` as exactly one item, a map (cbor2.loads would ignore bytes after it)."""
+    stream = io.BytesIO(data)
+    try:
+        item = cbor2.CBORDecoder(stream).decode()
+    except Exception:  # anything cbor2 cannot read, whatever it raises
+        return False
+    return stream.tell() == len(data) and isinstance(item, Mapping)
+
+
+@SETTINGS
+@given(protected=st.one_of(st.just(b""), st.just(enc({1: -7, 4: ACTIVE.kid})), st.just(enc({1: -8, 4: ACTIVE.kid})),
+                           st.just(enc({1: -8})), documents()),
+       signature_length=st.sampled_from([64, 64, 64, 0, 63, 65, 70, 72]), card=st.booleans())
+def test_signature_length_and_protected_header_rules(protected: bytes, signature_length: int, card: bool,
+                                                    trust: fastpath.TrustList) -> None:
+    # WIRE-FORMAT 2 (issue 14), checked against its own words rather than against a twin:
+    # a signature of any length but 64 is MALFORMED whatever the header says; an empty
+    # protected bstr has no alg (UNSUPPORTED); a protected bstr that is not exactly one
+    # map is MALFORMED. 64-byte signatures are real, so good headers get past them.
+    signature = None if signature_length == 64 else bytes(signature_length)
+    message = sign1(ACTIVE, craft.claims("CARD" if card else "WP1"), protected=protected,
+                    unprotected={4: ACTIVE.kid}, signature=signature)
+    if card:
+        verdict = C.verify_card_certificate(message, trust, NOW)
+        assert verdict == PY.verify_card_certificate(message, trust, NOW)
+    else:
+        verdict = assert_twins_agree(qr(message), trust)
+    if signature_length != 64:
+        assert (verdict.result, verdict.reasons) == (codes.MALFORMED, (codes.R_COSE_SIGNATURE_LENGTH,))
+    elif protected == b"":
+        assert (verdict.result, verdict.reasons) == (codes.UNSUPPORTED, (codes.R_HEADER_ALG_MISSING,))
+    elif not _one_map(protected):
+        assert verdict.result == codes.MALFORMED, verdict
+    elif verdict.result == codes.MALFORMED:
+        # one map for cbor2, but our reader is stricter (preferred serialization, duplicate
+        # keys, key types, depth), or the map's own kid is not 8 bytes
+        assert verdict.reasons[0].startswith(("cbor.", "header.kid_")), verdict
+
+
 # --- claims from a menu of right and wrong values ---------------------------------------
 WRONG = [None, True, 1.5, -1, 0, 2**64 - 1, -(2**64), "", "x", b"", b"12345678", [], {}, "１２３"]
 DATES = ["2025-03-01", "2024-02-29", "2023-02-29", "0000-01-01", "0001-01-01", "9999-12-31",
@@ -175,6 +218,14 @@ PERMIT_MENU: dict[str, list[Any]] = {
 }
 ABSENT = object()
 RARELY = st.sampled_from([False] * 12 + [True])
+# WIRE-FORMAT 8: the status claim (65535), right and wrong, at every level.
+STATUS_MENU: list[Any] = [
+    craft.status_claim(), craft.status_claim(0), craft.status_claim(2**64 - 1),
+    {"status_list": {"idx": 7, "uri": "u", "x": None}, "other": 1},
+    *WRONG, {"status_list": None}, {"status_list": {}}, {1: 2}, {"status_list": {"idx": 7}},
+    {"status_list": {"uri": "u"}}, *({"status_list": {"idx": wrong, "uri": "u"}} for wrong in WRONG),
+    *({"status_list": {"idx": 7, "uri": wrong}} for wrong in WRONG), {"status_list": {"idx": 7, "uri": "u", 5: 5}},
+]
 
 
 def _corrupt(draw: st.DrawFn, valid: dict[Any, Any], menu: dict[Any, list[Any]]) -> dict[Any, Any]:
@@ -215,6 +266,7 @@ def claim_sets(draw: st.DrawFn) -> dict[Any, Any]:
         6: ["1", None, 1.5],
         7: [b"1234567", b"x" * 32, b"x" * 33, "cti-0123456789ab"],
         -70001: WRONG,
+        65535: STATUS_MENU,
     }
     result = _corrupt(draw, valid, menu)
     if draw(st.booleans()):
@@ -250,6 +302,8 @@ def card_sets(draw: st.DrawFn) -> dict[Any, Any]:
     result[-70002] = card
     if draw(st.booleans()):
         result[-70001] = dict(PERMIT)  # a permit claim in a card certificate: ignored
+    if draw(st.booleans()):
+        result[65535] = draw(st.sampled_from(STATUS_MENU))
     return result
 
 

@@ -19,7 +19,7 @@ RUNS = 10000
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("harness", ["fuzz_verify_qr.py", "fuzz_card.py"])
+@pytest.mark.parametrize("harness", ["fuzz_verify_qr.py", "fuzz_card.py", "fuzz_status_list.py"])
 def test_fuzz_harness_bounded_run(harness: str, tmp_path: Path) -> None:
     completed = subprocess.run(
         [sys.executable, str(FUZZ / harness), f"-runs={RUNS}", "-seed=1", "-timeout=20",

@@ -109,3 +109,50 @@ def test_unreachable_redis_is_reported_not_raised(capsys: pytest.CaptureFixture[
     code, _, err = run(capsys, "api-keys", "list", "--redis", f"redis://127.0.0.1:{free_port()}/0")
     assert code == 3
     assert "Redis" in err
+
+
+def test_create_takes_an_organisation_and_add_stays_its_alias(redis_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as usage:  # create needs it (argparse's usage error)
+        main(["api-keys", "create", "--role", "exit_entry", "--name", "desk 12", "--redis", redis_url])
+    assert usage.value.code == 2 and "--organisation" in capsys.readouterr().err
+    code, out, err = run(capsys, "api-keys", "create", "--role", "essc_platform", "--name", "e-card gateway 1",
+                         "--organisation", "National e-card platform", "--redis", redis_url)
+    assert code == 0, err
+    created = orjson.loads(out)
+    assert created["organisation"] == "National e-card platform"
+    caller = authenticate(redis_url, created["token"])
+    assert (caller.role.value, caller.organisation) == ("essc_platform", "National e-card platform")
+    # add: the same command; without --organisation the key's name is its organisation
+    code, out, _ = run(capsys, "api-keys", "add", "--role", "admin", "--name", "ops desk", "--redis", redis_url)
+    assert code == 0
+    assert authenticate(redis_url, orjson.loads(out)["token"]).organisation == "ops desk"
+    code, out, _ = run(capsys, "api-keys", "list", "--json", "--redis", redis_url)
+    assert {k["organisation"] for k in map(orjson.loads, out.splitlines())} == {"National e-card platform", "ops desk"}
+    code, _, err = run(capsys, "api-keys", "create", "--role", "admin", "--name", "x", "--organisation", " ",
+                       "--redis", redis_url)
+    assert code == 2 and "organisation" in err
+
+
+def test_terminals_register_rename_and_list(redis_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    org = "Shanghai Exit-Entry Administration"
+    code, _, err = run(capsys, "terminals", "register", "--organisation", org, "--id", "PVG-T2-12", "--name", "Desk 12",
+                       "--place", "Pudong airport, T2 arrivals", "--redis", redis_url)
+    assert code == 2 and "no API key was made for the organisation" in err  # a typo is not a new organisation
+    assert run(capsys, "api-keys", "create", "--role", "exit_entry", "--name", "desk 12", "--organisation", org,
+               "--redis", redis_url)[0] == 0
+    code, out, err = run(capsys, "terminals", "register", "--organisation", org, "--id", "PVG-T2-12", "--name",
+                         "Desk 12", "--place", "Pudong airport, T2 arrivals", "--redis", redis_url)
+    assert code == 0, err
+    assert orjson.loads(out)["name"] == "Desk 12" and "registered" in err
+    code, _, err = run(capsys, "terminals", "register", "--organisation", org, "--id", "PVG-T2-12", "--name",
+                       "Desk 12A", "--place", "Pudong airport, T2 arrivals", "--redis", redis_url)
+    assert code == 0 and "renamed" in err
+    code, _, err = run(capsys, "terminals", "register", "--organisation", org, "--id", "bad id!", "--name", "x",
+                       "--place", "y", "--redis", redis_url)
+    assert code == 2 and "terminal id" in err
+    code, out, _ = run(capsys, "terminals", "list", "--json", "--redis", redis_url)
+    listed = [orjson.loads(line) for line in out.splitlines()]
+    assert [(t["organisation"], t["id"], t["name"], t["place"]) for t in listed] == [
+        (org, "PVG-T2-12", "Desk 12A", "Pudong airport, T2 arrivals")]
+    code, out, _ = run(capsys, "terminals", "list", "--redis", redis_url)
+    assert "Desk 12A" in out and org in out

@@ -31,8 +31,10 @@ def test_demo_serves_its_samples_and_stops_everything_on_sigint(tmp_path: Path, 
     demo = start_demo(tmp_path, "--permits", "400", "--event-rate", "0")
     info = demo.info
 
-    # What the info file promises: the URL, one key per role, the upstream, the samples.
-    assert set(info["keys"]) == {"exit_entry", "service_hall", "social_insurance", "partner", "admin", "essc_platform"}
+    # What the info file promises: the URL, one key per role, the upstream, both Redis servers, the samples.
+    assert info["redis"] != info["store"] and info["store"].startswith("redis://127.0.0.1:")
+    assert set(info["keys"]) == {"exit_entry", "service_hall", "social_insurance", "partner", "admin",
+                                 "essc_platform"}
     assert all(token.startswith("pvk_") for token in info["keys"].values())
     assert info["upstream"].startswith("http://127.0.0.1:")
     assert {"valid", "cancelled", "tampered", "es1", "manual", "lookup"} <= set(info["samples"])
@@ -66,11 +68,25 @@ def test_demo_serves_its_samples_and_stops_everything_on_sigint(tmp_path: Path, 
         curl = subprocess.run(info["samples"]["valid"]["curl"], shell=True, capture_output=True, timeout=30)
         assert orjson.loads(curl.stdout)["result"] == "VALID"
 
+    # The holder flow, pasted into one shell as printed: sign-in, permit, notice, who verified me, sign-out.
+    assert "\n".join(info["holder_flow"]) in printed
+    if shutil.which("curl"):
+        flow = subprocess.run(["bash", "-euo", "pipefail", "-c", "\n".join(info["holder_flow"])],
+                              capture_output=True, cwd=tmp_path, timeout=60, text=True)
+        assert flow.returncode == 0, flow.stderr
+        permit_out, verifications, status = flow.stdout.splitlines()
+        assert orjson.loads(permit_out)["permit"]["pn"] == valid_pn
+        assert (tmp_path / "notice.pdf").read_bytes().startswith(b"%PDF-1.4")
+        kinds = {(item["kind"], item["result"]) for item in orjson.loads(verifications)["items"]}
+        assert {("qr", "VALID"), ("manual", "VALID")} <= kinds  # the samples sent above (the sign-in may not be
+        # flushed yet: the audit goes out every 0.25 s)
+        assert status == "204"
+
     # The verifications above reached the audit stream, under the exit_entry key.
     def audited() -> list[dict[str, object]]:
         export = subprocess.run(
             [sys.executable, "-m", "verifier", "audit", "export", "--since", str(int(started) - 1),
-             "--redis", info["redis"]], capture_output=True, cwd=REPO, env=child_env(), timeout=60,
+             "--store", info["store"]], capture_output=True, cwd=REPO, env=child_env(), timeout=60,
         )
         assert export.returncode == 0, export.stderr
         return [orjson.loads(line) for line in export.stdout.splitlines()]
@@ -93,11 +109,11 @@ def test_demo_serves_its_samples_and_stops_everything_on_sigint(tmp_path: Path, 
     # Ctrl-C: every process it started is gone, every port closed, the keys file removed.
     tree = demo.tree | descendants(demo.process.pid)
     names = set(info["pids"])
-    assert {"redis", "upstream", "sync", "api", "notify", "receiver"} <= names
-    assert len(tree) >= 6  # redis helper + server, upstream, sync, serve + 2 workers
+    assert {"redis", "store", "upstream", "sync", "api", "notify", "receiver"} <= names
+    assert len(tree) >= 8  # two redis helpers + servers, upstream, sync, serve + 2 workers
     assert demo.interrupt(signal.SIGINT) == 0
     wait_for(lambda: not alive(tree), 30, "every child of the demo to exit")
-    for url in (info["url"], info["upstream"], info["redis"]):
+    for url in (info["url"], info["upstream"], info["redis"], info["store"]):
         assert not port_open(url), url
     assert not demo.info_file.exists()
     assert "stopped." in demo.output_text()

@@ -15,7 +15,7 @@ import pytest
 from tests.run.conftest import REPO, child_env
 from tests.run.procs import alive, descendants, port_open, wait_for
 from verifier.api.auth.keys import add_api_key
-from verifier.lib.redis_client import async_client
+from verifier.lib.redis_client import async_client, sync_client
 
 pytestmark = pytest.mark.integration
 
@@ -61,6 +61,7 @@ def test_serve_runs_workers_with_settings_from_the_environment(tmp_path: Path, r
     token = make_key(redis_url, "admin")
     env = child_env() | {
         "REDIS_URL": redis_url,
+        "VERIFIER_STATE_DIR": str(tmp_path / "state"),  # the audit files
         # Observable in every worker: a limit this low answers 429 within a few requests.
         "VERIFIER_RATE_LIMIT_PER_S": "1",
         "VERIFIER_RATE_LIMIT_BURST": "2",
@@ -92,24 +93,38 @@ def test_serve_runs_workers_with_settings_from_the_environment(tmp_path: Path, r
 
 def test_serve_without_redis_url_starts_and_stops_a_private_server(tmp_path: Path) -> None:
     env = child_env()
+    env.pop("VERIFIER_STORE_URL", None)
     process, output = start_serve(tmp_path, ["--workers", "1", "--state-dir", str(tmp_path / "state")], env)
     tree: set[tuple[int, int]] = set()
     try:
         url = served_url(process, output)
         tree = descendants(process.pid)
         commands = [Path(f"/proc/{p}/cmdline").read_bytes() for p, _ in tree]
-        assert any(b"redis-server" in c or b"valkey-server" in c for c in commands), commands
+        # Two: the index's, and beside it the store of record's, whose AOF is fsynced on every write.
+        assert sum(b"redis-server" in c or b"valkey-server" in c for c in commands) == 2, commands
         redis_url = (tmp_path / "state" / "redis.url").read_text().strip()
-        assert port_open(redis_url)
+        store_url = (tmp_path / "state" / "store.url").read_text().strip()
+        assert redis_url != store_url
+        assert [appendfsync(u) for u in (redis_url, store_url)] == ["everysec", "always"]
+        assert port_open(redis_url) and port_open(store_url)
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=60) == 0, output.read_text()
-        wait_for(lambda: not alive(tree), 30, "the private server to exit")
+        wait_for(lambda: not alive(tree), 30, "the private servers to exit")
         assert not port_open(url)
-        assert not port_open(redis_url)
+        assert not port_open(redis_url) and not port_open(store_url)
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def appendfsync(url: str) -> str:
+    client = sync_client(url)
+    try:
+        (raw,) = client.config_get("appendfsync").values()
+        return raw.decode() if isinstance(raw, bytes) else str(raw)
+    finally:
+        client.close()
 
 
 def test_serve_refuses_zero_workers(tmp_path: Path) -> None:

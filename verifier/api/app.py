@@ -8,12 +8,17 @@ from typing import Any
 
 from litestar import Litestar
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import SwaggerRenderPlugin
 
 from verifier.api.admin.controller import AdminController
+from verifier.api.audit.controller import AuditKeysController
+from verifier.api.auth.controller import MeController
 from verifier.api.body import request_components
 from verifier.api.cards.controller import CardController
+from verifier.api.counter.routes import counter_routes
+from verifier.api.cors import cors_middleware
+from verifier.api.docs import LocalSwaggerPlugin, schema_router
 from verifier.api.health.controller import HealthController
+from verifier.api.holder.controller import HolderController
 from verifier.api.middleware import metrics_middleware
 from verifier.api.openapi import COMPONENTS
 from verifier.api.permits.controller import PermitController
@@ -33,14 +38,16 @@ __all__ = ["create_app"]
 DEFAULT_MAX_BODY = 64 * 1024
 
 
-def create_app(settings: Settings, *, redis: AsyncRedisClient | None = None, tune_gc: bool = False) -> Litestar:
+def create_app(settings: Settings, *, redis: AsyncRedisClient | None = None, store: AsyncRedisClient | None = None,
+               tune_gc: bool = False) -> Litestar:
     """The one factory. ``redis``: an asyncio client to use (tests); else one is made from ``settings.redis_url``.
+    ``store``: the same for the store of record (else ``settings.store_url``'s, or the index's client).
     ``tune_gc``: a serving worker's garbage-collection policy once started (``runtime.tune_gc``;
     it affects the whole process, so only the worker's own factory asks for it)."""
     if redis is None and not settings.redis_url:
         raise ValueError("create_app needs settings.redis_url (or a client): the API never runs without Redis")
-    runtime = Runtime(settings, redis, tune_gc=tune_gc)
-    webhooks = WebhookService(settings, fallback=redis)
+    runtime = Runtime(settings, redis, store=store, tune_gc=tune_gc)
+    webhooks = WebhookService(settings, lambda: runtime.store)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -49,26 +56,28 @@ def create_app(settings: Settings, *, redis: AsyncRedisClient | None = None, tun
             yield
         finally:
             await runtime.stop()
-            await webhooks.aclose()
 
     app = Litestar(
         route_handlers=[
             QrController, CardController, PermitController, TrustController, ReceiptController,
-            AdminController, HealthController, WebhookController, DeadLetterController,
+            AuditKeysController, AdminController, HealthController, HolderController, MeController,
+            WebhookController, DeadLetterController, *counter_routes(settings),
         ],
         lifespan=[lifespan],
         state=_state(runtime, webhooks=webhooks),
         exception_handlers=EXCEPTION_HANDLERS,
-        middleware=[metrics_middleware(runtime.metrics)],
+        middleware=[*_cors(settings), metrics_middleware(runtime.metrics)],
         request_max_body_size=DEFAULT_MAX_BODY,
         openapi_config=OpenAPIConfig(
             title="Permit verification service",
             version=_version(),
-            description="Verify foreigners' work permits: QR codes, card reads, look-ups. "
+            description="Verify foreigners' work permits: QR codes, card reads, look-ups; and the holder services "
+            "of the e-card platform (sign-in, the holder's permit and notice, who verified me, real-name match). "
             "A verdict is an answer (HTTP 200) whatever its result; errors are RFC 9457 problem documents.",
             path="/schema",
             components=COMPONENTS,
-            render_plugins=[SwaggerRenderPlugin()],
+            render_plugins=[LocalSwaggerPlugin()],
+            openapi_router=schema_router(),
         ),
         # Logging is the process's business (verifier.lib.logging, set up by `verifier serve`):
         # Litestar's default config would replace the handlers and log request details.
@@ -80,6 +89,11 @@ def create_app(settings: Settings, *, redis: AsyncRedisClient | None = None, tun
     # not know their models: add their schemas to the generated document.
     app.openapi_schema.components.schemas.update(request_components())  # type: ignore[union-attr]
     return app
+
+
+def _cors(settings: Settings) -> list[Any]:
+    """Other front ends' origins (an agency's own web app) may call the API from a browser; default none."""
+    return [cors_middleware(settings.cors_origins)] if settings.cors_origins else []
 
 
 def _allow_every_method(app: Litestar) -> None:

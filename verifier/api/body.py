@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 import msgspec
 from litestar import Request
-from litestar.openapi.spec import OpenAPIMediaType, Operation, Reference, RequestBody
+from litestar.openapi.spec import Example, OpenAPIMediaType, Operation, Reference, RequestBody
 
 from verifier.lib.problems import FieldError, Problem
 
@@ -40,16 +40,20 @@ _NAMED_FIELD = re.compile(r"field `([^`]+)`")
 _INDEX = re.compile(r"\[(\d+)\]")
 
 
-def json_body(model: type) -> type[Operation]:
-    """``operation_class=json_body(Model)``: the operation documents ``Model`` as its JSON body."""
+def json_body(model: type, examples: dict[str, Any] | None = None) -> type[Operation]:
+    """``operation_class=json_body(Model)``: the operation documents ``Model`` as its JSON body
+    (with ``examples``, summary -> value, when given)."""
     _documented.append(model)
+    documented = {f"example-{n}": Example(summary=summary, value=value)
+                  for n, (summary, value) in enumerate((examples or {}).items(), 1)} or None
 
     @dataclass
     class WithBody(Operation):
         def __post_init__(self) -> None:
             self.request_body = RequestBody(
                 required=True,
-                content={"application/json": OpenAPIMediaType(schema=Reference(ref=_REF.format(name=model.__name__)))},
+                content={"application/json": OpenAPIMediaType(
+                    schema=Reference(ref=_REF.format(name=model.__name__)), examples=documented)},
             )
 
     return WithBody
@@ -58,6 +62,10 @@ def json_body(model: type) -> type[Operation]:
 def request_components() -> dict[str, Any]:
     """JSON schemas of every documented body model, for ``Components.schemas``."""
     _, components = msgspec.json.schema_components(_documented, ref_template=_REF)
+    for model in _documented:  # what msgspec cannot say: a model's own addition (e.g. "pn or ssn")
+        extra = getattr(model, "json_schema_extra", None)
+        if extra:
+            components[model.__name__].update(extra)
     return components
 
 

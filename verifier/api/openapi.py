@@ -14,10 +14,13 @@ __all__ = ["API_KEY_SECURITY", "COMPONENTS", "Terminal", "problems"]
 
 _DESCRIPTIONS = {
     400: "The request does not match the schema (field detail in `errors`).",
-    401: "No API key, or an unknown, revoked or malformed one.",
-    403: "The key's role may not use this endpoint.",
+    401: "No API key, or an unknown, revoked or malformed one (holder endpoints: or no, a malformed, "
+         "unknown, ended or expired holder token).",
+    403: "The key's role may not use this endpoint; or the request names another holder's resource, or a "
+         "holder's sign-in code is refused (its verdict in `result`, `reasons`).",
     404: "No such resource.",
-    409: "The resource's state does not allow it (a limit reached).",
+    406: "None of the media types in Accept can be given.",
+    409: "The resource cannot be given in its present state.",
     413: "The request body is too large.",
     422: "Well-formed, but it cannot be carried out as asked (the detail says why).",
     429: "The key is over its rate limit; see Retry-After.",
@@ -46,6 +49,9 @@ COMPONENTS = Components(security_schemes={
     "BearerKey": SecurityScheme(type="http", scheme="bearer", description="An API key, `pvk_<id>_<secret>`."),
     "HeaderKey": SecurityScheme(type="apiKey", name="X-API-Key", security_scheme_in="header",
                                 description="The same API key, in a header of its own."),
+    "HolderToken": SecurityScheme(type="apiKey", name="X-Holder-Token", security_scheme_in="header",
+                                  description="A signed-in holder's token (`POST /v1/holder/session`), sent by the "
+                                  "e-card platform beside its own API key."),
 })
 
 Terminal = Annotated[str, Meta(

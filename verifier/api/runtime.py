@@ -1,23 +1,32 @@
-"""One API worker's runtime: its Redis client, caches, buffers and background tasks.
+"""One API worker's runtime: its Redis clients, caches, buffers and background tasks.
+
+Two clients: ``redis``, the index's (permits, trust list, sync status; and what is
+short-lived or can be counted again: challenges, the replay guard, rate limits,
+metrics), a cache of the upstream that the sync job can always rebuild; and
+``store``, the store of record's (API keys, the receipt key, the audit and its
+checkpoint keys: what nothing can rebuild), ``settings.store_url`` or, when that is
+not set, the same client as ``redis``.
 
 Built by ``create_app`` and started by the app's lifespan. Redis being away at
 start is not fatal: the worker starts, answers STATUS_UNAVAILABLE (and 503 where a
 verdict is not the answer), and its background tasks keep trying until Redis is
 back. Background tasks:
 
-- the subscriber: the sync job's change channel drops near-cache entries, the
-  trust channel reloads the trust list, the revocation channel drops a revoked API
-  key from the key cache. While it is not subscribed the near-cache
+- the index subscriber: the sync job's change channel drops near-cache entries, the
+  trust channel reloads the trust list. While it is not subscribed the near-cache
   is not trusted (pub/sub is at-most-once: a message may have been missed). On a
   Redis Cluster it subscribes on the primary that serves the index's slot, so that
   when that node dies the subscription dies with it and the near-cache is off at
   once, not at the next freshness poll;
+- the store subscriber: the revocation channel drops a revoked API key from the key
+  cache (the whole cache is dropped whenever it subscribes again);
 - the maintenance loop, every 0.25 s: polls the index freshness and flushes the
-  audit buffer; every second the metrics deltas; every few seconds it re-reads the
-  trust list and checks that Redis still holds the receipt key (putting it back
-  after a flush).
+  audit (chain, files, store: verifier/api/audit/log.py); every second the metrics
+  deltas; every few seconds it re-reads the trust list and checks that the store
+  still holds the receipt key (putting it back if it was lost).
 
-On shutdown the audit buffer and metrics are flushed one last time.
+On shutdown the audit is sealed and flushed (what the store cannot take stays in the
+audit files) and the metrics are flushed one last time.
 """
 
 from __future__ import annotations
@@ -28,14 +37,19 @@ import gc
 import logging
 import random
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 
+from verifier.api.audit.history import HistoryPolicy
 from verifier.api.audit.log import AuditLog
-from verifier.api.auth.keys import REVOKED_CHANNEL, KeyVerifier
+from verifier.api.auth.keys import KEY_SET, REVOKED_CHANNEL, KeyVerifier
 from verifier.api.cards.challenges import ChallengeStore
+from verifier.api.holder.service import HolderService
+from verifier.api.holder.sessions import HolderSessions
+from verifier.api.holder.upstream import NoticeClient
 from verifier.api.permits.service import PermitLookups
 from verifier.api.ratelimit.limiter import RateLimiter
 from verifier.api.receipts.signer import ReceiptSigner
@@ -82,17 +96,23 @@ def tune_gc() -> None:
 
 
 class Runtime:
-    def __init__(self, settings: Settings, redis: AsyncRedisClient | None = None, *, tune_gc: bool = False) -> None:
+    def __init__(self, settings: Settings, redis: AsyncRedisClient | None = None, *,
+                 store: AsyncRedisClient | None = None, tune_gc: bool = False) -> None:
         self.settings = settings
         self.redis: AsyncRedisClient | None = redis
+        self.store: AsyncRedisClient | None = store
         self._tune_gc = tune_gc
         self._owns_redis = redis is None
+        self._owns_store = store is None and bool(settings.store_url)
         self.metrics = Metrics()
         self.near_cache = NearCache()
         self.trust = TrustHolder()
         self.receipts = ReceiptHolder()
         self._tasks: list[asyncio.Task[None]] = []
         self.subscribed = asyncio.Event()
+        """Set while the index subscriber listens (the near-cache is trusted)."""
+        self.store_subscribed = asyncio.Event()
+        """Set while the store subscriber listens (revocations reach the key cache)."""
         self.subscription_node: str | None = None
         """On a cluster, the node (host:port) the subscriber listens on."""
         self._last_trust_check = 0.0
@@ -103,21 +123,40 @@ class Runtime:
     async def start(self) -> None:
         if self.redis is None:
             self.redis = async_client(self.settings.redis_url)
-        redis = self.redis
+        if self.store is None:
+            self.store = async_client(self.settings.store_url) if self.settings.store_url else self.redis
+        redis, store = self.redis, self.store
         self.index = IndexView(PermitIndex(redis), self.near_cache, self.settings.staleness_bound_s, self.metrics)
-        self.keys = KeyVerifier(redis)
+        self.keys = KeyVerifier(store)
         self.limiter = RateLimiter(redis, self.settings.rate_limit_per_s, self.settings.rate_limit_burst)
-        self.audit = AuditLog(redis)
+        settings = self.settings
+        history = HistoryPolicy.of(settings.holder_history_days, settings.holder_history_cap)
+        self.audit = AuditLog.open(store, settings.audit_path, history)
         self.challenges = ChallengeStore(redis)
         self.verifications = Verifications(
             trust=self.trust, index=self.index, replay=ReplayGuard(redis), challenges=self.challenges,
             audit=self.audit, metrics=self.metrics, receipts=self.receipts,
         )
         self.lookups = PermitLookups(self.index, self.audit)
+        per_identifier = settings.holder_match_per_identifier_per_h
+        # Sessions and match limits are short-lived (the index's Redis); the history, organisations and
+        # terminals the holder service reads are data of record (the store).
+        self.holder = HolderService(
+            store=store, verifications=self.verifications, index=self.index, audit=self.audit, trust=self.trust,
+            sessions=HolderSessions(redis, settings.holder_session_ttl_s), notices=NoticeClient(settings.upstream_url),
+            history=history,
+            match_per_key=RateLimiter(redis, settings.holder_match_per_s, max(1, int(settings.holder_match_per_s * 4))),
+            match_per_identifier=RateLimiter(redis, per_identifier / 3600, max(1, per_identifier)),
+        )
         # A first look before taking requests; failures are retried by the loops.
         await self._maintain(force_trust=True)
         self._tasks = [
-            asyncio.create_task(self._subscriber_loop(), name="pv-subscriber"),
+            asyncio.create_task(self._subscription(
+                "index change", self._index_pubsub, (CHANGES_CHANNEL, TRUST_CHANNEL),
+                self._index_subscribed, self._index_unsubscribed), name="pv-subscriber"),
+            asyncio.create_task(self._subscription(
+                "store (key revocation)", self._store_pubsub, (REVOKED_CHANNEL,),
+                self._store_subscribed, self.store_subscribed.clear), name="pv-store-subscriber"),
             asyncio.create_task(self._maintenance_loop(), name="pv-maintenance"),
         ]
         if self._tune_gc:
@@ -138,13 +177,13 @@ class Runtime:
             log.error("shutdown: background tasks did not stop: %s", sorted(t.get_name() for t in pending))
         self._tasks = []
         await self.limiter.aclose()
-        # Clean shutdown: nothing buffered is lost while Redis is there to take it.
-        buffered = len(self.audit)
-        await self.audit.flush()
-        if len(self.audit):
-            log.error("shutdown: %d of %d audit records could not be written (Redis unreachable)",
-                      len(self.audit), buffered)
+        await self.holder.aclose()
+        # Clean shutdown: nothing buffered is lost (what the store cannot take now stays in the audit files).
+        await self.audit.close()
         await self._flush_metrics()
+        if self._owns_store and self.store is not self.redis:
+            with contextlib.suppress(Exception):
+                await self.store.aclose()
         if self._owns_redis:
             with contextlib.suppress(Exception):
                 await self.redis.aclose()
@@ -168,10 +207,10 @@ class Runtime:
             with contextlib.suppress(*REDIS_UNAVAILABLE):
                 await self.trust.reload(self.redis)
             with contextlib.suppress(*REDIS_UNAVAILABLE):
-                self.receipts.signer = await ReceiptSigner.load_or_create(self.redis, self.receipts.signer)
+                self.receipts.signer = await ReceiptSigner.load_or_create(self.store, self.receipts.signer)
         elif self.receipts.signer is None:
             with contextlib.suppress(*REDIS_UNAVAILABLE):
-                self.receipts.signer = await ReceiptSigner.load_or_create(self.redis)
+                self.receipts.signer = await ReceiptSigner.load_or_create(self.store)
         written = await self.audit.flush()
         if written:
             self.metrics.inc("pv_audit_records", (), written)
@@ -191,32 +230,37 @@ class Runtime:
         except REDIS_UNAVAILABLE:
             self.metrics.give_back(fields)
 
-    async def _subscriber_loop(self) -> None:
+    async def _subscription(
+        self,
+        what: str,
+        open_pubsub: Callable[[], Any],
+        channels: tuple[str, ...],
+        on_subscribed: Callable[[], Awaitable[None]],
+        on_lost: Callable[[], None],
+    ) -> None:
+        """Listen on ``channels`` until stopped, subscribing again (with backoff) whenever the subscription is lost.
+
+        ``on_subscribed`` runs once every channel is confirmed (anything cached before may
+        have missed a message), ``on_lost`` whenever the subscription ends."""
         backoff = 0.05
         outage_logged = False
         while not self._stopping:
             try:
-                pubsub = self._new_pubsub()
+                pubsub = open_pubsub()
             except Exception:  # a cluster client without a usable slot map yet
                 pubsub = None
             try:
                 if pubsub is None:
-                    raise ConnectionError("no node serves the index's slot yet")
-                channels = (CHANGES_CHANNEL, TRUST_CHANNEL, REVOKED_CHANNEL)
+                    raise ConnectionError("no node serves the slot yet")
                 await pubsub.subscribe(*channels)
                 confirmed = 0
-                while confirmed < len(channels) and not self._stopping:  # until all are in place, changes could be missed
+                while confirmed < len(channels) and not self._stopping:  # until all are in place, messages could be missed
                     message = await pubsub.get_message(timeout=1.0)
                     if message is not None and message["type"] == "subscribe":
                         confirmed += 1
-                # Anything cached before now may have missed an invalidation: start empty.
-                self.near_cache.clear()
-                self.keys.forget()
-                self.near_cache.trusted = True
-                self.subscribed.set()
-                await self.trust.reload(self.redis)
+                await on_subscribed()
                 if outage_logged:
-                    log.warning("subscribed again to the index change channel")
+                    log.warning("subscribed again to the %s channel", what)
                 backoff, outage_logged = 0.05, False
                 while not self._stopping:
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
@@ -226,21 +270,35 @@ class Runtime:
                 raise
             except Exception as exc:  # RedisError, OSError, or a cluster client's own failures
                 if not outage_logged:
-                    log.warning("index change subscription lost (%s); near-cache off until it is back",
-                                type(exc).__name__)
+                    log.warning("%s subscription lost (%s)%s", what, type(exc).__name__,
+                                "; near-cache off until it is back" if CHANGES_CHANNEL in channels else "")
                     outage_logged = True
             finally:
-                self.near_cache.trusted = False
-                self.near_cache.clear()
-                self.subscribed.clear()
-                self.subscription_node = None
+                on_lost()
                 if pubsub is not None:
                     with contextlib.suppress(Exception):
                         await pubsub.aclose()
             await asyncio.sleep(backoff * (0.5 + random.random()))
             backoff = min(backoff * 2, 1.0)
 
-    def _new_pubsub(self) -> Any:
+    async def _index_subscribed(self) -> None:
+        # Anything cached before now may have missed an invalidation: start empty.
+        self.near_cache.clear()
+        self.near_cache.trusted = True
+        self.subscribed.set()
+        await self.trust.reload(self.redis)
+
+    def _index_unsubscribed(self) -> None:
+        self.near_cache.trusted = False
+        self.near_cache.clear()
+        self.subscribed.clear()
+        self.subscription_node = None
+
+    async def _store_subscribed(self) -> None:
+        self.keys.forget()  # a revocation may have been missed while not subscribed
+        self.store_subscribed.set()
+
+    def _index_pubsub(self) -> Any:
         redis = self.redis
         if isinstance(redis, AsyncRedisCluster):
             # Pub/sub is broadcast to every node of a cluster: listen on the index's own
@@ -249,6 +307,12 @@ class Runtime:
             self.subscription_node = node.name
             return redis.pubsub(node=node)
         return redis.pubsub()
+
+    def _store_pubsub(self) -> Any:
+        store = self.store
+        if isinstance(store, AsyncRedisCluster):
+            return store.pubsub(node=store.get_node_from_key(KEY_SET))  # the keys' own primary, as above
+        return store.pubsub()
 
     async def _on_message(self, channel: bytes | str, data: bytes | str) -> None:
         name = channel.decode() if isinstance(channel, bytes) else channel
@@ -288,7 +352,8 @@ class Runtime:
             metrics_lib.gauge("pv_index_seq", "Change-feed sequence the index is consistent with",
                               float(state.seq) if state is not None and state.seq is not None else None),
             metrics_lib.gauge("pv_near_cache_entries", "Entries in this worker's near-cache", float(len(self.near_cache))),
-            metrics_lib.gauge("pv_audit_buffered", "Audit records this worker holds, not yet written", float(len(self.audit))),
+            metrics_lib.gauge("pv_audit_buffered", "Audit records of this worker not yet in the store "
+                              "(in its audit files while the store is away)", float(len(self.audit))),
         ]
         gauges.extend(await self._sync_gauges())
         return metrics_lib.render(totals, gauges)

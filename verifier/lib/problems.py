@@ -37,7 +37,9 @@ _TYPES = {
     401: "unauthorized",
     403: "forbidden",
     404: "not-found",
+    406: "not-acceptable",
     405: "method-not-allowed",
+    409: "conflict",
     413: "payload-too-large",
     415: "unsupported-media-type",
     409: "conflict",
@@ -51,7 +53,9 @@ _TITLES = {
     401: "Missing or invalid API key",
     403: "This API key's role may not use this endpoint",
     404: "Not found",
+    406: "Not acceptable",
     405: "Method not allowed",
+    409: "Conflict",
     413: "Request body too large",
     415: "Unsupported media type",
     409: "Conflict with the resource's state",
@@ -81,6 +85,11 @@ class ProblemDocument(msgspec.Struct, omit_defaults=True):
     status: int
     detail: str | None = None
     errors: list[FieldError] | None = None
+    result: str | None = None
+    """Extension: the verdict's result code, when a verdict is why the request was refused
+    (a holder sign-in with a code that is not good enough)."""
+    reasons: list[str] | None = None
+    """Extension: that verdict's machine-readable reasons."""
 
 
 def problem_type(status: int) -> str:
@@ -97,9 +106,18 @@ class Problem(HTTPException):
         *,
         errors: list[FieldError] | None = None,
         headers: dict[str, str] | None = None,
+        type: str | None = None,
+        title: str | None = None,
+        result: str | None = None,
+        reasons: list[str] | None = None,
     ) -> None:
         super().__init__(detail=detail, status_code=status_code, headers=headers)
         self.errors = errors
+        self.type = type
+        """A more specific problem type than the status's (``/problems/...``), with its ``title``."""
+        self.title = title
+        self.result = result
+        self.reasons = reasons
 
 
 def problem_response(
@@ -108,13 +126,19 @@ def problem_response(
     *,
     errors: list[FieldError] | None = None,
     headers: dict[str, str] | None = None,
+    type: str | None = None,
+    title: str | None = None,
+    result: str | None = None,
+    reasons: list[str] | None = None,
 ) -> Response[ProblemDocument]:
     document = ProblemDocument(
-        type=problem_type(status),
-        title=_TITLES.get(status, "Client error" if status < 500 else "Internal error"),
+        type=type or problem_type(status),
+        title=title or _TITLES.get(status, "Client error" if status < 500 else "Internal error"),
         status=status,
         detail=detail,
         errors=errors,
+        result=result,
+        reasons=reasons,
     )
     return Response(document, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
 
@@ -160,6 +184,9 @@ def http_exception_handler(request: Request[Any, Any, Any], exc: HTTPException) 
         errors = _field_errors(exc.extra)
         detail = exc.detail or None
     headers = dict(exc.headers) if exc.headers else None
+    if isinstance(exc, Problem):
+        return problem_response(status, detail, errors=errors, headers=headers, type=exc.type,
+                                title=exc.title, result=exc.result, reasons=exc.reasons)
     return problem_response(status, detail, errors=errors, headers=headers)
 
 

@@ -6,7 +6,8 @@ With no ``REDIS_URL`` the service, the demo and the test suite start their own s
 6379, never a fake.
 
 - :class:`EmbeddedRedis`: one server on a free port of 127.0.0.1, data in a state
-  folder (AOF, ``appendfsync everysec``) or nowhere (``persist=False``, for tests);
+  folder (AOF, ``appendfsync everysec``; ``always`` for the store of record) or
+  nowhere (``persist=False``, for tests);
   ``stop()`` / ``kill()`` (SIGKILL, for failure tests) / ``restart()`` on the same port.
 - The tests' 6-node Redis Cluster is made of these (``tests/support/local_cluster.py``),
   with ``cluster_bus=True`` and :func:`find_cli_binary`.
@@ -129,7 +130,9 @@ class EmbeddedRedis:
 
     ``persist=True`` keeps the data in ``state_dir`` (append-only file, fsync every
     second: a crash of the machine loses at most about a second of writes, and the
-    sync job replays them from its cursor). ``persist=False`` keeps nothing on disk.
+    sync job replays them from its cursor). ``appendfsync="always"`` fsyncs every
+    write before it is answered: the store of record's setting, whose data no sync job
+    can replay. ``persist=False`` keeps nothing on disk.
 
     ``die_with_parent`` (Linux): the server gets SIGTERM when the *thread* that started
     it ends (PR_SET_PDEATHSIG), so a killed test run or demo leaves no server behind.
@@ -148,7 +151,10 @@ class EmbeddedRedis:
         cluster_bus: bool = False,
         die_with_parent: bool = True,
         start_timeout_s: float = 15.0,
+        appendfsync: str = "everysec",
     ) -> None:
+        if appendfsync not in ("always", "everysec", "no"):
+            raise ValueError(f"appendfsync is always, everysec or no, not {appendfsync!r}")
         self._own_dir = state_dir is None
         self.state_dir = Path(state_dir) if state_dir is not None else Path(
             tempfile.mkdtemp(prefix="verifier-redis-")
@@ -160,6 +166,7 @@ class EmbeddedRedis:
         self._cluster_bus = cluster_bus
         self._die_with_parent = die_with_parent
         self.start_timeout_s = start_timeout_s
+        self.appendfsync = appendfsync
         self._process: subprocess.Popen[bytes] | None = None
 
     # -- properties ------------------------------------------------------------
@@ -229,7 +236,7 @@ class EmbeddedRedis:
         if self.persist:
             args += [
                 "--appendonly", "yes",
-                "--appendfsync", "everysec",
+                "--appendfsync", self.appendfsync,
                 "--appendfilename", f"appendonly-{self.port}.aof",
                 "--appenddirname", f"appendonly-{self.port}",
             ]

@@ -7,8 +7,37 @@ No other module reads the environment. CLI flags override fields through
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+
+DEFAULT_CARD_BRIDGE_PORT = 7471
+"""The loopback port of ``verifier card-bridge`` on a terminal (docs/card-bridge.md)."""
+DEFAULT_CARD_BRIDGE_ORIGIN = f"http://127.0.0.1:{DEFAULT_CARD_BRIDGE_PORT}"
+"""Where the counter page looks for the card-reader bridge of its terminal."""
+
+# An origin as a browser sends it: scheme, host, optional port; no path, no wildcard.
+_ORIGIN_RE = re.compile(r"https?://(?:[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
+# The card bridge runs on the terminal itself: only a loopback origin over plain HTTP
+# (a browser treats loopback as potentially trustworthy, so an HTTPS page may call it).
+_LOOPBACK_ORIGIN_RE = re.compile(r"http://(?:127\.0\.0\.1|localhost|\[::1\]):[0-9]{1,5}")
+
+
+def parse_origins(text: str) -> tuple[str, ...]:
+    """``"https://a.example, https://b.example:8443"`` -> a tuple of exact origins; ValueError on anything else."""
+    origins = tuple(part.strip().rstrip("/") for part in text.split(",") if part.strip())
+    for origin in origins:
+        if not _ORIGIN_RE.fullmatch(origin):
+            raise ValueError(f"not an origin (scheme://host[:port], no path, no wildcard): {origin!r}")
+    return origins
+
+
+def check_card_bridge_origin(origin: str) -> str:
+    """The bridge origin, or "" (no card reads from the page); ValueError if it is not loopback HTTP."""
+    origin = origin.strip().rstrip("/")
+    if origin and not _LOOPBACK_ORIGIN_RE.fullmatch(origin):
+        raise ValueError(f"the card bridge origin is http://127.0.0.1:PORT (or localhost, [::1]), not {origin!r}")
+    return origin
 
 
 def _env(name: str, default: str) -> str:
@@ -31,7 +60,10 @@ class Settings:
     upstream_url: str = ""
     """Base URL of the upstream permit system (or its simulator)."""
     state_dir: Path = Path(".state")
-    """Where the private Redis-protocol server keeps its data and the demo its keys."""
+    """Where the private Redis-protocol servers keep their data and the demo its keys."""
+    audit_dir: str = ""
+    """Where each API worker writes its audit records through to append-only files (a durable local
+    disk in production); empty: ``state_dir/audit``. See ``audit_path``."""
     host: str = "127.0.0.1"
     """Address the API binds to."""
     port: int = 8000
@@ -52,6 +84,22 @@ class Settings:
     """Events the sync job asks the upstream feed for per page (each page is applied atomically)."""
     log_level: str = "INFO"
     """Application log level."""
+    cors_origins: tuple[str, ...] = ()
+    """Origins of other web front ends allowed to call the API from a browser (CORS); default none."""
+    card_bridge_origin: str = DEFAULT_CARD_BRIDGE_ORIGIN
+    """The counter page's card-reader bridge (loopback HTTP); the one origin its CSP lets it connect to besides its own."""
+    counter_clear_s: float = 30.0
+    """Default seconds after which the counter page clears a verdict (each terminal may change it)."""
+    holder_session_ttl_s: float = 600.0
+    """How long a holder token of the e-card platform is valid (seconds)."""
+    holder_history_days: int = 365
+    """How long "who verified me" keeps each check of a permit (days; 12 months by default)."""
+    holder_history_cap: int = 10_000
+    """The most checks "who verified me" keeps per permit (the oldest go first)."""
+    holder_match_per_s: float = 5.0
+    """Real-name match attempts per second allowed per platform key (burst: 4 s worth)."""
+    holder_match_per_identifier_per_h: int = 10
+    """Real-name match attempts per hour allowed per permit or social security number."""
     # -- notifications (verifier/notify) --
     change_stream_maxlen: int = 200_000
     """Entries the index's change stream keeps (about): the sync job trims it; bounds webhook replay."""
@@ -95,6 +143,7 @@ class Settings:
             "store_url": _env("VERIFIER_STORE_URL", ""),
             "upstream_url": _env("UPSTREAM_URL", ""),
             "state_dir": Path(_env("VERIFIER_STATE_DIR", ".state")),
+            "audit_dir": _env("VERIFIER_AUDIT_DIR", ""),
             "host": _env("VERIFIER_HOST", "127.0.0.1"),
             "port": int(_env("VERIFIER_PORT", "8000")),
             "workers": int(_env("VERIFIER_WORKERS", "2")),
@@ -105,6 +154,14 @@ class Settings:
             "sync_lock_ttl_s": float(_env("VERIFIER_SYNC_LOCK_TTL_S", "10")),
             "sync_page_size": int(_env("VERIFIER_SYNC_PAGE_SIZE", "1000")),
             "log_level": _env("VERIFIER_LOG_LEVEL", "INFO"),
+            "cors_origins": parse_origins(_env("VERIFIER_CORS_ORIGINS", "")),
+            "card_bridge_origin": _env("VERIFIER_CARD_BRIDGE_ORIGIN", DEFAULT_CARD_BRIDGE_ORIGIN),
+            "counter_clear_s": float(_env("VERIFIER_COUNTER_CLEAR_S", "30")),
+            "holder_session_ttl_s": float(_env("VERIFIER_HOLDER_SESSION_TTL_S", "600")),
+            "holder_history_days": int(_env("VERIFIER_HOLDER_HISTORY_DAYS", "365")),
+            "holder_history_cap": int(_env("VERIFIER_HOLDER_HISTORY_CAP", "10000")),
+            "holder_match_per_s": float(_env("VERIFIER_HOLDER_MATCH_PER_S", "5")),
+            "holder_match_per_identifier_per_h": int(_env("VERIFIER_HOLDER_MATCH_PER_IDENTIFIER_PER_H", "10")),
             "change_stream_maxlen": int(_env("VERIFIER_CHANGE_STREAM_MAXLEN", "200000")),
             "notify_partitions": int(_env("VERIFIER_NOTIFY_PARTITIONS", "16")),
             "notify_concurrency": int(_env("VERIFIER_NOTIFY_CONCURRENCY", "64")),
@@ -124,6 +181,11 @@ class Settings:
         }
         known = {f.name for f in fields(cls)}
         env.update({k: v for k, v in overrides.items() if k in known and v is not None})
+        origins = env["cors_origins"]  # a flag gives a list, the environment a comma-separated text
+        env["cors_origins"] = parse_origins(origins if isinstance(origins, str) else ",".join(origins))  # type: ignore[arg-type]
+        env["card_bridge_origin"] = check_card_bridge_origin(str(env["card_bridge_origin"]))
+        if not 1 <= float(env["counter_clear_s"]) <= 3600:  # type: ignore[arg-type]
+            raise ValueError("the counter's verdict clear time is 1 to 3600 seconds")
         return cls(**env)  # type: ignore[arg-type]
 
     def to_env(self) -> dict[str, str]:
@@ -133,6 +195,7 @@ class Settings:
             "VERIFIER_STORE_URL": self.store_url,
             "UPSTREAM_URL": self.upstream_url,
             "VERIFIER_STATE_DIR": str(self.state_dir),
+            "VERIFIER_AUDIT_DIR": self.audit_dir,
             "VERIFIER_HOST": self.host,
             "VERIFIER_PORT": str(self.port),
             "VERIFIER_WORKERS": str(self.workers),
@@ -143,6 +206,14 @@ class Settings:
             "VERIFIER_SYNC_LOCK_TTL_S": repr(self.sync_lock_ttl_s),
             "VERIFIER_SYNC_PAGE_SIZE": str(self.sync_page_size),
             "VERIFIER_LOG_LEVEL": self.log_level,
+            "VERIFIER_CORS_ORIGINS": ",".join(self.cors_origins),
+            "VERIFIER_CARD_BRIDGE_ORIGIN": self.card_bridge_origin,
+            "VERIFIER_COUNTER_CLEAR_S": repr(self.counter_clear_s),
+            "VERIFIER_HOLDER_SESSION_TTL_S": repr(self.holder_session_ttl_s),
+            "VERIFIER_HOLDER_HISTORY_DAYS": str(self.holder_history_days),
+            "VERIFIER_HOLDER_HISTORY_CAP": str(self.holder_history_cap),
+            "VERIFIER_HOLDER_MATCH_PER_S": repr(self.holder_match_per_s),
+            "VERIFIER_HOLDER_MATCH_PER_IDENTIFIER_PER_H": str(self.holder_match_per_identifier_per_h),
             "VERIFIER_CHANGE_STREAM_MAXLEN": str(self.change_stream_maxlen),
             "VERIFIER_NOTIFY_PARTITIONS": str(self.notify_partitions),
             "VERIFIER_NOTIFY_CONCURRENCY": str(self.notify_concurrency),
@@ -165,6 +236,11 @@ class Settings:
     def store_url_or_index(self) -> str:
         """Where the store of record is: ``store_url``, or (not set) the index's own Redis."""
         return self.store_url or self.redis_url
+
+    @property
+    def audit_path(self) -> Path:
+        """The audit files' folder: ``audit_dir``, or (not set) ``state_dir/audit``."""
+        return Path(self.audit_dir) if self.audit_dir else self.state_dir / "audit"
 
     def with_(self, **changes: object) -> "Settings":
         return replace(self, **changes)  # type: ignore[arg-type]

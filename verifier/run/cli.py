@@ -1,7 +1,7 @@
 """Sub-commands that run the service: ``serve`` and ``demo``.
 
-    verifier serve [--redis URL] [--upstream URL] [--host H] [--port P] [--workers N]
-    verifier demo [--port P] [--permits N] [--info FILE] [--state-dir DIR] ...
+    verifier serve [--redis URL] [--store URL] [--upstream URL] [--host H] [--port P] [--workers N]
+    verifier demo [--port P] [--permits N] [--info FILE] [--state-dir DIR] [--redis URL] [--store URL] ...
 
 Settings come from the environment (``verifier.lib.settings``); the flags override
 them and bear the same names across the whole CLI. Exit codes (``verifier/cli.py``):
@@ -14,29 +14,37 @@ import argparse
 import sys
 from pathlib import Path
 
+from verifier.api.cli import STORE_HELP
+from verifier.api.counter.flags import add_counter_flags, counter_overrides
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     serve = subparsers.add_parser(
         "serve",
         help="serve the API (production: uvicorn, several workers)",
         description="Serve the API on uvicorn (uvloop, httptools, no access log) with several worker "
-        "processes. Settings from the environment (REDIS_URL, UPSTREAM_URL, VERIFIER_HOST, VERIFIER_PORT, "
-        "VERIFIER_WORKERS, VERIFIER_STALENESS_BOUND_S, VERIFIER_RATE_LIMIT_PER_S, ...); flags override them. "
-        "With no Redis URL a private server is started (data under --state-dir).",
+        "processes. Settings from the environment (REDIS_URL, VERIFIER_STORE_URL, UPSTREAM_URL, VERIFIER_HOST, "
+        "VERIFIER_PORT, VERIFIER_WORKERS, VERIFIER_AUDIT_DIR, VERIFIER_STALENESS_BOUND_S, VERIFIER_RATE_LIMIT_PER_S, "
+        "...); flags override them. With no Redis URL a private server is started for the index, and with no "
+        "store URL either, a second one for the store of record (data under --state-dir).",
     )
-    serve.add_argument("--redis", default=None, help="Redis URL (default: $REDIS_URL)")
+    serve.add_argument("--redis", default=None, help="the index's Redis URL (default: $REDIS_URL)")
+    serve.add_argument("--store", default=None, help=STORE_HELP)
     serve.add_argument("--upstream", default=None, help="upstream base URL (default: $UPSTREAM_URL)")
     serve.add_argument("--host", default=None, help="address to bind (default: $VERIFIER_HOST or 127.0.0.1)")
     serve.add_argument("--port", type=int, default=None, help="port to bind, 0 for any (default: $VERIFIER_PORT or 8000)")
     serve.add_argument("--workers", type=int, default=None, help="worker processes (default: $VERIFIER_WORKERS or 2)")
     serve.add_argument("--state-dir", type=Path, default=None, help="private Redis data (default: .state)")
+    serve.add_argument("--audit-dir", default=None,
+                       help="the audit's append-only files (default: $VERIFIER_AUDIT_DIR or STATE_DIR/audit)")
     serve.add_argument("--log-level", default=None, help="log level (default: $VERIFIER_LOG_LEVEL or INFO)")
+    add_counter_flags(serve)
     serve.set_defaults(func=_serve)
 
     demo = subparsers.add_parser(
         "demo",
         help="run everything on this machine and print keys and sample requests",
-        description="Start a private Redis-protocol server, the upstream simulator with demo permits, the sync "
+        description="Start two private Redis-protocol servers (the index's and the store of record's), the upstream simulator with demo permits, the sync "
         "job and the API; print the URL, one API key per role and ready-to-paste curl commands. Ctrl-C stops all.",
     )
     demo.add_argument("--port", type=int, default=8000, help="API port, 0 for a free one (default 8000)")
@@ -51,7 +59,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     demo.add_argument("--state-dir", type=Path, default=None, help="where Redis data and logs go (default: .state)")
     demo.add_argument("--info", type=Path, default=None, metavar="FILE",
                       help="also write url, keys, upstream and samples as JSON (removed on exit: it holds keys)")
-    demo.add_argument("--redis", default=None, help="Redis URL (default: $REDIS_URL)")
+    demo.add_argument("--redis", default=None, help="use this Redis for the index instead of a private one")
+    demo.add_argument("--store", default=None, help="use this Redis for the store of record instead of a private "
+                      "one (default: --redis's when given)")
     demo.set_defaults(func=_demo)
 
 
@@ -64,10 +74,14 @@ def _serve(args: argparse.Namespace) -> int:
     from verifier.lib.settings import Settings
     from verifier.run.serve import serve
 
-    settings = Settings.from_env(
-        redis_url=args.redis, upstream_url=args.upstream, host=args.host, port=args.port,
-        workers=args.workers, state_dir=args.state_dir, log_level=args.log_level,
-    )
+    try:
+        settings = Settings.from_env(
+            redis_url=args.redis, store_url=args.store, upstream_url=args.upstream, host=args.host, port=args.port,
+            audit_dir=args.audit_dir, workers=args.workers, state_dir=args.state_dir, log_level=args.log_level,
+            **counter_overrides(args),
+        )
+    except ValueError as exc:  # a CORS or card-bridge origin that is not one
+        return _usage_error(str(exc))
     if settings.workers < 1:
         return _usage_error("--workers must be at least 1")
     return serve(settings)
@@ -83,5 +97,5 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(DemoOptions(
         state_dir=settings.state_dir, host=args.host, port=args.port, workers=args.workers,
         permits=args.permits, seed=args.seed, event_rate=args.event_rate, rate_limit_per_s=args.rate_limit,
-        info_file=args.info, redis_url=args.redis or "",
+        info_file=args.info, redis_url=args.redis or "", store_url=args.store or "",
     ))

@@ -2,17 +2,22 @@
 
 Starts, each as a child process of its own (:mod:`verifier.run.processes`):
 
-1. a private Redis-protocol server, data under the state folder;
+1. two private Redis-protocol servers, data under the state folder: the index's, and
+   beside it the store of record's (API keys and the audit; AOF fsynced on every
+   write), so that losing the index's data costs a resync and nothing else;
 2. the upstream simulator with demo permits and a few lifecycle events a second;
 3. the sync job, mirroring the simulator into the permit index;
 4. the API (``verifier serve``, 2 workers);
-5. the notifier (``verifier notify``) and a tiny webhook receiver (``verifier notify
+5. the card-reader bridge (``verifier card-bridge``) holding the card of a demo permit
+   (the simulator's), for the counter page;
+6. the notifier (``verifier notify``) and a tiny webhook receiver (``verifier notify
    receiver``), subscribed to every change with the admin key, that prints each
    delivery (its signatures checked) to its log;
 
 waits until the API says the index is ready, creates one API key per role (printed
 once, stored only hashed; the previous demo's keys are revoked), and prints the URL,
-the keys and ready-to-paste ``curl`` commands with real codes. ``--info FILE`` writes
+the counter page's URL, the keys and ready-to-paste ``curl`` commands with real codes,
+and writes a QR image (PNG) of a real code to show to the counter's camera. ``--info FILE`` writes
 the same as JSON. Ctrl-C or SIGTERM stops everything it started, API first and Redis
 last, and reaps every process.
 """
@@ -35,7 +40,7 @@ import msgspec
 
 from verifier.lib.redis_server import free_port
 from verifier.lib.settings import Settings
-from verifier.run.private_redis import private_redis_child, wait_for_url
+from verifier.run.private_redis import INDEX, STORE, private_redis_child, wait_for_url
 from verifier.run.processes import Child, ChildFailed, http_ok, wait_until
 
 __all__ = ["DemoOptions", "DemoStack", "run_demo"]
@@ -63,7 +68,9 @@ class DemoOptions:
     info_file: Path | None = None
     ready_timeout_s: float = 180.0
     redis_url: str = ""
-    """An existing Redis to use instead of starting a private one."""
+    """An existing Redis to use for the index instead of starting a private one."""
+    store_url: str = ""
+    """An existing Redis for the store of record; empty: a private one, or ``redis_url``'s when that is given."""
     stop_event: threading.Event = field(default_factory=threading.Event)
 
 
@@ -76,6 +83,8 @@ class DemoStack:
         self.log_dir = self.state_dir / "logs"
         self.children: list[Child] = []
         self.redis_url = options.redis_url
+        self.store_url = options.store_url or options.redis_url
+        self.audit_path = self.state_dir / "audit"
         self.upstream_url = ""
         self.api_url = ""
         self.api_port = 0
@@ -83,6 +92,8 @@ class DemoStack:
         self.receiver_url = ""
         self.receiver_secret = self.state_dir / "webhook-receiver.json"
         """The demo subscription's secret and public key, for the receiver (written once known)."""
+        self.bridge_port = free_port()
+        """The card bridge's port, known before the API starts: the counter page's CSP names it."""
 
     # -- starting ----------------------------------------------------------------
 
@@ -100,9 +111,13 @@ class DemoStack:
         options = self.options
         self.log_dir.mkdir(parents=True, exist_ok=True)
         if not self.redis_url:
-            redis, url_file = private_redis_child(self.state_dir, self.log_dir / "redis.log")
+            redis, url_file = private_redis_child(self.state_dir, self.log_dir, INDEX)
             self._start(redis)
             self.redis_url = wait_for_url(url_file, self._abort_if_needed)
+        if not self.store_url:
+            store, url_file = private_redis_child(self.state_dir, self.log_dir, STORE)
+            self._start(store)
+            self.store_url = wait_for_url(url_file, self._abort_if_needed)
 
         self.upstream_port = free_port()
         self.upstream_url = f"http://127.0.0.1:{self.upstream_port}"
@@ -116,16 +131,19 @@ class DemoStack:
 
         self.api_port = options.port or free_port()
         settings = Settings.from_env(
-            redis_url=self.redis_url, upstream_url=self.upstream_url, state_dir=self.state_dir,
+            redis_url=self.redis_url, store_url=self.store_url, upstream_url=self.upstream_url,
+            state_dir=self.state_dir,
             host=options.host, port=self.api_port, workers=options.workers,
             rate_limit_per_s=options.rate_limit_per_s,
             rate_limit_burst=int(options.rate_limit_per_s * 2) if options.rate_limit_per_s else None,
+            card_bridge_origin=self.bridge_url,
         )
+        self.audit_path = settings.audit_path.resolve()
         env = {**os.environ, **settings.to_env()}
         self._start(Child.verifier("sync", ["sync", "--redis", self.redis_url, "--upstream", self.upstream_url],
                                    self.log_dir, env))
         self._start(Child.verifier("api", [
-            "serve", "--redis", self.redis_url, "--upstream", self.upstream_url,
+            "serve", "--redis", self.redis_url, "--store", self.store_url, "--upstream", self.upstream_url,
             "--host", options.host, "--port", str(self.api_port), "--workers", str(options.workers),
         ], self.log_dir, env))
         url_host = "127.0.0.1" if options.host in ("0.0.0.0", "::") else options.host
@@ -144,6 +162,19 @@ class DemoStack:
             "notify", "receiver", "--port", str(receiver_port), "--secret-file", str(self.receiver_secret),
         ], self.log_dir, env))
         self._start(Child.verifier("notify", ["notify", "--redis", self.redis_url], self.log_dir, env))
+    @property
+    def bridge_url(self) -> str:
+        return f"http://127.0.0.1:{self.bridge_port}"
+
+    def start_card_bridge(self, permit_number: str) -> None:
+        """The bridge with the simulator's card of ``permit_number``, answering the counter page's origins."""
+        port = self.api_url.rsplit(":", 1)[1]
+        self._start(Child.verifier("card-bridge", [
+            "card-bridge", "--port", str(self.bridge_port), "--simulator", self.upstream_url, "--pn", permit_number,
+            "--allow-origin", f"http://127.0.0.1:{port}", "--allow-origin", f"http://localhost:{port}",
+        ], self.log_dir))
+        wait_until(lambda: http_ok(f"{self.bridge_url}/v1/status"), timeout_s=30, what="the card bridge",
+                   abort=self._abort_if_needed)
 
     # -- running and stopping ----------------------------------------------------
 
@@ -157,7 +188,7 @@ class DemoStack:
         return {c.name: c.pid for c in self.children if c.pid is not None}
 
     def stop(self) -> None:
-        """API first (it flushes audit records to Redis), then sync, upstream, Redis last."""
+        """API first (it flushes audit records to the store), then sync, upstream, the Redis servers last."""
         for child in reversed(self.children):
             with contextlib.suppress(Exception):
                 child.stop()
@@ -176,14 +207,14 @@ class DemoStack:
 # -- API keys -------------------------------------------------------------------------
 
 
-def create_demo_keys(redis_url: str, partner_employers: list[str]) -> dict[str, dict[str, str]]:
-    """One key per role, named ``demo <role>``; the previous demo's keys are revoked first."""
+def create_demo_keys(store_url: str, partner_employers: list[str]) -> dict[str, dict[str, str]]:
+    """One key per role, named ``demo <role>``, in the store of record; the previous demo's keys are revoked first."""
     from verifier.api.auth.keys import add_api_key, list_api_keys, revoke_api_key
     from verifier.api.auth.roles import Role
     from verifier.lib.redis_client import async_client
 
     async def make() -> dict[str, dict[str, str]]:
-        redis = async_client(redis_url)
+        redis = async_client(store_url)
         try:
             for key in await list_api_keys(redis):
                 if key.name.startswith(DEMO_KEY_PREFIX) and key.revoked is None:
@@ -241,16 +272,27 @@ def _print_banner(info: dict[str, Any], samples: dict[str, Any], problems: list[
     out = sys.stdout
     out.write("\n=== permit verification service: demo ready ===\n\n")
     out.write(f"API         {info['url']}   (OpenAPI: {info['url']}/schema/swagger)\n")
+    out.write(f"counter     {info['counter']}   (the terminal page: sign in with a key below and any terminal id)\n")
+    out.write(f"card bridge {info['card_bridge']}   (holds the card of the 'valid' permit: press Read card)\n")
     out.write(f"upstream    {info['upstream']}   (simulator; permits, events, issuing)\n")
-    out.write(f"redis       {info['redis']}\n")
+    out.write(f"redis       {info['redis']}   (the index: a mirror of the upstream)\n")
+    out.write(f"store       {info['store']}   (the store of record: API keys, audit)\n")
+    out.write(f"audit files {info['audit_files']}\n")
     out.write(f"logs        {info['logs']}\n\n")
     out.write("API keys (shown once, stored only hashed):\n")
     for role, token in info["keys"].items():
         out.write(f"  {role:<17} {token}\n")
+    out.write("\nQR images to show to the counter page's camera (or open on a phone):\n")
+    for name, path in info["qr_images"].items():
+        out.write(f"  {name:<17} {path}\n")
     out.write("\nTry these:\n")
     for name, sample in samples.items():
         expect = " or ".join(sample.expect) if sample.expect else "found and missing"
         out.write(f"\n# {name}: {sample.note} -> {expect}\n{sample.curl}\n")
+    if info.get("holder_flow"):
+        out.write("\n# holder services: the e-card platform signs the holder in with a fresh ES1 code, reads the\n"
+                  "# permit, downloads the notice (notice.pdf) and lists who verified them; paste in one shell:\n")
+        out.write("\n".join(info["holder_flow"]) + "\n")
     if problems:
         out.write("\nwarning: the demo's own check of its samples disagreed (events may have changed a permit):\n")
         for line in problems:
@@ -269,7 +311,7 @@ def _print_banner(info: dict[str, Any], samples: dict[str, Any], problems: list[
 
 
 def run_demo(options: DemoOptions) -> int:
-    from verifier.run.samples import build_samples, curl_command, pick_permits
+    from verifier.run.samples import build_samples, curl_command, holder_flow, pick_permits, write_qr_images
 
     def on_signal(signum: int, frame: object) -> None:
         options.stop_event.set()
@@ -283,22 +325,30 @@ def run_demo(options: DemoOptions) -> int:
               f"the sync job and the API; logs in {stack.log_dir}", flush=True)
         with stack:
             picked = pick_permits(stack.upstream_url)
-            keys = create_demo_keys(stack.redis_url, [picked.valid.emp])
+            keys = create_demo_keys(stack.store_url, [picked.valid.emp])
             tokens = {role: k["token"] for role, k in keys.items()}
             samples = build_samples(stack.upstream_url, picked)
             for sample in samples.values():
                 sample.curl = curl_command(stack.api_url, tokens[sample.role], sample)
             problems = _check_samples(stack.api_url, tokens, samples)
+            stack.start_card_bridge(picked.valid.pn)
+            qr_images = write_qr_images(stack.state_dir / "samples", samples)
             webhook = subscribe_receiver(stack, tokens["admin"])
             info = {
                 "url": stack.api_url,
+                "counter": stack.api_url + "/counter/",
+                "card_bridge": stack.bridge_url,
+                "qr_images": {name: str(path) for name, path in qr_images.items()},
                 "keys": tokens,
                 "key_ids": {role: k["key_id"] for role, k in keys.items()},
                 "upstream": stack.upstream_url,
                 "redis": stack.redis_url,
+                "store": stack.store_url,
+                "audit_files": str(stack.audit_path),
                 "seed": options.seed,
                 "permits": options.permits,
                 "samples": {name: msgspec.to_builtins(s) for name, s in samples.items()},
+                "holder_flow": holder_flow(stack.api_url, stack.upstream_url, tokens["essc_platform"], picked.valid.pn),
                 "pids": stack.pids,
                 "webhook": webhook,
                 "logs": str(stack.log_dir),

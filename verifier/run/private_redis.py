@@ -1,8 +1,13 @@
-"""The private Redis-protocol server as a child process of its own.
+"""The private Redis-protocol servers as child processes of their own.
 
-``python -m verifier.run.private_redis --state-dir DIR --url-file FILE`` starts an
-:class:`~verifier.lib.redis_server.EmbeddedRedis` (data kept in DIR), writes its URL
-to FILE once it answers, and stops it cleanly on SIGTERM or SIGINT.
+``python -m verifier.run.private_redis --state-dir DIR --url-file FILE [--appendfsync always]``
+starts an :class:`~verifier.lib.redis_server.EmbeddedRedis` (data kept in DIR), writes
+its URL to FILE once it answers, and stops it cleanly on SIGTERM or SIGINT.
+
+With no URLs, ``verifier serve`` and ``verifier demo`` start two (:data:`INDEX`,
+:data:`STORE`): the index's (a cache of the upstream, AOF fsynced every second: the
+sync job replays what a crash lost) and, beside it, the store of record's (API keys,
+the audit: nothing can rebuild them, so its AOF is fsynced before every answer).
 
 Why a child and not an object in the demo's process: the server then lives in a
 session of its own (see :mod:`verifier.run.processes`), so a terminal's Ctrl-C does
@@ -18,19 +23,35 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from verifier.lib.redis_server import EmbeddedRedis
 from verifier.run.processes import Child, wait_until
 
 
-def private_redis_child(state_dir: Path, log_path: Path) -> tuple[Child, Path]:
-    """The server as a (not yet started) child keeping its data in ``state_dir/redis``, and its URL file."""
-    url_file = state_dir / "redis.url"
+@dataclass(frozen=True)
+class PrivateServer:
+    """Which private server: its name (child, data folder ``state_dir/<name>``, log) and AOF fsync policy."""
+
+    name: str
+    appendfsync: str
+
+
+INDEX = PrivateServer("redis", "everysec")
+"""The index's server (its name stays ``redis``: the demo's info file and folders say so since the start)."""
+STORE = PrivateServer("store", "always")
+"""The store of record's server."""
+
+
+def private_redis_child(state_dir: Path, log_dir: Path, server: PrivateServer = INDEX) -> tuple[Child, Path]:
+    """The server as a (not yet started) child keeping its data in ``state_dir/<name>``, and its URL file."""
+    url_file = state_dir / f"{server.name}.url"
     url_file.unlink(missing_ok=True)
     argv = [sys.executable, "-m", "verifier.run.private_redis",
-            "--state-dir", str(state_dir / "redis"), "--url-file", str(url_file)]
-    return Child("redis", argv, log_path), url_file
+            "--state-dir", str(state_dir / server.name), "--url-file", str(url_file),
+            "--appendfsync", server.appendfsync]
+    return Child(server.name, argv, log_dir / f"{server.name}.log"), url_file
 
 
 def wait_for_url(url_file: Path, abort: Callable[[], None]) -> str:
@@ -43,18 +64,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m verifier.run.private_redis")
     parser.add_argument("--state-dir", required=True, type=Path)
     parser.add_argument("--url-file", required=True, type=Path)
+    parser.add_argument("--appendfsync", default="everysec", choices=("always", "everysec"))
     args = parser.parse_args(argv)
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    server = EmbeddedRedis(args.state_dir, persist=True)
+    server = EmbeddedRedis(args.state_dir, persist=True, appendfsync=args.appendfsync)
     server.start()
     try:
         partial = args.url_file.with_name(args.url_file.name + ".partial")
         partial.write_text(server.url + "\n")
         os.replace(partial, args.url_file)  # the parent never reads half a URL
-        print(f"private Redis-protocol server {server.binary} at {server.url}, data in {args.state_dir}", flush=True)
+        print(f"private Redis-protocol server {server.binary} at {server.url}, data in {args.state_dir} "
+              f"(appendfsync {args.appendfsync})", flush=True)
         while not stop.wait(0.5):
             if not server.running:
                 print("the Redis-protocol server exited on its own", file=sys.stderr, flush=True)

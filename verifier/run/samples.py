@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import random
 import shlex
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,7 +21,10 @@ from fastpath._verify_py import base45_decode, inflate_bounded
 from verifier.index.records import PermitRecord
 from verifier.issuing import encode_qr
 
-__all__ = ["Sample", "Picked", "pick_permits", "tamper_signature", "build_samples", "curl_command"]
+__all__ = [
+    "Sample", "Picked", "pick_permits", "tamper_signature", "build_samples", "curl_command", "holder_flow",
+    "write_qr_images",
+]
 
 CST = dt.timezone(dt.timedelta(hours=8))  # WIRE-FORMAT 3: dates are China Standard Time
 
@@ -142,3 +146,40 @@ def curl_command(api_url: str, token: str, sample: Sample) -> str:
     if sample.body is not None:
         parts += ["-H", "Content-Type: application/json", "-d", msgspec.json.encode(sample.body).decode()]
     return shlex.join(parts)
+
+
+# The samples worth showing to a camera: static WP1 codes (an ES1 code is single-use and
+# lives five minutes; a printed one would be REPLAYED or EXPIRED by the time it is shown).
+QR_IMAGE_SAMPLES = ("valid", "cancelled", "tampered")
+
+
+def write_qr_images(folder: Path, samples: dict[str, Sample], scale: int = 6) -> dict[str, Path]:
+    """PNG images of the samples' codes (segno, error correction M, 4-module quiet zone): ``{name: path}``."""
+    import segno
+
+    folder.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for name in QR_IMAGE_SAMPLES:
+        body = samples[name].body or {}
+        path = folder / f"{name}-wp1.png"
+        segno.make(str(body["qr"]), error="m", micro=False).save(path, scale=scale, border=4)
+        written[name] = path
+    return written
+def holder_flow(api_url: str, upstream_url: str, platform_token: str, permit_number: str) -> list[str]:
+    """Shell lines to paste into one shell: the e-card platform acting for the holder of
+    ``permit_number``. The first asks the simulator (standing in for the e-card app) for a
+    fresh ES1 code, so the flow works whenever it is pasted (a code lives 5 minutes, once)."""
+    key = shlex.quote(f"Authorization: Bearer {platform_token}")
+    holder = '-H "X-Holder-Token: $HOLDER"'
+    field = "python3 -c 'import json,sys; print(json.load(sys.stdin)[\"{}\"])'"
+    issue = shlex.quote(msgspec.json.encode({"pn": permit_number, "lifetime": 300}).decode())
+    return [
+        f"CODE=$(curl -s -X POST {upstream_url}/issue/es1 -H 'Content-Type: application/json' -d {issue}"
+        f" | {field.format('qr')})",
+        f"HOLDER=$(curl -s -X POST {api_url}/v1/holder/session -H {key} -H 'Content-Type: application/json'"
+        f' -d "{{\\"code\\": \\"$CODE\\"}}" | {field.format("token")})',
+        f"curl -s -w '\\n' {api_url}/v1/holder/permit -H {key} {holder}",
+        f"curl -s {api_url}/v1/holder/notice -H {key} {holder} -H 'Accept: application/pdf' -o notice.pdf",
+        f"curl -s -w '\\n' '{api_url}/v1/holder/verifications?limit=20' -H {key} {holder}",
+        f"curl -s -o /dev/null -w '%{{http_code}}\\n' -X DELETE {api_url}/v1/holder/session -H {key} {holder}",
+    ]

@@ -63,26 +63,42 @@ def _url_host(host: str) -> str:
 
 @contextmanager
 def private_redis_if_unset(settings: Settings) -> Iterator[Settings]:
-    """With no REDIS_URL, run the private Redis-protocol server (DESIGN, Storage) for as long as we serve.
+    """Run the private Redis-protocol servers (DESIGN, Storage) that the settings leave unset, for as
+    long as we serve: with no REDIS_URL the index's; with neither REDIS_URL nor VERIFIER_STORE_URL the
+    store of record's too, beside it (AOF fsynced on every write).
 
-    It runs as a child in its own session, stopped after uvicorn has stopped, so the
-    workers' last audit records still reach it on Ctrl-C.
+    A REDIS_URL without a VERIFIER_STORE_URL keeps the store in the index's Redis (it
+    works, but a FLUSHALL of that Redis then takes the API keys and the audit with it:
+    said once in the log). The servers run as children in sessions of their own,
+    stopped after uvicorn has stopped, so the workers' last audit records still reach
+    them on Ctrl-C.
     """
-    if settings.redis_url:
-        yield settings
-        return
-    from verifier.run.private_redis import private_redis_child, wait_for_url
+    from verifier.run.private_redis import INDEX, STORE, PrivateServer, private_redis_child, wait_for_url
 
+    wanted: list[tuple[str, PrivateServer]] = []
+    if not settings.redis_url:
+        wanted.append(("redis_url", INDEX))
+        if not settings.store_url:
+            wanted.append(("store_url", STORE))
+    elif not settings.store_url:
+        log.warning("no VERIFIER_STORE_URL: the store of record (API keys, audit) shares the index's Redis; "
+                    "losing that Redis's data would lose them too")
     state_dir = settings.state_dir.resolve()
-    child, url_file = private_redis_child(state_dir, state_dir / "logs" / "redis.log")
-    child.start()
+    started = []
     try:
-        url = wait_for_url(url_file, child.check_running)
-        log.warning("no REDIS_URL: started a private server at %s (data in %s); the index stays "
-                    "unready until a sync job fills it", url, state_dir / "redis")
-        yield settings.with_(redis_url=url)
+        urls = {}
+        for field, server in wanted:
+            child, url_file = private_redis_child(state_dir, state_dir / "logs", server)
+            started.append(child.start())
+            urls[field] = url = wait_for_url(url_file, child.check_running)
+            log.warning("no %s: started a private server at %s (data in %s, appendfsync %s)%s",
+                        "REDIS_URL" if field == "redis_url" else "VERIFIER_STORE_URL", url,
+                        state_dir / server.name, server.appendfsync,
+                        "; the index stays unready until a sync job fills it" if server is INDEX else "")
+        yield settings.with_(**urls)
     finally:
-        child.stop()
+        for child in reversed(started):
+            child.stop()
 
 
 def serve(settings: Settings) -> int:

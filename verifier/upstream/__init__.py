@@ -43,6 +43,13 @@ every change bumps it.
     The JWK Set of WIRE-FORMAT 4 (every key with its status: active, retired,
     revoked) plus ``version``, a number bumped at every change of the set.
 
+``GET /notice/{pn}``
+    The permit's Notice of Foreigner's Work Permit for the holder's download (the API's
+    holder services ask for it; the service never signs permits itself): a
+    :class:`~verifier.lib.upstream_notice.Notice` ``{qr, pn, v, issued_at}``, ``qr`` a ``WP1:``
+    code of the permit as it is now. ``404`` for an unknown permit, ``409`` for one that
+    is cancelled or has ended (no notice is issued for it).
+
 The simulator's extras (not part of the interface)
 ==================================================
 

@@ -17,6 +17,7 @@ from litestar.response import Stream
 from verifier.index.records import ChangeEvent, EventType, PermitRecord
 from verifier.lib import upstream_wire as wire
 from verifier.lib.problems import EXCEPTION_HANDLERS, Problem
+from verifier.lib.upstream_notice import Notice
 from verifier.upstream.feed import EventNotApplicable, UnknownPermit
 from verifier.upstream.simulator import Faults, Upstream
 
@@ -355,6 +356,17 @@ async def issue_es1(request: Request[Any, Any, Any], data: JSONBody[IssueRequest
     return CodeResponse(qr=qr, pn=record.pn, v=record.v)
 
 
+@get("/notice/{pn:str}")
+async def notice(request: Request[Any, Any, Any], pn: FromPath[str]) -> Notice:
+    """The permit's Notice of Foreigner's Work Permit (its signed WP1 code), for the holder's download."""
+    from verifier.issuing import MintError
+
+    try:
+        return _upstream(request).notice(pn)
+    except (UnknownPermit, MintError, EventNotApplicable) as exc:
+        raise _issue_errors(exc) from None
+
+
 @post("/issue/card", status_code=200)
 async def issue_card(request: Request[Any, Any, Any], data: JSONBody[IssueRequest]) -> CardResponse:
     from verifier.issuing import MintError
@@ -403,7 +415,7 @@ def create_upstream_app(upstream: Upstream) -> Litestar:
             feed, snapshot, trust_list, get_permit,
             admin_state, admin_event, admin_random_events, admin_hold, admin_event_rate, admin_faults,
             admin_rotate, admin_revoke,
-            issue_wp1, issue_es1, issue_card, card_sign,
+            issue_wp1, issue_es1, issue_card, card_sign, notice,
         ],
         lifespan=[event_stream],
         exception_handlers={**EXCEPTION_HANDLERS, SimulatedFailure: _simulated_failure},

@@ -136,7 +136,7 @@ class PermitFeed:
 
     # -- lifecycle events -----------------------------------------------------------
 
-    def _today(self) -> dt.date:
+    def today(self) -> dt.date:
         return dt.datetime.fromtimestamp(self.clock(), dt.timezone(dt.timedelta(hours=8))).date()
 
     def _new_card_number(self, record: PermitRecord) -> str:
@@ -149,7 +149,7 @@ class PermitFeed:
             if self.count >= MAX_PERMITS:
                 raise EventNotApplicable("the simulator holds its maximum number of permits")
             i = self.count
-            return i, self.population.new_record(i, self._today())
+            return i, self.population.new_record(i, self.today())
         if i is None:
             raise ValueError("this event needs a permit")
         old = self.record_at(i)
@@ -161,7 +161,7 @@ class PermitFeed:
             if not 1 <= years <= 5:
                 raise EventNotApplicable("an extension is 1 to 5 years")
             old_vt = dt.date.fromisoformat(old.vt)
-            start = max(old_vt, self._today())
+            start = max(old_vt, self.today())
             new_vt = dt.date.fromordinal(start.toordinal() + 365 * years)
             return i, msgspec.structs.replace(old, vt=new_vt.isoformat(), v=v)
         if kind == "change":

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from verifier.index.records import PermitRecord
+from verifier.lib.upstream_notice import Notice
 from verifier.upstream.feed import EventNotApplicable, PermitFeed
 
 if TYPE_CHECKING:
@@ -105,6 +106,18 @@ class IssuingDesk:
         record, key, iss = self._signer_of(pn)
         now = int(self.feed.clock()) if iat is None else iat
         return mint_es1(key, record, iat=now, lifetime=lifetime, iss=iss), record
+
+    def notice(self, pn: str) -> Notice:
+        """The holder's Notice of Foreigner's Work Permit: a WP1 code of the permit as it is
+        now, valid to the end of its last day. None is issued for a cancelled or ended permit."""
+        record = self.feed.permit(pn)
+        if record.status != "active":
+            raise EventNotApplicable("the permit is cancelled: no notice is issued")
+        if record.vt < self.feed.today().isoformat():
+            raise EventNotApplicable("the permit has ended: no notice is issued")
+        issued_at = self.feed.clock()
+        qr, record = self.mint_wp1(pn, iat=int(issued_at))
+        return Notice(qr=qr, pn=record.pn, v=record.v, issued_at=issued_at)
 
     def card(self, cn: str) -> SoftwareCard:
         from verifier.issuing import SoftwareCard

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from verifier.index.records import ChangeEvent, EventType, PermitRecord
+from verifier.lib.upstream_notice import Notice
 from verifier.upstream.feed import DEFAULT_RETAIN, MAX_PERMITS, PermitFeed
 from verifier.upstream.issuing_desk import IssuingDesk, KeySet
 from verifier.upstream.population import Population
@@ -198,6 +199,9 @@ class Upstream:
 
     def card(self, cn: str) -> SoftwareCard:
         return self.desk.card(cn)
+
+    def notice(self, pn: str) -> Notice:
+        return self.desk.notice(pn)
 
     # -- faults -----------------------------------------------------------------------
 

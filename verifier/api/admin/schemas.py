@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
+from msgspec import Meta
 
+from verifier.api.auth.terminals import Terminal as RegisteredTerminal
+from verifier.api.openapi import Terminal
 from verifier.api.verdicts.schemas import IndexAsOf
 
 
@@ -27,3 +30,19 @@ class SyncOut(msgspec.Struct):
     """Feed events the index lacked at the sync job's last poll."""
     sync: dict[str, Any] | None
     """What the sync job reports about itself (lag in events, last error, leader), when it has reported."""
+
+
+# Printable, and more than blanks (verifier/api/auth/terminals.py checks the same).
+_NAME = r"^[^\x00-\x1f]*[^\x00-\x1f\s][^\x00-\x1f]*$"
+
+
+class TerminalRequest(msgspec.Struct, forbid_unknown_fields=True):
+    organisation: Annotated[str, Meta(min_length=1, max_length=200, pattern=_NAME)]
+    """The organisation whose API keys send this terminal id (as given to `verifier api-keys create`)."""
+    id: Terminal
+    name: Annotated[str, Meta(min_length=1, max_length=200, pattern=_NAME, description="What holders are shown: 'Desk 12'.")]
+    place: Annotated[str, Meta(min_length=1, max_length=200, pattern=_NAME, description="Where it stands.")]
+
+
+class TerminalsOut(msgspec.Struct):
+    terminals: list[RegisteredTerminal]

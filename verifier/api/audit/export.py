@@ -1,22 +1,34 @@
-"""Export the audit stream as NDJSON (``verifier audit export --since ... > file.ndjson``)."""
+"""The audit stream as NDJSON (``verifier audit export --since ... > file.ndjson``), and back.
+
+An exported line names the fields in full (``time`` as RFC 3339 UTC with milliseconds,
+``key_id``, ``role``, ``terminal``, ``kind``, ``profile``, ``permit_number``,
+``result``), then the record's other fields as stored (``id``, ``h``, a look-up's
+``by``/``asked``/``missing``, a checkpoint's ``covers``/``head``/``kid``/``sig``).
+:func:`stored_form` turns a line back into the record as stored, exactly, so that
+``verifier audit verify`` can check an export's hash chain.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, TextIO
 
 import orjson
 
-from verifier.api.audit.log import AUDIT_STREAM
+from verifier.api.audit.stream import AUDIT_STREAM
 from verifier.lib.redis_client import AsyncRedisClient
 
-__all__ = ["export_audit", "parse_since"]
+__all__ = ["entries", "export_audit", "exported_form", "parse_since", "stored_form"]
 
 _CHUNK = 200
 # A batch is written after its records were made (by up to a flush, or an outage,
 # later) and stamped by the Redis server's clock: read from a little before `since`
 # and select by each record's own time.
 _CLOCK_MARGIN_MS = 60_000
+# stored name -> exported name, in the exported order
+_NAMES = (("t", "time"), ("key", "key_id"), ("role", "role"), ("terminal", "terminal"), ("kind", "kind"),
+          ("profile", "profile"), ("pn", "permit_number"), ("result", "result"))
 
 
 def parse_since(text: str) -> float:
@@ -31,42 +43,57 @@ def parse_since(text: str) -> float:
     return when.timestamp()
 
 
-def _line(record: dict[str, Any]) -> bytes:
-    millis = int(record.pop("t", 0))
-    out = {
-        "time": dt.datetime.fromtimestamp(millis / 1000, dt.timezone.utc).isoformat(timespec="milliseconds"),
-        "key_id": record.pop("key", ""),
-        "role": record.pop("role", ""),
-        "terminal": record.pop("terminal", ""),
-        "kind": record.pop("kind", ""),
-        "profile": record.pop("profile", ""),
-        "permit_number": record.pop("pn", ""),
-        "result": record.pop("result", ""),
-        **record,
-    }
-    return orjson.dumps(out) + b"\n"
+def _rfc3339(millis: int) -> str:
+    seconds, ms = divmod(millis, 1000)
+    when = dt.datetime.fromtimestamp(seconds, dt.timezone.utc).replace(microsecond=ms * 1000)
+    return when.isoformat(timespec="milliseconds")
 
 
-async def export_audit(redis: AsyncRedisClient, out: TextIO, since: float = 0.0, until: float | None = None) -> int:
+def exported_form(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored record as an export line names it."""
+    rest = dict(record)
+    out: dict[str, Any] = {"time": _rfc3339(int(rest.pop("t", 0)))}
+    for stored, name in _NAMES[1:]:
+        out[name] = rest.pop(stored, "")
+    out.update(rest)
+    return out
+
+
+def stored_form(line: Mapping[str, Any]) -> dict[str, Any]:
+    """An export line back as the record was stored (the inverse of :func:`exported_form`)."""
+    rest = dict(line)
+    when = dt.datetime.fromisoformat(str(rest.pop("time", "1970-01-01T00:00:00+00:00")))
+    out: dict[str, Any] = {"t": round(when.timestamp() * 1000)}
+    for stored, name in _NAMES[1:]:
+        out[stored] = rest.pop(name, "")
+    out.update(rest)
+    return out
+
+
+async def entries(store: AsyncRedisClient, start: str = "-", end: str = "+") -> AsyncIterator[tuple[str, list[Any]]]:
+    """``(entry id, records)`` of every stream entry from ``start`` to ``end`` (ids, inclusive), oldest first."""
+    while True:
+        chunk = await store.xrange(AUDIT_STREAM, min=start, max=end, count=_CHUNK)
+        for entry_id, fields in chunk:
+            batch = fields.get(b"r") or fields.get("r")
+            entry = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+            yield entry, orjson.loads(batch) if batch is not None else []
+        if len(chunk) < _CHUNK:
+            return
+        last = chunk[-1][0]
+        start = "(" + (last.decode() if isinstance(last, bytes) else last)
+
+
+async def export_audit(store: AsyncRedisClient, out: TextIO, since: float = 0.0, until: float | None = None) -> int:
     """Write every audit record made from ``since`` (epoch s) up to ``until`` as one JSON object a line,
     oldest batch first; returns the count."""
     since_ms = int(since * 1000)
     until_ms = int(until * 1000) if until is not None else None
-    start = f"{max(0, since_ms - _CLOCK_MARGIN_MS)}-0"
     count = 0
-    while True:
-        entries = await redis.xrange(AUDIT_STREAM, min=start, max="+", count=_CHUNK)
-        for _entry_id, fields in entries:
-            batch = fields.get(b"r") or fields.get("r")
-            if batch is None:
-                continue
-            for record in orjson.loads(batch):
-                t = int(record.get("t", 0))
-                if t >= since_ms and (until_ms is None or t < until_ms):
-                    out.write(_line(record).decode())
-                    count += 1
-        if len(entries) < _CHUNK:
-            break
-        last = entries[-1][0]
-        start = "(" + (last.decode() if isinstance(last, bytes) else last)
+    async for _entry, records in entries(store, f"{max(0, since_ms - _CLOCK_MARGIN_MS)}-0"):
+        for record in records:
+            t = int(record.get("t", 0))
+            if t >= since_ms and (until_ms is None or t < until_ms):
+                out.write(orjson.dumps(exported_form(record)).decode() + "\n")
+                count += 1
     return count

@@ -31,11 +31,12 @@ PERMIT_READERS: Final = ALL_ROLES - {Role.PARTNER, Role.ESSC_PLATFORM}
 BULK_LOOKUP: Final = frozenset({Role.PARTNER, Role.SOCIAL_INSURANCE, Role.ADMIN})
 """POST /v1/permits/lookup."""
 ADMINS: Final = frozenset({Role.ADMIN})
-"""GET /v1/admin/sync."""
+"""GET /v1/admin/sync, the terminal registry."""
 HOLDER_PLATFORM: Final = frozenset({Role.ESSC_PLATFORM})
-"""/v1/holder/*: the e-card platform on a holder's behalf (the holder never holds a key); its webhook settings."""
+"""/v1/holder/*: the e-card platform on a holder's behalf (the holder never holds a key)."""
 WEBHOOK_SUBSCRIBERS: Final = frozenset({Role.PARTNER, Role.ADMIN, Role.ESSC_PLATFORM})
-"""/v1/webhooks: who may subscribe to notifications (each hears what its key may see)."""
+"""/v1/webhooks: who may subscribe to notifications (each hears what its key may see); the
+platform's webhook settings are HOLDER_PLATFORM's."""
 
 # The permit fields a caller sees, by role. "status" and "card_status" come from the
 # index; the others are the permit's data (the token's, once its version matched the

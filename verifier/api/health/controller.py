@@ -20,7 +20,7 @@ class HealthController(Controller):
     async def live(self) -> LiveOut:
         return LiveOut()
 
-    @get("/health/ready", summary="Redis reachable, index fresh, trust list loaded",
+    @get("/health/ready", summary="Redis reachable, index fresh, trust list loaded (and the store's state)",
          responses={503: ResponseSpec(data_container=ReadyOut, description="Not ready: the checks say why.")})
     async def ready(self, request: Request[Any, Any, Any]) -> Response[ReadyOut]:
         runtime = request.app.state.runtime
@@ -29,6 +29,13 @@ class HealthController(Controller):
             redis_ok = bool(await runtime.redis.ping())
         except REDIS_UNAVAILABLE:
             redis_ok = False
+        if runtime.store is runtime.redis:
+            store_ok = redis_ok
+        else:
+            try:
+                store_ok = bool(await runtime.store.ping())
+            except REDIS_UNAVAILABLE:
+                store_ok = False
         state = runtime.index.state
         try:
             runtime.index.usable_state(now)
@@ -39,7 +46,7 @@ class HealthController(Controller):
         ready = redis_ok and index == "fresh" and trust_ok
         out = ReadyOut(
             ready=ready,
-            checks=ReadyChecks(redis=redis_ok, index=index, trust_list=trust_ok),
+            checks=ReadyChecks(redis=redis_ok, index=index, trust_list=trust_ok, store=store_ok),
             index_as_of=state.as_of if state is not None else None,
             lag_s=round(now - state.confirmed_at, 3) if state is not None and state.confirmed_at else None,
         )

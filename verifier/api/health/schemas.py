@@ -18,6 +18,9 @@ class ReadyChecks(msgspec.Struct):
     """``fresh``, or why not: ``status.unavailable``, ``status.index_not_ready``, ``status.index_stale``."""
     trust_list: bool
     """A trust list is loaded."""
+    store: bool
+    """The store of record (API keys, audit) answered a PING. Not needed to be ready: verdicts come from
+    the index, keys this worker has seen keep working for a while (and the audit waits in its files)."""
 
 
 class ReadyOut(msgspec.Struct):

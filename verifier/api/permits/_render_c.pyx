@@ -22,25 +22,34 @@ from libc.stdint cimport int64_t, uint64_t
 from libc.string cimport memcmp, memcpy
 
 from verifier.api.permits._render_errors import RecordError
+from verifier.api.permits.schemas import FIELD_ORDER
+from verifier.index.records import PermitRecord
 
 
 cdef extern from "Python.h":
     const char* PyUnicode_AsUTF8AndSize(object unicode, Py_ssize_t* size) except NULL
 
 
-# PermitView's fields, in its order: the bit of each in a field mask.
-FIELD_ORDER = ("pn", "status", "cat", "emp", "vf", "vt", "n", "nat", "dob", "v", "ssn", "cn", "card_status")
+# FIELD_ORDER (PermitView's fields, in its order; defined in permits/schemas.py) gives
+# each field its bit in a field mask.
 cdef dict _BITS = {name: 1 << i for i, name in enumerate(FIELD_ORDER)}
 
-# Keys as msgspec writes them, in FIELD_ORDER, each after its comma (the first key of
-# a view skips the comma): ',"pn":' ...
-cdef const char* _KEYS[13]
+# This twin's table: the keys as msgspec writes them, each after its comma (the first
+# key of a view skips the comma), in the order _w_view writes them. It is C, so it
+# cannot be made from FIELD_ORDER; it is checked against it below, at import.
+cdef enum:
+    FIELD_STATUS = 1          # the fields not read from a text slot of the record
+    FIELD_V = 9
+    FIELD_SSN = 10
+    FIELD_CN = 11
+    FIELD_CARD_STATUS = 12
+    FIELD_COUNT = 13
+cdef const char* _KEYS[FIELD_COUNT]
 _KEYS[:] = [b',"pn":', b',"status":', b',"cat":', b',"emp":', b',"vf":', b',"vt":', b',"n":', b',"nat":',
             b',"dob":', b',"v":', b',"ssn":', b',"cn":', b',"card_status":']
-cdef Py_ssize_t _KEY_LENGTHS[13]
-for _i in range(13):
-    _KEY_LENGTHS[_i] = len(FIELD_ORDER[_i]) + 4
-    assert _KEYS[_i][2:_KEY_LENGTHS[_i] - 2] == FIELD_ORDER[_i].encode()
+cdef Py_ssize_t _KEY_LENGTHS[FIELD_COUNT]
+for _i in range(FIELD_COUNT):
+    _KEY_LENGTHS[_i] = len(_KEYS[_i])
 
 # Record positions of the fields read straight from it (cn and card_status are derived).
 cdef enum:
@@ -58,6 +67,21 @@ cdef enum:
 # PermitView's fields 0-8 in the record's text slots (field 1, status, is not a text slot).
 cdef int _TEXT_SLOT[9]
 _TEXT_SLOT[:] = [F_PN, -1, F_CAT, F_EMP, F_VF, F_VT, F_N, F_NAT, F_DOB]
+
+
+def _check_table():
+    """The compiled table against FIELD_ORDER and PermitRecord: a renderer that would
+    write one field's value under another's name must not load."""
+    keys = tuple((<bytes>_KEYS[i])[2:-2].decode() for i in range(FIELD_COUNT))
+    named = {FIELD_STATUS: "status", FIELD_V: "v", FIELD_SSN: "ssn", FIELD_CN: "cn",
+             FIELD_CARD_STATUS: "card_status"}
+    slots = {i: PermitRecord.__struct_fields__[_TEXT_SLOT[i]] for i in range(9) if i != FIELD_STATUS}
+    if (keys != FIELD_ORDER or any(FIELD_ORDER[i] != name for i, name in {**named, **slots}.items())):
+        raise ImportError(f"verifier.api.permits._render_c: its field table {keys} (text slots {slots}) "
+                          f"does not match PermitView's fields {FIELD_ORDER}: update the table and rebuild")
+
+
+_check_table()
 
 cdef const char* HEX = b"0123456789abcdef"
 
@@ -489,17 +513,18 @@ cdef char* _w_view(char* out, Record* r, unsigned int mask) noexcept:
     out[0] = b"{"
     out += 1
     cdef int field
-    for field in range(9):  # pn .. dob: texts read straight from the record (1, status, is derived)
+    for field in range(FIELD_V):  # pn .. dob: texts read straight from the record (but status)
         if mask & (1u << field):
-            out = _w_json_str(_w_field(out, field, &first), r.status if field == 1 else r.text[_TEXT_SLOT[field]])
-    if mask & (1 << 9):
-        out = _w_int(_w_field(out, 9, &first), r.v_negative, r.v_magnitude)
-    if mask & (1 << 10) and r.has_ssn:
-        out = _w_json_str(_w_field(out, 10, &first), r.ssn)
-    if mask & (1 << 11) and r.has_cn:
-        out = _w_json_str(_w_field(out, 11, &first), r.cn)
-    if mask & (1 << 12) and r.has_cn:
-        out = _w_json_str(_w_field(out, 12, &first), r.card_status)
+            out = _w_json_str(_w_field(out, field, &first),
+                              r.status if field == FIELD_STATUS else r.text[_TEXT_SLOT[field]])
+    if mask & (1 << FIELD_V):
+        out = _w_int(_w_field(out, FIELD_V, &first), r.v_negative, r.v_magnitude)
+    if mask & (1 << FIELD_SSN) and r.has_ssn:
+        out = _w_json_str(_w_field(out, FIELD_SSN, &first), r.ssn)
+    if mask & (1 << FIELD_CN) and r.has_cn:
+        out = _w_json_str(_w_field(out, FIELD_CN, &first), r.cn)
+    if mask & (1 << FIELD_CARD_STATUS) and r.has_cn:
+        out = _w_json_str(_w_field(out, FIELD_CARD_STATUS, &first), r.card_status)
     out[0] = b"}"
     return out + 1
 

@@ -12,14 +12,11 @@ from collections.abc import Container, Sequence
 import msgspec
 
 from verifier.api.permits._render_errors import RecordError
-from verifier.api.permits.schemas import Found
+from verifier.api.permits.schemas import FIELD_ORDER, Found
 from verifier.api.verdicts.views import ViewSpec
 from verifier.index.records import PermitRecord
 
 __all__ = ["FIELD_ORDER", "field_mask", "render_found"]
-
-FIELD_ORDER = ("pn", "status", "cat", "emp", "vf", "vt", "n", "nat", "dob", "v", "ssn", "cn", "card_status")
-"""PermitView's fields, in its order."""
 
 _decode = msgspec.msgpack.Decoder(PermitRecord).decode
 _encode = msgspec.json.Encoder().encode

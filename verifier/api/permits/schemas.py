@@ -11,6 +11,10 @@ from verifier.api.openapi import Terminal
 from verifier.api.verdicts.schemas import IndexAsOf, PermitView
 
 MAX_LOOKUP = 10_000
+
+FIELD_ORDER: tuple[str, ...] = PermitView.__struct_fields__
+"""PermitView's fields in its order: field i is bit i of a look-up renderer's field
+mask (render.py). Defined here once; the compiled renderer checks its table against it."""
 Identifier = Annotated[str, Meta(min_length=1, max_length=64)]
 
 

@@ -1,9 +1,14 @@
-"""Permit look-ups: one permit, or up to 10,000 by pn, ssn or cn, as the caller's role may see them."""
+"""Permit look-ups: one permit, or up to 10,000 by pn, ssn or cn, as the caller's role may see them.
+
+Every answered look-up has its audit record, the ones the index could not answer too
+(a 503: result ``STATUS_UNAVAILABLE`` and the index's ``reason``), as verifications do.
+"""
 
 from __future__ import annotations
 
 import time
 
+from fastpath import codes
 from verifier.api.audit.log import AuditLog
 from verifier.api.auth.keys import Caller
 from verifier.api.auth.roles import Role
@@ -33,7 +38,12 @@ class PermitLookups:
     async def one(self, permit_number: str, caller: Caller) -> PermitOut | None:
         """Raises IndexUnavailableError."""
         now = time.time()
-        record, state = await self.index.permit(permit_number, now)
+        try:
+            record, state = await self.index.permit(permit_number, now)
+        except IndexUnavailableError as exc:
+            self.audit.record(key_id=caller.key_id, role=caller.role, kind="permit", result=codes.STATUS_UNAVAILABLE,
+                              permit_number=permit_number, reason=exc.reason)
+            raise
         visible = _visible(caller, record)
         self.audit.record(key_id=caller.key_id, role=caller.role, kind="permit",
                           result="found" if visible else "missing", permit_number=permit_number)
@@ -45,6 +55,15 @@ class PermitLookups:
 
     async def many(self, by: str, ids: list[str], caller: Caller) -> bytes:
         """The JSON of a ``LookupOut``. Raises IndexUnavailableError."""
+        try:
+            return await self._many(by, ids, caller)
+        except IndexUnavailableError as exc:
+            # Nothing was shown: the record names no permit, only what was asked.
+            self.audit.record(key_id=caller.key_id, role=caller.role, kind="lookup", result=codes.STATUS_UNAVAILABLE,
+                              by=by, asked=str(len(ids)), reason=exc.reason)
+            raise
+
+    async def _many(self, by: str, ids: list[str], caller: Caller) -> bytes:
         now = time.time()
         spec = view_spec(caller.role, caller.full_fields)
         employers = caller.employers if caller.role == Role.PARTNER else None

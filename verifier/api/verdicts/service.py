@@ -67,14 +67,20 @@ class ReceiptHolder:
 class _Answer:
     """One verification's context: who asked, from where, what kind, and when."""
 
-    __slots__ = ("service", "caller", "terminal", "kind", "receipt", "now", "spec")
+    __slots__ = ("service", "caller", "terminal", "kind", "receipt", "now", "spec", "double_reads")
 
-    def __init__(self, service: "Verifications", caller: Caller, terminal: str, kind: str, receipt: bool) -> None:
+    def __init__(
+        self, service: "Verifications", caller: Caller, terminal: str, kind: str, receipt: bool,
+        double_reads: bool = True,
+    ) -> None:
         self.service = service
         self.caller = caller
         self.terminal = terminal
         self.kind = kind
         self.receipt = receipt
+        self.double_reads = double_reads
+        """False: an ES1 code read twice is REPLAYED the second time even from the same
+        terminal within DOUBLE_READ_S (a holder sign-in: one code, one session)."""
         self.now = time.time()
         self.spec: ViewSpec = view_spec(caller.role, caller.full_fields)
 
@@ -136,8 +142,12 @@ class Verifications:
         self.receipts = receipts
 
     # --- QR codes ----------------------------------------------------------
-    async def qr(self, text: str, caller: Caller, terminal: str, receipt: bool) -> VerdictOut:
-        answer = _Answer(self, caller, terminal, "qr", receipt)
+    async def qr(
+        self, text: str, caller: Caller, terminal: str, receipt: bool, *, kind: str = "qr", double_reads: bool = True
+    ) -> VerdictOut:
+        """``kind``: what the audit calls this check (a holder's sign-in is ``sign_in``);
+        ``double_reads``: see :class:`_Answer`."""
+        answer = _Answer(self, caller, terminal, kind, receipt, double_reads)
         trust = self.trust.current
         if trust is None:
             return answer.give(codes.STATUS_UNAVAILABLE, (R_TRUST_UNAVAILABLE,), _profile_of(text))
@@ -202,7 +212,7 @@ class Verifications:
                 outcome = await self.replay.accept(claims["cti"], claims["exp"], reader, answer.now)
             except REDIS_UNAVAILABLE:
                 return answer.give(codes.STATUS_UNAVAILABLE, (R_UNAVAILABLE,), verdict.profile, view, state)
-            if outcome == "replayed":
+            if outcome == "replayed" or (outcome == "repeat" and not answer.double_reads):
                 return answer.give(codes.REPLAYED, (R_REPLAYED,), verdict.profile, view, state)
             repeat = outcome == "repeat"
         return answer.give(codes.VALID, (), verdict.profile, view, state, repeat=repeat)

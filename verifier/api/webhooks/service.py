@@ -1,7 +1,7 @@
 """Webhook subscriptions on behalf of the calling key: what it may subscribe to, where to.
 
-The records live in the store of record (``verifier.notify.store``), reached through a
-client of its own built from ``Settings.store_url_or_index``; the notifier
+The records live in the store of record (``verifier.notify.store``), reached through the
+worker's client of it (``Runtime.store``: ``Settings.store_url``, else the index's); the notifier
 (``verifier notify``) reads them there. What a subscription's messages carry is decided
 here, once, at creation, by the one table of data minimisation
 (:func:`verifier.api.auth.roles.permit_fields`): a partner's messages name only its
@@ -29,7 +29,7 @@ from verifier.api.webhooks.schemas import (
     WebhookRequest,
 )
 from verifier.lib.problems import Problem
-from verifier.lib.redis_client import AsyncRedisClient, async_client
+from verifier.lib.redis_client import AsyncRedisClient
 from verifier.lib.redis_errors import REDIS_UNAVAILABLE
 from verifier.lib.settings import Settings
 from verifier.notify import events
@@ -56,28 +56,18 @@ def _parse_time(text: str) -> float:
 
 
 class WebhookService:
-    def __init__(self, settings: Settings, fallback: AsyncRedisClient | None = None) -> None:
+    def __init__(self, settings: Settings, store_client: Callable[[], AsyncRedisClient | None]) -> None:
         self.settings = settings
-        self._fallback = fallback
-        self._client: AsyncRedisClient | None = None
+        self._store_client = store_client
+        """The worker's client of the store of record (the runtime's, once started)."""
         self.policy = AddressPolicy.from_settings(settings.webhook_allow_loopback, settings.webhook_allow_networks)
 
     @property
     def store(self) -> NotifyStore:
-        if self._client is None:
-            url = self.settings.store_url_or_index
-            if url:
-                self._client = async_client(url)
-            elif self._fallback is not None:
-                self._client = self._fallback
-            else:
-                raise Problem(503, "No store of record is configured.")
-        return NotifyStore(self._client)
-
-    async def aclose(self) -> None:
-        if self._client is not None and self._client is not self._fallback:
-            await self._client.aclose()
-        self._client = None
+        client = self._store_client()
+        if client is None:
+            raise Problem(503, "The store of record is not reachable yet; retry shortly.", headers={"Retry-After": "1"})
+        return NotifyStore(client)
 
     async def _io(self, call: Callable[[], Awaitable[T]]) -> T:
         try:
