@@ -201,9 +201,12 @@ def test_a_key_holds_at_most_twenty_subscriptions(client: TestClient[Any], world
 
 @pytest.fixture
 def unreachable_store(world: World) -> Iterator[TestClient[Any]]:
+    from verifier.api.app import create_app
     from verifier.lib.redis_server import free_port
 
-    client = open_client(world.settings(store_url=f"redis://127.0.0.1:{free_port()}/0"))
+    # (not open_client: it waits for the store's revocation subscription, which cannot come)
+    client = TestClient(create_app(world.settings(store_url=f"redis://127.0.0.1:{free_port()}/0")))
+    client.__enter__()
     try:
         yield client
     finally:
