@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "verifier.offline.cli",
     "verifier.api.receipts.cli",
     "verifier.cardbridge.cli",
+    "verifier.notify.cli",
 )
 
 

@@ -24,10 +24,16 @@ def served(world: World, servers: Callable[..., Server]) -> tuple[World, Server]
     return world, servers(1)
 
 
+# A schema-valid request may still be refused for what it asks (422: a webhook URL that
+# resolves to a private address, an event type the key's role may not have).
+CONFIG = schemathesis.Config.from_dict({"checks": {"positive_data_acceptance": {
+    "expected-statuses": ["2xx", "3xx", "401", "403", "404", "409", "422", "429", "5xx"]}}})
+
+
 @pytest.fixture
 def api_schema(served: tuple[World, Server]) -> Any:
     _world, server = served
-    return schemathesis.openapi.from_url(server.url + "/schema/openapi.json")
+    return schemathesis.openapi.from_url(server.url + "/schema/openapi.json", config=CONFIG)
 
 
 schema = schemathesis.pytest.from_fixture("api_schema")
@@ -39,7 +45,7 @@ schema = schemathesis.pytest.from_fixture("api_schema")
 def test_api_answers_by_its_schema(case: Any, served: tuple[World, Server]) -> None:
     world, server = served
     # the role that may use the operation, so that generated data gets past the guard
-    role = ("admin" if case.path.startswith("/v1/admin")
+    role = ("admin" if case.path.startswith(("/v1/admin", "/v1/webhooks"))
             else "essc_platform" if case.path.startswith("/v1/holder") else "social_insurance")
     response = case.call(base_url=server.url, headers=world.headers(role))
     assert response.status_code < 500 or (response.status_code == 503 and case.path == "/health/ready"), (

@@ -198,9 +198,10 @@ def test_the_script_itself_guards_versions(leader: Leader, reader: SyncPermitInd
         writer._call(
             writer._apply,
             [keys.current, keys.leader, keys.meta(pointer.generation),
-             keys.record_prefix(pointer.generation) + new.pn.encode()],
+             keys.record_prefix(pointer.generation) + new.pn.encode(), keys.changelog],
             ApplyArgs(pointer=pointer.raw, fence=leader.fence, stored_cursor=b"1", cursor=2, records=1, lookups=0,
-                      channel=keys.channel, message=b"", v_index=V_INDEX, added=0,
+                      channel=keys.channel, message=b"", v_index=V_INDEX, added=0, feed=b"feed-1",
+                      stream_maxlen=100, entries=0, cursor_entry=1,
                       record_triples=[(expected_old_v, new.v, encode_record(new))], lookup_triples=[]).argv(),
         )
 

@@ -86,24 +86,52 @@ def test_the_script_arguments_by_name() -> None:
     # KEYS: current, leader, meta, one per record, one bucket per look-up change, in the triples' order
     assert keys[:5] == [layout.current, layout.leader, layout.meta(7),
                         layout.record_prefix(7) + pn_of(1).encode(), layout.record_prefix(7) + pn_of(2).encode()]
-    assert keys[5:] == [(layout.ssn_prefix(7) if change.kind == SSN else layout.cn_prefix(7))
-                        + b"%d" % bucket_of(change.ident.encode(), POINTER.buckets) for change in plan.lookups]
+    assert keys[5:-1] == [(layout.ssn_prefix(7) if change.kind == SSN else layout.cn_prefix(7))
+                          + b"%d" % bucket_of(change.ident.encode(), POINTER.buckets) for change in plan.lookups]
+    assert keys[-1] == layout.changelog  # last: the change stream
     argv = args.argv()
-    assert len(argv) == 10 + 3 * 2 + 3 * 4
-    assert argv[:10] == [POINTER.raw, 42, b"3", 5, 2, 4, layout.channel, args.message, V_INDEX, 1]
-    assert argv[16:19] == [b"-", before.ssn.encode(), pn_of(1)]
+    assert len(argv) == 14 + 3 * 2 + 3 * 4 + 6 * 2
+    assert argv[:14] == [POINTER.raw, 42, b"3", 5, 2, 4, layout.channel, args.message, V_INDEX, 1,
+                         b"", args.stream_maxlen, 2, 0]
+    assert argv[20:23] == [b"-", before.ssn.encode(), pn_of(1)]
+    # one change entry per applied event, in seq order; the employer before only when it changed
+    assert argv[32:38] == ["change", 4, pn_of(1), args.change_entries[0][3], repr(1_700_000_004.0), ""]
+    assert decode_record(argv[35]) == after and argv[38:41] == ["change", 5, pn_of(2)]
+
+
+def test_the_change_entries_name_the_employer_a_change_left() -> None:
+    before = make_record(1, v=1)
+    moved = make_record(1, v=2, emp="91110000MA00000001")
+    plan = plan_page([event(4, moved), event(5, make_record(1, v=3, emp="91110000MA00000001", n="X"))], 3,
+                     {pn_of(1): before})
+    _keys, args = apply_call(plan, KeyLayout(), POINTER, fence=1, stored_raw=b"3", feed=b"feed-9")
+    assert [(e[1], e[5]) for e in args.change_entries] == [(4, before.emp), (5, "")]
+    assert args.feed == b"feed-9" and args.cursor_entry == 0
+
+
+def test_trailing_no_ops_get_a_cursor_entry() -> None:
+    held = {pn_of(1): make_record(1, v=1), pn_of(2): make_record(2, v=5)}
+    plan = plan_page([event(6, make_record(1, v=2)), event(7, make_record(2, v=4))], 5, held)
+    _keys, args = apply_call(plan, KeyLayout(), POINTER, fence=1, stored_raw=b"5")
+    assert [e[1] for e in args.change_entries] == [6] and args.cursor == 7 and args.cursor_entry == 1
 
 
 def test_a_cursor_only_page_publishes_nothing() -> None:
     plan = plan_page([event(6, make_record(1, v=1))], 5, {pn_of(1): make_record(1, v=1)})
     keys, args = apply_call(plan, KeyLayout(), POINTER, fence=1, stored_raw=b"5")
-    assert args.message == b"" and args.records == args.lookups == 0 and len(keys) == 3
+    assert args.message == b"" and args.records == args.lookups == 0 and len(keys) == 4
+    assert args.entries == 0 and args.cursor_entry == 1  # the stream still learns where the cursor went
 
 
 def test_the_counts_must_match_the_triples() -> None:
     with pytest.raises(ValueError, match="counts"):
         ApplyArgs(pointer=b"1:1", fence=1, stored_cursor=b"0", cursor=1, records=1, lookups=0, channel=b"c",
-                  message=b"", v_index=V_INDEX, added=0, record_triples=[], lookup_triples=[])
+                  message=b"", v_index=V_INDEX, added=0, feed=b"", stream_maxlen=10, entries=0, cursor_entry=0,
+                  record_triples=[], lookup_triples=[])
+    with pytest.raises(ValueError, match="entries"):
+        ApplyArgs(pointer=b"1:1", fence=1, stored_cursor=b"0", cursor=1, records=0, lookups=0, channel=b"c",
+                  message=b"", v_index=V_INDEX, added=0, feed=b"", stream_maxlen=10, entries=1, cursor_entry=0,
+                  record_triples=[], lookup_triples=[])
 
 
 def test_apply_args_are_listed_beside_the_script_in_their_order() -> None:
@@ -111,4 +139,5 @@ def test_apply_args_are_listed_beside_the_script_in_their_order() -> None:
     comment = source[source.index("# One page of the change feed"):source.index("APPLY = (")]
     listed = re.findall(r"^#\s+\d+\s+(\w+)", comment, flags=re.M)
     listed += re.findall(r"^#\s+then \w+ (\w+)", comment, flags=re.M)
+    assert listed[-1] == "change_entries"
     assert listed == [field.name for field in dataclasses.fields(ApplyArgs)]

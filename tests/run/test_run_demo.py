@@ -111,11 +111,21 @@ def test_demo_serves_its_samples_and_stops_everything_on_sigint(tmp_path: Path, 
         assert verify.returncode == expected, (name, shown)
         assert shown["result"] == ("VALID" if expected == 0 else "PERMIT_CANCELLED") and shown["lag_s"] is not None
 
+    # The notifier delivers changes to the demo's receiver, which checks their signatures.
+    assert "tail -f" in printed and info["webhook"]["url"] in printed
+    httpx.post(info["upstream"] + "/admin/events", json={"type": "cancel", "pn": valid_pn},
+               timeout=10).raise_for_status()
+    receiver_log = Path(info["logs"]) / "receiver.log"
+    wait_for(lambda: "permit.cancelled" in receiver_log.read_text(errors="replace"), 60,
+             "the cancellation at the demo's receiver")
+    delivered = [line for line in receiver_log.read_text().splitlines() if "permit.cancelled" in line]
+    assert "signature=v1,v1a" in delivered[0] and valid_pn not in receiver_log.read_text()
+
     # Ctrl-C: every process it started is gone, every port closed, the keys file removed.
     tree = demo.tree | descendants(demo.process.pid)
     names = set(info["pids"])
-    assert {"redis", "store", "upstream", "sync", "status-lists", "api"} <= names
-    assert len(tree) >= 9  # two redis helpers + servers, upstream, sync, status lists, serve + 2 workers
+    assert {"redis", "store", "upstream", "sync", "status-lists", "api", "notify", "receiver"} <= names
+    assert len(tree) >= 11  # two redis helpers + servers, upstream, sync, status lists, notify, receiver, serve + 2 workers
     assert demo.interrupt(signal.SIGINT) == 0
     wait_for(lambda: not alive(tree), 30, "every child of the demo to exit")
     for url in (info["url"], info["upstream"], info["redis"], info["store"]):

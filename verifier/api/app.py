@@ -27,6 +27,8 @@ from verifier.api.receipts.controller import ReceiptController
 from verifier.api.runtime import Runtime
 from verifier.api.status_lists.controller import StatusListController
 from verifier.api.trust.controller import TrustController
+from verifier.api.webhooks.controller import DeadLetterController, WebhookController
+from verifier.api.webhooks.service import WebhookService
 from verifier.lib.problems import EXCEPTION_HANDLERS
 from verifier.lib.redis_client import AsyncRedisClient
 from verifier.lib.settings import Settings
@@ -46,6 +48,7 @@ def create_app(settings: Settings, *, redis: AsyncRedisClient | None = None, sto
     if redis is None and not settings.redis_url:
         raise ValueError("create_app needs settings.redis_url (or a client): the API never runs without Redis")
     runtime = Runtime(settings, redis, store=store, tune_gc=tune_gc)
+    webhooks = WebhookService(settings, lambda: runtime.store)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -59,10 +62,10 @@ def create_app(settings: Settings, *, redis: AsyncRedisClient | None = None, sto
         route_handlers=[
             QrController, CardController, PermitController, TrustController, StatusListController,
             ReceiptController, AuditKeysController, AdminController, HealthController, HolderController, MeController,
-            *counter_routes(settings),
+            WebhookController, DeadLetterController, *counter_routes(settings),
         ],
         lifespan=[lifespan],
-        state=_state(runtime),
+        state=_state(runtime, webhooks=webhooks),
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[*_cors(settings), metrics_middleware(runtime.metrics)],
         request_max_body_size=DEFAULT_MAX_BODY,
@@ -122,7 +125,7 @@ def _version() -> str:
         return "0"
 
 
-def _state(runtime: Runtime) -> Any:
+def _state(runtime: Runtime, **services: Any) -> Any:
     from litestar.datastructures import State
 
-    return State({"runtime": runtime})
+    return State({"runtime": runtime, **services})

@@ -22,6 +22,7 @@ _DESCRIPTIONS = {
     406: "None of the media types in Accept can be given.",
     409: "The resource cannot be given in its present state.",
     413: "The request body is too large.",
+    422: "Well-formed, but it cannot be carried out as asked (the detail says why).",
     429: "The key is over its rate limit; see Retry-After.",
     503: "The index or the key store cannot be reached, or the index is not fresh; see Retry-After.",
 }

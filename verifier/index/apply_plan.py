@@ -6,7 +6,8 @@ plans the page here without Redis (:func:`plan_page`: which events are replays,
 which the version guard turns into no-ops, the records to write, the secondary
 look-ups to change), builds the APPLY script's arguments by name
 (:func:`apply_call`, :class:`ApplyArgs`), then runs the script, which checks the
-same facts again atomically before its first write.
+same facts again atomically before its first write, and appends each applied
+change to the change stream (:mod:`verifier.index.change_stream`) in the same step.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ __all__ = ["ApplyArgs", "LookupChange", "PagePlan", "apply_call", "check_identif
 
 V_INDEX = PermitRecord.__struct_fields__.index("v") + 1
 """Position of ``v`` in the msgpack array of a PermitRecord (1-based, for Lua)."""
+
+DEFAULT_STREAM_MAXLEN = 200_000
+"""Entries the change stream keeps by default (``Settings.change_stream_maxlen``)."""
 
 # Kinds of secondary look-up in a mapping change.
 SSN = b"s"
@@ -107,6 +111,9 @@ class PagePlan:
     written: Mapping[str, PermitRecord]
     """The new record of each changed permit."""
     lookups: list[LookupChange]
+    applied_events: list[tuple[ChangeEvent, PermitRecord | None]] = dataclasses.field(default_factory=list)
+    """The events that replaced a record, in seq order, each with the record it replaced
+    (None: a new permit): the change stream's entries."""
 
     @property
     def writes_nothing(self) -> bool:
@@ -132,6 +139,7 @@ def plan_page(events: Sequence[ChangeEvent], stored_cursor: int,
     for event in events:
         check_identifiers(event.permit)
     current = dict(held)
+    applied_events: list[tuple[ChangeEvent, PermitRecord | None]] = []
     duplicates = unchanged = applied = 0
     cursor = stored_cursor
     for event in sorted(events, key=lambda e: e.seq):
@@ -143,13 +151,15 @@ def plan_page(events: Sequence[ChangeEvent], stored_cursor: int,
         if record is not None and event.permit.v <= record.v:
             unchanged += 1  # version guard: never replace with an older or equal version
             continue
+        applied_events.append((event, record))
         current[event.permit.pn] = event.permit
         applied += 1
     changed = [pn for pn in page_permits(events) if current[pn] is not held[pn]]
     written: dict[str, PermitRecord] = {pn: current[pn] for pn in changed}  # type: ignore[misc]
     lookups = [change for pn in changed for change in _mapping_changes(pn, held[pn], written[pn])]
     return PagePlan(stored_cursor=stored_cursor, cursor=cursor, applied=applied, unchanged=unchanged,
-                    duplicates=duplicates, changed=changed, held=held, written=written, lookups=lookups)
+                    duplicates=duplicates, changed=changed, held=held, written=written, lookups=lookups,
+                    applied_events=applied_events)
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,32 +185,47 @@ class ApplyArgs:
     """Position of ``v`` in a record's msgpack array (1-based)."""
     added: int
     """Permits new to the index (the count's delta)."""
+    feed: bytes
+    """The live generation's feed id (every change stream entry names it)."""
+    stream_maxlen: int
+    """About how many entries the change stream keeps (``XADD MAXLEN ~``)."""
+    entries: int
+    """k: how many ``change_entries``."""
+    cursor_entry: int
+    """1: append a cursor entry after the changes (the cursor moved past the last of them)."""
     record_triples: list[tuple[int, int, bytes]]
     """For each changed permit: (held v or -1, new v, new record bytes)."""
     lookup_triples: list[tuple[bytes, bytes, str]]
     """For each look-up change: (op ``+`` or ``-``, id, permit number)."""
+    change_entries: list[tuple[str, int, str, bytes, str, str]] = dataclasses.field(default_factory=list)
+    """For each applied event, in seq order: (type, seq, permit number, record bytes,
+    upstream time, the employer before when the event changed it, else '')."""
 
     def __post_init__(self) -> None:
-        if self.records != len(self.record_triples) or self.lookups != len(self.lookup_triples):
-            raise ValueError("APPLY's counts must match its triples")
+        if (self.records != len(self.record_triples) or self.lookups != len(self.lookup_triples)
+                or self.entries != len(self.change_entries)):
+            raise ValueError("APPLY's counts must match its triples and entries")
 
     def argv(self) -> list[Any]:
-        """The arguments in order: the scalars, then the triples flattened."""
+        """The arguments in order: the scalars, then the triples and entries flattened."""
         args: list[Any] = [getattr(self, field.name) for field in _SCALAR_FIELDS]
         for triple in self.record_triples:
             args += triple
         for triple in self.lookup_triples:
             args += triple
+        for entry in self.change_entries:
+            args += entry
         return args
 
 
-_SCALAR_FIELDS = [f for f in dataclasses.fields(ApplyArgs) if not f.name.endswith("_triples")]
+_SCALAR_FIELDS = [f for f in dataclasses.fields(ApplyArgs) if not f.name.endswith(("_triples", "_entries"))]
 
 
 def apply_call(plan: PagePlan, keys: KeyLayout, pointer: Pointer, fence: int,
-               stored_raw: bytes) -> tuple[list[bytes], ApplyArgs]:
+               stored_raw: bytes, *, feed: bytes = b"", stream_maxlen: int = DEFAULT_STREAM_MAXLEN,
+               ) -> tuple[list[bytes], ApplyArgs]:
     """KEYS and ARGV of the APPLY script for ``plan`` (``stored_raw``: the cursor's
-    bytes as read, which the script compares)."""
+    bytes as read, which the script compares; ``feed``: the live generation's feed id)."""
     generation = pointer.generation
     record_prefix = keys.record_prefix(generation)
     script_keys = [keys.current, keys.leader, keys.meta(generation)]
@@ -215,9 +240,18 @@ def apply_call(plan: PagePlan, keys: KeyLayout, pointer: Pointer, fence: int,
         ident = change.ident.encode()
         script_keys.append(prefixes[change.kind] + b"%d" % bucket_of(ident, pointer.buckets))
         lookup_triples.append((change.op, ident, change.pn))
+    script_keys.append(keys.changelog)
+    change_entries = [
+        (event.type, event.seq, event.permit.pn, encode_record(event.permit), repr(float(event.time)),
+         before.emp if before is not None and before.emp != event.permit.emp else "")
+        for event, before in plan.applied_events
+    ]
+    last_change = plan.applied_events[-1][0].seq if plan.applied_events else None
     message = encode_change(ChangeMessage("apply", generation, plan.cursor, plan.changed)) if plan.changed else b""
     return script_keys, ApplyArgs(
         pointer=pointer.raw, fence=fence, stored_cursor=stored_raw, cursor=plan.cursor,
         records=len(record_triples), lookups=len(lookup_triples), channel=keys.channel, message=message,
-        v_index=V_INDEX, added=plan.added, record_triples=record_triples, lookup_triples=lookup_triples,
+        v_index=V_INDEX, added=plan.added, feed=feed, stream_maxlen=stream_maxlen, entries=len(change_entries),
+        cursor_entry=int(last_change != plan.cursor), record_triples=record_triples,
+        lookup_triples=lookup_triples, change_entries=change_entries,
     )

@@ -13,6 +13,8 @@ script, or one MGET). ``<G>`` is a generation id, ``<B>`` a bucket number::
     {pv}:g<G>:p:<pn>       string   the permit record, msgspec msgpack (PermitRecord)
     {pv}:g<G>:s:<B>        hash     ssn -> "pn[ pn...]"  (listpack-small buckets)
     {pv}:g<G>:c:<B>        hash     cn  -> "pn[ pn...]"
+    {pv}:changelog         stream   every applied change, cursor move and snapshot switch, in order
+                                    (verifier.index.change_stream; bounded, the notifications' source)
 
 Changes are published on ``<namespace>:changes`` (:data:`CHANGES_CHANNEL` for "pv").
 The Status Lists as published (``{pv}:sl:...``, written by ``verifier status-lists``, not
@@ -71,7 +73,7 @@ class Pointer:
 class KeyLayout:
     """Key names of one namespace."""
 
-    __slots__ = ("namespace", "tag", "current", "genseq", "gens", "leader", "fence", "channel")
+    __slots__ = ("namespace", "tag", "current", "genseq", "gens", "leader", "fence", "channel", "changelog")
 
     def __init__(self, namespace: str = DEFAULT_NAMESPACE) -> None:
         if not namespace or any(c in namespace for c in "{}: \n"):
@@ -84,6 +86,7 @@ class KeyLayout:
         self.leader = f"{self.tag}:leader".encode()
         self.fence = f"{self.tag}:fence".encode()
         self.channel = f"{namespace}:changes".encode()
+        self.changelog = f"{self.tag}:changelog".encode()
 
     def prefix(self, generation: int) -> bytes:
         return f"{self.tag}:g{generation}:".encode()

@@ -83,9 +83,11 @@ return now
 """
 )
 
-# KEYS: 1 current, 2 leader, 3 meta of the loaded generation.
+# KEYS: 1 current, 2 leader, 3 meta of the loaded generation, 4 the change stream.
 # ARGV: 1 pointer of the loaded generation, 2 fence, 3 seq, 4 feed id, 5 count,
-#       6 channel, 7 switch message, 8 upstream time ('' when unknown).
+#       6 channel, 7 switch message, 8 upstream time ('' when unknown),
+#       9 generation, 10 change stream maxlen.
+# Appends the switch marker to the change stream (verifier.index.change_stream).
 # Returns the previous pointer (or nil).
 COMMIT = (
     _CHECK_FENCE
@@ -102,6 +104,8 @@ redis.call('HSET', KEYS[3], 'state', 'live', 'seq', ARGV[3], 'feed', ARGV[4],
            'count', ARGV[5], 'as_of', created, 'hb_seq', ARGV[3], 'committed', now,
            'upstream_time', ARGV[8])
 redis.call('SET', KEYS[1], ARGV[1])
+redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[10], '*', 'k', 'switch', 'f', ARGV[4], 's', ARGV[3],
+           'g', ARGV[9])
 redis.call('PUBLISH', ARGV[6], ARGV[7])
 return previous
 """
@@ -109,7 +113,8 @@ return previous
 
 # One page of the change feed, atomically with the cursor (planned by
 # verifier.index.apply_plan; its ApplyArgs has one field per argument, these names).
-# KEYS: 1 current, 2 leader, 3 meta, 4..3+n record keys, 4+n..3+n+m bucket keys (one per op).
+# KEYS: 1 current, 2 leader, 3 meta, 4..3+n record keys, 4+n..3+n+m bucket keys (one per op),
+#       4+n+m the change stream.
 # ARGV:
 #   1  pointer         the live generation's pointer the page was planned on
 #   2  fence
@@ -121,8 +126,15 @@ return previous
 #   8  message         '' = publish nothing
 #   9  v_index         index of `v` in a record array
 #   10 added           permits added (count delta)
+#   11 feed            the live generation's feed id
+#   12 stream_maxlen   entries the change stream keeps (about)
+#   13 entries         k, the change entries below
+#   14 cursor_entry    '1': append a cursor entry after them
 #   then n record_triples (expected old v or -1, new v, new record bytes),
-#   then m lookup_triples (op '+' or '-', id, permit number).
+#   then m lookup_triples (op '+' or '-', id, permit number),
+#   then k change_entries (type, seq, permit number, record, upstream time, employer before or '').
+# Each applied event goes to the change stream (verifier.index.change_stream) with the
+# cursor in the same script: no change without its entry, no entry without its change.
 APPLY = (
     _CHECK_FENCE
     + """
@@ -136,7 +148,7 @@ end
 local n = tonumber(ARGV[5])
 local m = tonumber(ARGV[6])
 local vidx = tonumber(ARGV[9])
-local base = 10
+local base = 14
 -- Version guard, all checked before the first write.
 -- The stored v is read from the stored bytes; the new v is the caller's (it encoded
 -- the record from the same struct).
@@ -181,6 +193,17 @@ for j = 1, m do
 end
 redis.call('HSET', KEYS[3], 'seq', ARGV[4])
 if ARGV[10] ~= '0' then redis.call('HINCRBY', KEYS[3], 'count', ARGV[10]) end
+local stream = KEYS[4 + n + m]
+local ebase = obase + 3 * m
+for e = 1, tonumber(ARGV[13]) do
+  local a = ebase + 6 * (e - 1)
+  redis.call('XADD', stream, 'MAXLEN', '~', ARGV[12], '*', 'k', ARGV[a + 1], 'f', ARGV[11], 's', ARGV[a + 2],
+             'p', ARGV[a + 3], 'r', ARGV[a + 4], 't', ARGV[a + 5], 'pe', ARGV[a + 6], 'c0', ARGV[3])
+end
+if ARGV[14] == '1' then
+  redis.call('XADD', stream, 'MAXLEN', '~', ARGV[12], '*', 'k', 'cursor', 'f', ARGV[11], 'c0', ARGV[3],
+             'c1', ARGV[4])
+end
 if ARGV[8] ~= '' then redis.call('PUBLISH', ARGV[7], ARGV[8]) end
 return 1
 """

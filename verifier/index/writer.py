@@ -17,7 +17,7 @@ import redis
 from verifier.lib.redis_client import SyncRedisClient
 from verifier.lib.redis_errors import REDIS_UNAVAILABLE, redis_unavailable
 
-from .apply_plan import apply_call, check_identifiers, page_permits, plan_page
+from .apply_plan import DEFAULT_STREAM_MAXLEN, apply_call, check_identifiers, page_permits, plan_page
 from .changes import ChangeMessage, encode_change
 from .errors import (
     CursorMismatch,
@@ -124,9 +124,12 @@ class IndexWriter:
     or cluster.
     """
 
-    def __init__(self, redis_client: SyncRedisClient, namespace: str = DEFAULT_NAMESPACE) -> None:
+    def __init__(self, redis_client: SyncRedisClient, namespace: str = DEFAULT_NAMESPACE, *,
+                 change_stream_maxlen: int = DEFAULT_STREAM_MAXLEN) -> None:
         self.redis = redis_client
         self.keys = KeyLayout(namespace)
+        self.change_stream_maxlen = max(1, change_stream_maxlen)
+        """About how many entries the change stream keeps (verifier.index.change_stream)."""
         self._acquire = redis_client.register_script(scripts.ACQUIRE)
         self._renew = redis_client.register_script(scripts.RENEW)
         self._release = redis_client.register_script(scripts.RELEASE)
@@ -223,7 +226,9 @@ class IndexWriter:
         - A record replaces the stored one only when its ``v`` is higher (version
           guard, checked again inside the Lua script).
         - The cursor moves to the page's highest ``seq`` in the same script; the changed
-          permit numbers are published on the changes channel by that script too.
+          permit numbers are published on the changes channel by that script too, and
+          each applied event is appended to the change stream
+          (:mod:`verifier.index.change_stream`).
         - ``cursor_before`` ahead of the stored cursor means changes would be skipped:
           :class:`CursorMismatch` (re-read :meth:`state`, resume from its ``seq``).
         - A stale ``fence``: :class:`StaleFence`. No live generation: :class:`IndexNotReady`.
@@ -249,12 +254,12 @@ class IndexWriter:
         record_prefix = self.keys.record_prefix(generation)
         pns = page_permits(events)
         pipe = self._pipeline()
-        pipe.hget(meta_key, "seq")
+        pipe.hmget(meta_key, "seq", "feed")
         # execute_command: redis-py's cluster pipeline refuses .mget()/.mset() by name,
         # although keys of one slot are fine.
         pipe.execute_command("MGET", self.keys.current, self.keys.leader,
                              *(record_prefix + pn.encode() for pn in pns))
-        stored_raw, (live, lock, *records) = self._io(pipe.execute)
+        (stored_raw, feed), (live, lock, *records) = self._io(pipe.execute)
         if live != pointer.raw:
             raise _Retry()
         # Checked here too (the script checks again, atomically) so that a stale writer
@@ -271,7 +276,8 @@ class IndexWriter:
         held = {pn: (decode_record(raw) if raw is not None else None) for pn, raw in zip(pns, records)}
         plan = plan_page(events, stored, held)
         if not plan.writes_nothing:
-            keys, args = apply_call(plan, self.keys, pointer, fence, stored_raw)
+            keys, args = apply_call(plan, self.keys, pointer, fence, stored_raw, feed=feed or b"",
+                                    stream_maxlen=self.change_stream_maxlen)
             try:
                 self._call(self._apply, keys, args.argv())
             except CursorMismatch as exc:
@@ -474,9 +480,10 @@ class SnapshotLoad:
         message = encode_change(ChangeMessage("switch", self.generation, seq, []))
         previous_raw = w._call(
             w._commit,
-            [w.keys.current, w.keys.leader, self._meta],
+            [w.keys.current, w.keys.leader, self._meta, w.keys.changelog],
             [self.pointer.raw, self.fence, seq, feed_id, self.count, w.keys.channel, message,
-             "" if upstream_time is None else repr(float(upstream_time))],
+             "" if upstream_time is None else repr(float(upstream_time)), self.generation,
+             w.change_stream_maxlen],
         )
         self._done = True
         previous = Pointer.parse(previous_raw)

@@ -44,6 +44,11 @@ def _env(name: str, default: str) -> str:
     return os.environ.get(name, default)
 
 
+def _days(text: str) -> tuple[int, ...]:
+    """``"60,45,31"`` -> (60, 45, 31): distinct, largest first."""
+    return tuple(sorted({int(part) for part in text.split(",") if part.strip()}, reverse=True))
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     redis_url: str = ""
@@ -102,6 +107,39 @@ class Settings:
     """Real-name match attempts per second allowed per platform key (burst: 4 s worth)."""
     holder_match_per_identifier_per_h: int = 10
     """Real-name match attempts per hour allowed per permit or social security number."""
+    # -- notifications (verifier/notify) --
+    change_stream_maxlen: int = 200_000
+    """Entries the index's change stream keeps (about): the sync job trims it; bounds webhook replay."""
+    notify_partitions: int = 16
+    """Outbox partitions per subscription, shared out among the ``verifier notify`` processes (fixed at first start)."""
+    notify_concurrency: int = 64
+    """Webhook deliveries one ``verifier notify`` process makes at once."""
+    notify_lease_ttl_s: float = 10.0
+    """Expiry of a notifier's partition leases: another takes over this long after it died."""
+    notify_retry_base_s: float = 5.0
+    """First retry delay of a failed delivery; doubles each attempt (with jitter) up to ``notify_retry_cap_s``."""
+    notify_retry_cap_s: float = 3600.0
+    """Longest delay between two attempts of one delivery."""
+    notify_retry_window_s: float = 259_200.0
+    """How long a delivery is retried before it is dead-lettered (3 days)."""
+    notify_pause_after_failures: int = 20
+    """An endpoint is paused after this many failed attempts in a row ..."""
+    notify_pause_after_s: float = 3600.0
+    """... spanning at least this many seconds without a success."""
+    notify_connect_timeout_s: float = 5.0
+    """Connect timeout of a webhook delivery."""
+    notify_read_timeout_s: float = 15.0
+    """Read timeout of a webhook delivery (the receiver's answer)."""
+    notify_metrics_port: int = 0
+    """Port of ``verifier notify``'s Prometheus /metrics (0: none)."""
+    webhook_allow_loopback: bool = True
+    """Webhook URLs may point at loopback (http is only ever allowed there): for tests and the demo; turn off in production."""
+    webhook_allow_networks: str = ""
+    """Comma-separated networks (CIDR) that webhook URLs may reach although private or link-local."""
+    reminder_days: tuple[int, ...] = (60, 45, 31)
+    """Days before a permit's end (vt) at which its expiry reminders go out, once each."""
+    reminder_scan_interval_s: float = 3600.0
+    """How often the notifier scans the index for expiry reminders that are due."""
     extra: dict[str, str] = field(default_factory=dict)
     """Reserved."""
 
@@ -134,6 +172,22 @@ class Settings:
             "holder_history_cap": int(_env("VERIFIER_HOLDER_HISTORY_CAP", "10000")),
             "holder_match_per_s": float(_env("VERIFIER_HOLDER_MATCH_PER_S", "5")),
             "holder_match_per_identifier_per_h": int(_env("VERIFIER_HOLDER_MATCH_PER_IDENTIFIER_PER_H", "10")),
+            "change_stream_maxlen": int(_env("VERIFIER_CHANGE_STREAM_MAXLEN", "200000")),
+            "notify_partitions": int(_env("VERIFIER_NOTIFY_PARTITIONS", "16")),
+            "notify_concurrency": int(_env("VERIFIER_NOTIFY_CONCURRENCY", "64")),
+            "notify_lease_ttl_s": float(_env("VERIFIER_NOTIFY_LEASE_TTL_S", "10")),
+            "notify_retry_base_s": float(_env("VERIFIER_NOTIFY_RETRY_BASE_S", "5")),
+            "notify_retry_cap_s": float(_env("VERIFIER_NOTIFY_RETRY_CAP_S", "3600")),
+            "notify_retry_window_s": float(_env("VERIFIER_NOTIFY_RETRY_WINDOW_S", "259200")),
+            "notify_pause_after_failures": int(_env("VERIFIER_NOTIFY_PAUSE_AFTER_FAILURES", "20")),
+            "notify_pause_after_s": float(_env("VERIFIER_NOTIFY_PAUSE_AFTER_S", "3600")),
+            "notify_connect_timeout_s": float(_env("VERIFIER_NOTIFY_CONNECT_TIMEOUT_S", "5")),
+            "notify_read_timeout_s": float(_env("VERIFIER_NOTIFY_READ_TIMEOUT_S", "15")),
+            "notify_metrics_port": int(_env("VERIFIER_NOTIFY_METRICS_PORT", "0")),
+            "webhook_allow_loopback": _env("VERIFIER_WEBHOOK_ALLOW_LOOPBACK", "1").lower() not in ("0", "false", "no", "off"),
+            "webhook_allow_networks": _env("VERIFIER_WEBHOOK_ALLOW_NETWORKS", ""),
+            "reminder_days": _days(_env("VERIFIER_REMINDER_DAYS", "60,45,31")),
+            "reminder_scan_interval_s": float(_env("VERIFIER_REMINDER_SCAN_INTERVAL_S", "3600")),
         }
         known = {f.name for f in fields(cls)}
         env.update({k: v for k, v in overrides.items() if k in known and v is not None})
@@ -173,6 +227,22 @@ class Settings:
             "VERIFIER_HOLDER_HISTORY_CAP": str(self.holder_history_cap),
             "VERIFIER_HOLDER_MATCH_PER_S": repr(self.holder_match_per_s),
             "VERIFIER_HOLDER_MATCH_PER_IDENTIFIER_PER_H": str(self.holder_match_per_identifier_per_h),
+            "VERIFIER_CHANGE_STREAM_MAXLEN": str(self.change_stream_maxlen),
+            "VERIFIER_NOTIFY_PARTITIONS": str(self.notify_partitions),
+            "VERIFIER_NOTIFY_CONCURRENCY": str(self.notify_concurrency),
+            "VERIFIER_NOTIFY_LEASE_TTL_S": repr(self.notify_lease_ttl_s),
+            "VERIFIER_NOTIFY_RETRY_BASE_S": repr(self.notify_retry_base_s),
+            "VERIFIER_NOTIFY_RETRY_CAP_S": repr(self.notify_retry_cap_s),
+            "VERIFIER_NOTIFY_RETRY_WINDOW_S": repr(self.notify_retry_window_s),
+            "VERIFIER_NOTIFY_PAUSE_AFTER_FAILURES": str(self.notify_pause_after_failures),
+            "VERIFIER_NOTIFY_PAUSE_AFTER_S": repr(self.notify_pause_after_s),
+            "VERIFIER_NOTIFY_CONNECT_TIMEOUT_S": repr(self.notify_connect_timeout_s),
+            "VERIFIER_NOTIFY_READ_TIMEOUT_S": repr(self.notify_read_timeout_s),
+            "VERIFIER_NOTIFY_METRICS_PORT": str(self.notify_metrics_port),
+            "VERIFIER_WEBHOOK_ALLOW_LOOPBACK": "1" if self.webhook_allow_loopback else "0",
+            "VERIFIER_WEBHOOK_ALLOW_NETWORKS": self.webhook_allow_networks,
+            "VERIFIER_REMINDER_DAYS": ",".join(str(d) for d in self.reminder_days),
+            "VERIFIER_REMINDER_SCAN_INTERVAL_S": repr(self.reminder_scan_interval_s),
         }
 
     @property

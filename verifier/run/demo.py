@@ -12,6 +12,9 @@ Starts, each as a child process of its own (:mod:`verifier.run.processes`):
 5. the API (``verifier serve``, 2 workers);
 6. the card-reader bridge (``verifier card-bridge``) holding the card of a demo permit
    (the simulator's), for the counter page;
+7. the notifier (``verifier notify``) and a tiny webhook receiver (``verifier notify
+   receiver``), subscribed to every change with the admin key, that prints each
+   delivery (its signatures checked) to its log;
 
 waits until the API says the index is ready, creates one API key per role (printed
 once, stored only hashed; the previous demo's keys are revoked), and prints the URL,
@@ -92,6 +95,9 @@ class DemoStack:
         self.api_url = ""
         self.api_port = 0
         self.upstream_port = 0
+        self.receiver_url = ""
+        self.receiver_secret = self.state_dir / "webhook-receiver.json"
+        """The demo subscription's secret and public key, for the receiver (written once known)."""
         self.bridge_port = free_port()
         """The card bridge's port, known before the API starts: the counter page's CSP names it."""
 
@@ -153,11 +159,22 @@ class DemoStack:
             "serve", "--redis", self.redis_url, "--store", self.store_url, "--upstream", self.upstream_url,
             "--host", options.host, "--port", str(self.api_port), "--workers", str(options.workers),
         ], self.log_dir, env))
+        self._start_notifications(env)
         wait_until(lambda: http_ok(f"{self.api_url}/health/ready"), timeout_s=options.ready_timeout_s,
                    what="the API to report the index ready", interval_s=0.25, abort=self._abort_if_needed)
         wait_until(lambda: http_ok(f"{status_lists}/permits"), timeout_s=options.ready_timeout_s,
                    what="the Status Lists to be published", interval_s=0.25, abort=self._abort_if_needed)
         return self
+
+    def _start_notifications(self, env: dict[str, str]) -> None:
+        """The notifier, and a receiver that checks signatures with the secret it is given later."""
+        self.receiver_secret.unlink(missing_ok=True)
+        receiver_port = free_port()
+        self.receiver_url = f"http://127.0.0.1:{receiver_port}/webhooks"
+        self._start(Child.verifier("receiver", [
+            "notify", "receiver", "--port", str(receiver_port), "--secret-file", str(self.receiver_secret),
+        ], self.log_dir, env))
+        self._start(Child.verifier("notify", ["notify", "--redis", self.redis_url], self.log_dir, env))
 
     @property
     def bridge_url(self) -> str:
@@ -228,6 +245,19 @@ def create_demo_keys(store_url: str, partner_employers: list[str]) -> dict[str, 
     return asyncio.run(make())
 
 
+def subscribe_receiver(stack: DemoStack, admin_token: str) -> dict[str, str]:
+    """Subscribe the demo's receiver to every change (admin key) and hand it the secret."""
+    answer = httpx.post(f"{stack.api_url}/v1/webhooks", json={
+        "url": stack.receiver_url, "events": ["*"], "description": "the demo's receiver"},
+        headers={"Authorization": f"Bearer {admin_token}"}, timeout=10.0)
+    answer.raise_for_status()
+    made = answer.json()
+    keys = msgspec.json.encode({"secret": made["secret"], "public_key": made["public_key"]})
+    _write_atomically(stack.receiver_secret, keys)
+    stack.receiver_secret.chmod(0o600)  # a signing secret: the demo's own, but still
+    return {"id": made["id"], "url": stack.receiver_url}
+
+
 # -- the command ----------------------------------------------------------------------
 
 
@@ -287,6 +317,15 @@ def _print_banner(info: dict[str, Any], samples: dict[str, Any], problems: list[
         out.write("\n# offline: fetch the trust list and the Status Lists once, then verify with no network\n")
         out.write(f"verifier offline fetch --from {info['url']} --dir {offline}\n")
         out.write(f"verifier offline verify --dir {offline} {shlex.quote(valid.body['qr'])}\n")
+    webhook = info.get("webhook")
+    if webhook:
+        out.write(f"\n# notifications: every change is delivered (signed, Standard Webhooks) to the demo's receiver\n"
+                  f"#   {webhook['url']} (subscription {webhook['id']}); watch them arrive:\n"
+                  f"tail -f {info['logs']}/receiver.log\n"
+                  f"# subscribe your own URL (a partner hears of its employers' permits only):\n"
+                  f"curl -s -X POST {info['url']}/v1/webhooks -H 'Authorization: Bearer {info['keys']['partner']}' "
+                  f"-H 'Content-Type: application/json' -d '{{\"url\": \"http://127.0.0.1:9000/hook\", "
+                  f"\"events\": [\"*\"]}}'\n")
     out.write("\nCtrl-C stops everything.\n")
     out.flush()
 
@@ -314,6 +353,7 @@ def run_demo(options: DemoOptions) -> int:
             problems = _check_samples(stack.api_url, tokens, samples)
             stack.start_card_bridge(picked.valid.pn)
             qr_images = write_qr_images(stack.state_dir / "samples", samples)
+            webhook = subscribe_receiver(stack, tokens["admin"])
             info = {
                 "url": stack.api_url,
                 "counter": stack.api_url + "/counter/",
@@ -330,6 +370,7 @@ def run_demo(options: DemoOptions) -> int:
                 "samples": {name: msgspec.to_builtins(s) for name, s in samples.items()},
                 "holder_flow": holder_flow(stack.api_url, stack.upstream_url, tokens["essc_platform"], picked.valid.pn),
                 "pids": stack.pids,
+                "webhook": webhook,
                 "logs": str(stack.log_dir),
                 "started_in_s": round(time.monotonic() - started, 1),
             }

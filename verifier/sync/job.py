@@ -164,7 +164,7 @@ class SyncJob:
             redis_client = sync_client(settings.redis_url)
         self.redis = redis_client
         self.namespace = namespace
-        self.writer = IndexWriter(redis_client, namespace)
+        self.writer = IndexWriter(redis_client, namespace, change_stream_maxlen=settings.change_stream_maxlen)
         self.upstream = upstream or UpstreamClient(settings.upstream_url, stop=self.stop)
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.ttl_s = max(0.5, settings.sync_lock_ttl_s)

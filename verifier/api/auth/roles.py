@@ -34,6 +34,9 @@ ADMINS: Final = frozenset({Role.ADMIN})
 """GET /v1/admin/sync, the terminal registry."""
 HOLDER_PLATFORM: Final = frozenset({Role.ESSC_PLATFORM})
 """/v1/holder/*: the e-card platform on a holder's behalf (the holder never holds a key)."""
+WEBHOOK_SUBSCRIBERS: Final = frozenset({Role.PARTNER, Role.ADMIN, Role.ESSC_PLATFORM})
+"""/v1/webhooks: who may subscribe to notifications (each hears what its key may see); the
+platform's webhook settings are HOLDER_PLATFORM's."""
 
 # The permit fields a caller sees, by role. "status" and "card_status" come from the
 # index; the others are the permit's data (the token's, once its version matched the
