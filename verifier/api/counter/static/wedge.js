@@ -9,7 +9,9 @@
 
 const BURST_GAP_MS = 35;
 const BURST_MIN = 16;
-const IDLE_MS = 120;
+// Long enough that a busy terminal (a scanner's keys queued behind other work arrive in
+// clumps) does not cut a code in two; short enough not to be felt after a scan.
+const IDLE_MS = 400;
 const CODE_SHAPE = /^(?:WP1|ES1):[0-9A-Z $%*+\-./:]{16,}$/;
 
 function editable(element) {
