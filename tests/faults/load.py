@@ -120,6 +120,55 @@ class Load:
 
     # -- one sender ----------------------------------------------------------------------
 
+    def slow_bodies(self, count: int, release: threading.Event) -> list[threading.Thread]:
+        """``count`` verifies of the valid code whose body is sent in two parts: the headers and half the
+        body now, the rest once ``release`` is set. The API has them in flight meanwhile (its handler is
+        waiting for the body). Answers of kind ``wp1-valid`` with ``slow`` in their terminal id."""
+        import json
+        import socket
+        from urllib.parse import urlsplit
+
+        target = urlsplit(self.api_url)
+        started = threading.Barrier(count + 1, timeout=30)
+
+        def send(n: int) -> None:
+            terminal = f"{self.row}-slow-{n}"
+            body = json.dumps({"qr": self.samples.valid_wp1, "terminal": terminal}).encode()
+            head = (f"POST /v1/verify/qr HTTP/1.1\r\nHost: {target.netloc}\r\n"
+                    f"Authorization: {self.headers['Authorization']}\r\nContent-Type: application/json\r\n"
+                    f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
+            sent = time.monotonic()
+            try:
+                with socket.create_connection((target.hostname, target.port), timeout=CLIENT_TIMEOUT_S) as sock:
+                    sock.sendall(head + body[: len(body) // 2])
+                    started.wait()
+                    release.wait(CLIENT_TIMEOUT_S)
+                    sock.sendall(body[len(body) // 2:])
+                    data = b""
+                    while chunk := sock.recv(65536):
+                        data += chunk
+            except (OSError, threading.BrokenBarrierError) as exc:
+                self._keep(Answer("wp1-valid", sent, time.monotonic(), 0, error=type(exc).__name__, terminal=terminal))
+                return
+            done = time.monotonic()
+            status_line, _, rest = data.partition(b"\r\n")
+            parts = status_line.split()
+            status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+            result = ""
+            if status == 200:
+                try:
+                    result = json.loads(rest.partition(b"\r\n\r\n")[2]).get("result", "")
+                except ValueError:
+                    result = ""
+            self._keep(Answer("wp1-valid", sent, done, status, result=result, terminal=terminal,
+                              error="" if status else "no status line"))
+
+        threads = [threading.Thread(target=send, args=(n,), daemon=True) for n in range(count)]
+        for thread in threads:
+            thread.start()
+        started.wait()  # every one of them has its headers and half its body on the wire
+        return threads
+
     def batches(self, count: int, size: int) -> list[threading.Thread]:
         """``count`` batch verifies of ``size`` codes each, sent at once on new connections (each takes a
         while: requests that are surely in flight when the trial strikes). Answers of kind ``batch``."""
