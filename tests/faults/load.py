@@ -169,31 +169,6 @@ class Load:
         started.wait()  # every one of them has its headers and half its body on the wire
         return threads
 
-    def batches(self, count: int, size: int) -> list[threading.Thread]:
-        """``count`` batch verifies of ``size`` codes each, sent at once on new connections (each takes a
-        while: requests that are surely in flight when the trial strikes). Answers of kind ``batch``."""
-        codes = [self.samples.valid_wp1, self.samples.cancelled_wp1] * (size // 2)
-
-        def send(n: int) -> None:
-            with httpx.Client(base_url=self.api_url, timeout=CLIENT_TIMEOUT_S, headers=self.headers) as client:
-                terminal = f"{self.row}-batch-{n}"
-                sent = time.monotonic()
-                try:
-                    reply = client.post("/v1/verify/qr/batch", json={"codes": codes, "terminal": terminal})
-                except httpx.HTTPError as exc:
-                    self._keep(Answer("batch", sent, time.monotonic(), 0, error=type(exc).__name__,
-                                      terminal=terminal))
-                    return
-                verdicts = reply.json().get("verdicts", []) if reply.status_code == 200 else []
-                results = Counter(v.get("result") for v in verdicts)
-                self._keep(Answer("batch", sent, time.monotonic(), reply.status_code, terminal=terminal,
-                                  result=",".join(f"{k}={v}" for k, v in sorted(results.items()))))
-
-        threads = [threading.Thread(target=send, args=(n,), daemon=True) for n in range(count)]
-        for thread in threads:
-            thread.start()
-        return threads
-
     def _run(self, n: int, keepalive: bool) -> None:
         limits = httpx.Limits(max_keepalive_connections=1 if keepalive else 0, max_connections=1)
         kinds = itertools.cycle(["wp1-valid", "wp1-cancelled", "card-valid", "wp1-valid", "wp1-tampered",
@@ -308,7 +283,7 @@ def audit_check(answers: list[Answer], records: list[dict[str, Any]]) -> dict[st
     answered = [a for a in answers if a.kind in VERIFICATIONS and a.status == 200]
     seen = Counter(r.get("terminal", "") for r in records if r.get("kind") != "permit")
     lost = [a for a in answered if seen[a.terminal] == 0]
-    duplicated = sum(n - 1 for t, n in seen.items() if t and n > 1 and "-batch-" not in t)
+    duplicated = sum(n - 1 for t, n in seen.items() if t and n > 1)
     # GET /v1/permits: 200s and the 503s are audited; the records name no terminal, so count them.
     lookups = sum(a.kind == "permit-valid" and a.status in (200, 404, 503) for a in answers)
     lookup_records = sum(r.get("kind") == "permit" for r in records)
