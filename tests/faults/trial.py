@@ -196,6 +196,9 @@ class Trial:
                         for w in self.windows],
             "marks_s": {k: round(v - start, 3) for k, v in self.marks.items()},
             "long": LONG,
+            # The notifier only has to live through the faults (it meets them in the index's Redis).
+            "notifier_running": bool(self.stack.notify is not None and self.stack.notify.running),
+            "sync_jobs_running": len(self.stack.live_syncs()),
             **self.extra,
         }
         if audit.get("error"):
