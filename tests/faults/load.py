@@ -68,17 +68,19 @@ EXPECTED: dict[str, frozenset[str]] = {
     "card-valid": frozenset({"VALID"}),
     "permit-valid": frozenset({"found:active"}),
 }
-VERIFICATIONS = ("wp1-valid", "wp1-cancelled", "wp1-tampered", "card-valid")
+VERIFICATIONS = ("wp1-valid", "wp1-cancelled", "wp1-tampered", "card-valid", "wp1-victim")
 
 
 class Load:
     """``threads`` senders at ``rate`` requests/s in all, until :meth:`stop`."""
 
     def __init__(self, api_url: str, token: str, samples: Samples, row: str, *, threads: int = 4,
-                 rate: float = 40.0) -> None:
+                 rate: float = 40.0, victim: str = "") -> None:
         self.api_url = api_url
         self.headers = {"Authorization": f"Bearer {token}"}
         self.samples = samples
+        self.victim = victim
+        """A WP1 code of a permit the row cancels during its fault (kind ``wp1-victim``), or ""."""
         self.row = row
         self.threads = threads
         self.interval = threads / rate
@@ -172,7 +174,7 @@ class Load:
     def _run(self, n: int, keepalive: bool) -> None:
         limits = httpx.Limits(max_keepalive_connections=1 if keepalive else 0, max_connections=1)
         kinds = itertools.cycle(["wp1-valid", "wp1-cancelled", "card-valid", "wp1-valid", "wp1-tampered",
-                                 "permit-valid"])
+                                 "permit-valid"] + (["wp1-victim"] if self.victim else []))
         next_at = time.monotonic()
         with httpx.Client(base_url=self.api_url, timeout=CLIENT_TIMEOUT_S, limits=limits,
                           headers=self.headers) as client:
@@ -195,7 +197,7 @@ class Load:
                     self._send(client, kind, "GET", f"/v1/permits/{self.samples.valid_pn}", None, keepalive)
                 else:
                     code = {"wp1-valid": self.samples.valid_wp1, "wp1-cancelled": self.samples.cancelled_wp1,
-                            "wp1-tampered": self.samples.tampered_wp1}[kind]
+                            "wp1-tampered": self.samples.tampered_wp1, "wp1-victim": self.victim}[kind]
                     self._send(client, kind, "POST", "/v1/verify/qr", {"qr": code}, keepalive)
 
     def _send(self, client: httpx.Client, kind: str, method: str, path: str, body: dict[str, Any] | None,
@@ -252,11 +254,20 @@ class Window:
     why: str
 
 
-def false_valids(answers: Iterable[Answer], windows: list[Window]) -> list[Answer]:
-    """A VALID where another verdict was expected, or a VALID wholly inside a window of unknown status."""
+def false_valids(answers: Iterable[Answer], windows: list[Window], victim_cancelled: float | None = None) -> list[Answer]:
+    """A VALID where another verdict was expected, or a VALID wholly inside a window of unknown status.
+
+    The victim's code (``wp1-victim``) is VALID until its cancellation is in the index, and must not be
+    VALID for a request sent after ``victim_cancelled`` (that moment plus the trial's grace: stale state)."""
     out = []
     for a in answers:
         if a.result != "VALID":
+            continue
+        if a.kind == "wp1-victim":
+            if victim_cancelled is not None and a.sent >= victim_cancelled:
+                out.append(a)
+            elif any(w.start <= a.sent and a.done <= w.end for w in windows):
+                out.append(a)
             continue
         if "VALID" not in EXPECTED.get(a.kind, frozenset()):
             out.append(a)

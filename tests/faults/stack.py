@@ -221,6 +221,31 @@ class FaultStack:
                        cancelled_wp1=cancelled, tampered_wp1=tamper_signature(valid),
                        card_certificate=made["certificate"], card=simulator_card(SEED, made["cn"]))
 
+    def victim(self) -> tuple[str, str]:
+        """A new active permit and its WP1 code, for a row to cancel during its fault: (pn, code)."""
+        picked = pick_permits(self.upstream_url)  # held: no random event touches it but ours
+        reply = httpx.post(f"{self.upstream_url}/issue/wp1", json={"pn": picked.valid.pn}, timeout=30.0)
+        reply.raise_for_status()
+        return picked.valid.pn, str(reply.json()["qr"])
+
+    def cancel(self, pn: str) -> None:
+        """The upstream cancels the permit now (an event in its feed)."""
+        httpx.post(f"{self.upstream_url}/admin/events", json={"type": "cancel", "pn": pn},
+                   timeout=10.0).raise_for_status()
+
+    def index_status(self, pn: str) -> str | None:
+        """The permit's status in the index now (None: not there, or the index unreachable)."""
+        from verifier.index.reader import SyncPermitIndex
+
+        client = sync_client(self.index_url, socket_timeout=2.0)
+        try:
+            record = SyncPermitIndex(client).get(pn)
+            return record.status if record is not None else None
+        except Exception:
+            return None
+        finally:
+            client.close()
+
     # -- what the trial does to them ----------------------------------------------------
 
     def proxy_mode(self, mode: str) -> None:

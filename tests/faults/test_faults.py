@@ -56,11 +56,12 @@ def generation(stack: FaultStack) -> int | None:
 
 def test_redis_kill_9_restarted_after_5_s(stack: FaultStack) -> None:
     assert stack.index is not None
-    with Trial(stack, "redis-kill", "index Redis `kill -9`, restarted after 5 s (AOF on)") as t:
+    with Trial(stack, "redis-kill", "index Redis `kill -9`, restarted after 5 s (AOF on)", victim=True) as t:
         t.warm_up()
         time.sleep(STEADY_S)
         t.fault_at = t.mark("killed")
         stack.index.kill()
+        t.cancel_victim()  # while the index is dead: its code must not be VALID once the cancellation is in
         time.sleep(REDIS_DOWN_S)
         # Status is known again from the moment the server is started: what it loads from its AOF was
         # confirmed by the sync job, within the staleness bound.
@@ -68,6 +69,7 @@ def test_redis_kill_9_restarted_after_5_s(stack: FaultStack) -> None:
         stack.index.start()  # the same port, its AOF replayed
         t.fault_end = back = t.mark("restarted")
         t.recovered(back)
+        t.wait_victim_in_index()
         time.sleep(STEADY_S)
         down = [a for a in t.answers() if t.fault_at <= a.sent < back]
         slowest = max((a.latency for a in down), default=0.0)
@@ -121,7 +123,7 @@ def test_flushall_of_the_index(stack: FaultStack) -> None:
     index is long enough to be seen by the load; they then find their generation gone and rebuild."""
     assert stack.index is not None
     assert generation(stack) is not None
-    with Trial(stack, "flushall", "`FLUSHALL` of the index's Redis") as t:
+    with Trial(stack, "flushall", "`FLUSHALL` of the index's Redis", victim=True) as t:
         t.warm_up()
         time.sleep(STEADY_S)
         syncs = [c.pid for c in stack.live_syncs() if c.pid is not None]
@@ -133,6 +135,7 @@ def test_flushall_of_the_index(stack: FaultStack) -> None:
             client.flushall()
         finally:
             client.close()
+        t.cancel_victim()  # the rebuild must bring it in cancelled, whatever a worker's near-cache held
         time.sleep(2.0)
         resumed = t.mark("sync resumed")
         for pid in syncs:
@@ -142,6 +145,7 @@ def test_flushall_of_the_index(stack: FaultStack) -> None:
         t.fault_end = rebuilt = t.mark("rebuilt")
         t.unknown(t.fault_at, rebuilt, "the index is gone until the sync job has rebuilt it")
         t.recovered(rebuilt)
+        t.wait_victim_in_index()
         time.sleep(STEADY_S)
         answers = t.answers()
         t.extra["rebuild_s"] = round(rebuilt - resumed, 3)
@@ -180,6 +184,7 @@ def test_store_of_record_killed_and_restarted(stack: FaultStack) -> None:
         stack.store.start()  # the same port, AOF fsynced on every write
         t.fault_end = back = t.mark("restarted")
         t.recovered(back)
+        t.wait_victim_in_index()
         time.sleep(STEADY_S)
         down = [a for a in t.answers() if t.fault_at <= a.sent < back]
         wrong = [a for a in down if a.kind in ("wp1-valid", "wp1-cancelled", "wp1-tampered", "card-valid")
@@ -320,7 +325,8 @@ def test_upstream_5xx_slow_resets_truncated_killed(stack: FaultStack) -> None:
     accepted_before = sum(stack.proxy_stats()["accepted"].values())
     poller = _ready_poller(stack, ready, stop)
     try:
-        with Trial(stack, "upstream", "upstream 5xx, slow (5 s), resets, truncated bodies, killed") as t:
+        with Trial(stack, "upstream", "upstream 5xx, slow (5 s), resets, truncated bodies, killed",
+                   victim=True) as t:
             t.warm_up()
             time.sleep(STEADY_S)
             t.fault_at = t.mark("outage")
@@ -330,6 +336,8 @@ def test_upstream_5xx_slow_resets_truncated_killed(stack: FaultStack) -> None:
                     stats = stack.proxy_stats()
                 t.mark(name)
                 begin()
+                if name == "resets":
+                    t.cancel_victim()  # in the feed, out of the sync job's reach until the upstream is back
                 if name == "killed":
                     # The last fault lasts until the verdicts' own lag says the bound has passed, and a little
                     # more (the slow phase's answers come late and confirm the index when they come).
@@ -350,6 +358,7 @@ def test_upstream_5xx_slow_resets_truncated_killed(stack: FaultStack) -> None:
             t.unknown(last_confirmed + stack.staleness_bound_s, restored, "past the staleness bound, no sync")
             t.extra["last_confirmed_s"] = round(last_confirmed - t.fault_at, 2)
             t.recovered(restored, timeout_s=90)
+            t.wait_victim_in_index()
             time.sleep(STEADY_S)
             stop.set()
             poller.join(10)

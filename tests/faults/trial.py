@@ -21,6 +21,7 @@ audit record fails the suite"; DESIGN: "a 5xx is a bug"):
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
@@ -41,13 +42,17 @@ RATE = 60.0 if LONG else 40.0
 
 
 class Trial:
-    def __init__(self, stack: FaultStack, row: str, fault: str, *, threads: int = 4, rate: float = RATE) -> None:
+    def __init__(self, stack: FaultStack, row: str, fault: str, *, threads: int = 4, rate: float = RATE,
+                 victim: bool = False) -> None:
         self.stack = stack
         self.row = row
         self.fault = fault
         self.key_id, token = stack.api_key("exit_entry", f"fault trial {row}")
         assert stack.samples is not None
-        self.load = Load(stack.api_url, token, stack.samples, row, threads=threads, rate=rate)
+        self.victim_pn, victim_code = stack.victim() if victim else ("", "")
+        self.load = Load(stack.api_url, token, stack.samples, row, threads=threads, rate=rate, victim=victim_code)
+        self.victim_in_index: float | None = None
+        """When the victim's cancellation was seen in the index (a row with a victim sets it)."""
         self.windows: list[Window] = []
         self.marks: dict[str, float] = {}
         self.extra: dict[str, Any] = {}
@@ -76,6 +81,29 @@ class Trial:
         """``defect``: the issue's defect this check finds while it is open, and the branch mending it."""
         if not condition:
             self.failures.append(failure + (f" [known: {defect}]" if defect else ""))
+
+    def cancel_victim(self) -> float:
+        """The upstream cancels the victim's permit now; a thread watches the index for the cancellation."""
+        self.stack.cancel(self.victim_pn)
+        at = self.mark("victim cancelled upstream")
+        self._watcher = threading.Thread(target=self._watch_victim, daemon=True)
+        self._watcher.start()
+        return at
+
+    def _watch_victim(self) -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if self.stack.index_status(self.victim_pn) == "cancelled":
+                self.victim_in_index = self.mark("victim cancelled in the index")
+                return
+            time.sleep(0.05)
+
+    def wait_victim_in_index(self, timeout_s: float = 60.0) -> float:
+        """Until the index holds the victim's cancellation; from then (+ the grace) no VALID for its code."""
+        self._watcher.join(timeout_s)
+        if self.victim_in_index is None:
+            raise AssertionError(f"the victim's cancellation did not reach the index within {timeout_s} s")
+        return self.victim_in_index
 
     def answers(self) -> list[Answer]:
         return self.load.snapshot()
@@ -156,7 +184,18 @@ class Trial:
                               if self.lost_allowed is not None and self.lost_allowed(a))
         lookups_missing = max(0, audit["lookups"] - audit["lookup_records"])
         lookups_lost = max(0, lookups_missing - lookups_allowed)
-        wrong = false_valids(answers, self.windows)
+        victim_after = self.victim_in_index + GRACE_S if self.victim_in_index is not None else None
+        wrong = false_valids(answers, self.windows, victim_after)
+        victim_figures: dict[str, Any] = {}
+        if self.victim_in_index is not None:
+            refused = [a.done for a in answers if a.kind == "wp1-victim" and a.result == "PERMIT_CANCELLED"]
+            stale = [a.done for a in answers if a.kind == "wp1-victim" and a.result == "VALID"
+                     and a.sent >= self.victim_in_index]
+            victim_figures = {
+                "victim_refused_after_index_s": round(min(refused) - self.victim_in_index, 3) if refused else None,
+                "victim_valid_after_index": len(stale),
+                "victim_last_valid_after_index_s": round(max(stale) - self.victim_in_index, 3) if stale else None,
+            }
         start = self.fault_at if self.fault_at is not None else self._t0
         after = [a for a in answers if a.result == "VALID" and a.kind in ("wp1-valid", "card-valid")
                  and a.sent >= start]
@@ -196,6 +235,7 @@ class Trial:
                         for w in self.windows],
             "marks_s": {k: round(v - start, 3) for k, v in self.marks.items()},
             "long": LONG,
+            **victim_figures,
             # The notifier only has to live through the faults (it meets them in the index's Redis).
             "notifier_running": bool(self.stack.notify is not None and self.stack.notify.running),
             "sync_jobs_running": len(self.stack.live_syncs()),
@@ -211,6 +251,10 @@ class Trial:
         self.expect(figures["http_5xx_not_503_problem"] == 0,
                     f"{figures['http_5xx_not_503_problem']} 5xx answers other than a 503 problem document")
         self.expect(figures["hangs"] == 0, f"{figures['hangs']} requests hung (no answer within 10 s)")
+        if victim_figures:
+            self.notes.append(f"a permit cancelled during the fault: its code refused "
+                              f"{victim_figures['victim_refused_after_index_s']} s after the cancellation reached the "
+                              f"index, {victim_figures['victim_valid_after_index']} VALID after that")
         row["notes"] = "; ".join(self.notes)
         row["passed"] = not self.failures
         row["failures"] = list(self.failures)
