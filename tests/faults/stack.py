@@ -27,6 +27,7 @@ import contextlib
 import hashlib
 import os
 import signal
+import socket
 import sys
 import time
 from collections.abc import Callable
@@ -197,8 +198,6 @@ class FaultStack:
 
     @staticmethod
     def _port_open(port: int) -> bool:
-        import socket
-
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=1.0):
                 return True

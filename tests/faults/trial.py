@@ -51,6 +51,7 @@ class Trial:
         assert stack.samples is not None
         self.victim_pn, victim_code = stack.victim() if victim else ("", "")
         self.load = Load(stack.api_url, token, stack.samples, row, threads=threads, rate=rate, victim=victim_code)
+        self._watcher = threading.Thread(target=self._watch_victim, daemon=True)
         self.victim_in_index: float | None = None
         """When the victim's cancellation was seen in the index (a row with a victim sets it)."""
         self.windows: list[Window] = []
@@ -86,7 +87,6 @@ class Trial:
         """The upstream cancels the victim's permit now; a thread watches the index for the cancellation."""
         self.stack.cancel(self.victim_pn)
         at = self.mark("victim cancelled upstream")
-        self._watcher = threading.Thread(target=self._watch_victim, daemon=True)
         self._watcher.start()
         return at
 
@@ -100,6 +100,7 @@ class Trial:
 
     def wait_victim_in_index(self, timeout_s: float = 60.0) -> float:
         """Until the index holds the victim's cancellation; from then (+ the grace) no VALID for its code."""
+        assert self.victim_pn and self._watcher.ident is not None, "no victim cancelled in this row"
         self._watcher.join(timeout_s)
         if self.victim_in_index is None:
             raise AssertionError(f"the victim's cancellation did not reach the index within {timeout_s} s")
@@ -197,8 +198,9 @@ class Trial:
                 "victim_last_valid_after_index_s": round(max(stale) - self.victim_in_index, 3) if stale else None,
             }
         start = self.fault_at if self.fault_at is not None else self._t0
-        after = [a for a in answers if a.result == "VALID" and a.kind in ("wp1-valid", "card-valid")
-                 and a.sent >= start]
+        # The last VALID to a request sent during the fault (before its end, when it has one).
+        after_start = [a for a in answers if a.result == "VALID" and a.kind in ("wp1-valid", "card-valid")
+                       and a.sent >= start and (self.fault_end is None or a.sent < self.fault_end)]
         in_fault = [a for a in answers if self.fault_at is not None and self.fault_end is not None
                     and self.fault_at <= a.sent <= self.fault_end]
         recovery = None
@@ -226,11 +228,8 @@ class Trial:
                 "latency_max_s": round(max((a.latency for a in in_fault), default=0.0), 3),
                 "over_1_s": sum(a.latency > 1.0 for a in in_fault),
             },
-            "last_valid_into_fault_s": (round(max(a.done for a in after if self.fault_end is None
-                                                  or a.sent < self.fault_end) - start, 3)
-                                        if self.fault_at is not None and any(
-                                            self.fault_end is None or a.sent < self.fault_end for a in after)
-                                        else None),
+            "last_valid_into_fault_s": (round(max(a.done for a in after_start) - start, 3)
+                                        if self.fault_at is not None and after_start else None),
             "windows": [{"from_s": round(w.start - start, 3), "to_s": round(w.end - start, 3), "why": w.why}
                         for w in self.windows],
             "marks_s": {k: round(v - start, 3) for k, v in self.marks.items()},
