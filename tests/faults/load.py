@@ -54,6 +54,8 @@ class Answer:
     lag_s: float | None = None
     reused: bool = False
     """Sent on a kept-alive connection (not a new one)."""
+    reasons: str = ""
+    """The verdict's reasons (comma-separated), or a problem document's title."""
     headers: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -234,6 +236,12 @@ class Load:
             else:
                 answer.result = str(data.get("result", ""))
                 answer.lag_s = data.get("lag_s")
+                answer.reasons = ",".join(map(str, data.get("reasons") or ()))
+        elif answer.problem:
+            try:
+                answer.reasons = str(reply.json().get("title", ""))
+            except ValueError:
+                pass
         self._keep(answer)
         return out
 
@@ -318,4 +326,6 @@ def summary(answers: list[Answer]) -> dict[str, Any]:
         "latency_p99_s": pct(0.99),
         "latency_max_s": round(latencies[-1], 3) if latencies else None,
         "results": dict(Counter(f"{a.kind}:{a.result or a.status or a.error}" for a in answers)),
+        "unavailable_because": dict(Counter(a.reasons or "?" for a in answers
+                                            if a.result == UNAVAILABLE or a.status == 503)),
     }
