@@ -21,6 +21,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from typing import Any
 
 import httpx
@@ -367,7 +368,14 @@ def test_upstream_5xx_slow_resets_truncated_killed(stack: FaultStack) -> None:
             max_lag = max((lag for _s, lag in lags if lag is not None), default=0.0)
             unavailable = [a.sent - last_confirmed for a in outage
                            if a.kind == "wp1-valid" and a.result == "STATUS_UNAVAILABLE"]
-            first_unavailable = round(min(unavailable), 2) if unavailable else None
+            # From when on the valid code got nothing but STATUS_UNAVAILABLE (the bound's doing); any
+            # STATUS_UNAVAILABLE before that is counted apart, with its reasons.
+            mine = sorted((a for a in outage if a.kind == "wp1-valid"), key=lambda a: a.sent)
+            tail_from = next((i for i in range(len(mine)) if all(b.result == "STATUS_UNAVAILABLE" for b in mine[i:])),
+                             len(mine))
+            first_unavailable = round(mine[tail_from].sent - last_confirmed, 2) if tail_from < len(mine) else None
+            early = [a for a in mine[:tail_from] if a.result == "STATUS_UNAVAILABLE"]
+            t.extra["unavailable_before_the_bound"] = dict(Counter(a.reasons for a in early))
             not_ready = [round(at - last_confirmed, 1) for at, status, _b in ready
                          if t.fault_at <= at <= restored and status != 200]
             t.extra.update(
@@ -385,7 +393,8 @@ def test_upstream_5xx_slow_resets_truncated_killed(stack: FaultStack) -> None:
             )
             t.notes.append(
                 f"staleness bound {stack.staleness_bound_s:.0f} s: VALID with lag_s up to {max_lag:.1f} s, then "
-                f"STATUS_UNAVAILABLE from {first_unavailable} s after the last confirmation, /health/ready not "
+                f"only STATUS_UNAVAILABLE from {first_unavailable} s after the last confirmation ({len(early)} before, "
+                f"{', '.join(sorted(t.extra['unavailable_before_the_bound'])) or 'none'}), /health/ready not "
                 f"ready from {t.extra['ready_first_not_ready_s']} s; the sync job wrote {len(log_lines)} log lines "
                 f"in the {restored - t.fault_at:.0f} s outage (retry gaps on resets: "
                 f"{min(t.extra['reset_connection_gaps_s'], default=0):.2f}–"
