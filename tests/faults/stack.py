@@ -83,12 +83,15 @@ class FaultStack:
     """The service's processes; every one can be broken and brought back by the trial."""
 
     def __init__(self, root: Path, *, permits: int = 2000, staleness_bound_s: float = 8.0,
-                 sync_lock_ttl_s: float = 2.0, index_url: str = "", sync_jobs: int = 2) -> None:
+                 sync_lock_ttl_s: float | None = None, index_url: str = "", sync_jobs: int = 2) -> None:
         self.root = root
         self.logs = root / "logs"
         self.permits = permits
         self.staleness_bound_s = staleness_bound_s
-        self.sync_lock_ttl_s = sync_lock_ttl_s
+        # The product's lock expiry, or the issue's failover target (2 s) where the default is longer: ten
+        # kills behind a 10 s lock would take the trial's whole budget.
+        self.sync_lock_ttl_s = sync_lock_ttl_s if sync_lock_ttl_s is not None else min(
+            Settings().sync_lock_ttl_s, 2.0)
         self.sync_jobs = sync_jobs
         self.external_index_url = index_url
         self.index: EmbeddedRedis | None = None
