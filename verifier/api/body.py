@@ -36,9 +36,10 @@ from typing import Any, TypeVar
 
 import msgspec
 from litestar import Request
-from litestar.openapi.spec import Example, OpenAPIMediaType, Operation, Reference, RequestBody
+from litestar.openapi.spec import Example, OpenAPIMediaType, OpenAPIResponse, Operation, Reference, RequestBody
 
-from verifier.lib.problems import FieldError, Problem
+from verifier.api.openapi import _DESCRIPTIONS
+from verifier.lib.problems import PROBLEM_MEDIA_TYPE, FieldError, Problem
 
 __all__ = ["ACCEPTED_MEDIA_TYPE", "duplicate_key", "json_body", "read_body", "read_json", "request_components"]
 
@@ -75,6 +76,10 @@ def json_body(model: type, examples: dict[str, Any] | None = None) -> type[Opera
                 content={"application/json": OpenAPIMediaType(
                     schema=Reference(ref=_REF.format(name=model.__name__)), examples=documented)},
             )
+            self.responses = {**(self.responses or {}), "415": OpenAPIResponse(
+                description=_DESCRIPTIONS[415],
+                content={PROBLEM_MEDIA_TYPE: OpenAPIMediaType(schema=Reference(ref=_REF.format(name="ProblemDocument")))},
+            )}
 
     return WithBody
 
