@@ -74,6 +74,30 @@ def _usage_error(message: str) -> int:
     return 2
 
 
+def port_in_use(host: str, port: int) -> bool:
+    """Whether ``host:port`` is taken (bound as uvicorn binds it, SO_REUSEADDR); 0 never is."""
+    import errno
+    import socket
+
+    if not port:
+        return False
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return True
+            raise
+    return False
+
+
+def _busy_port(host: str, port: int, command: str) -> str:
+    return (f"port {port} on {host} is in use (another `verifier {command}`, or another server?): stop that one, "
+            f"or pass --port N (--port 0 picks a free one)")
+
+
 def _serve(args: argparse.Namespace) -> int:
     from verifier.lib.settings import Settings
     from verifier.run.serve import serve
@@ -88,6 +112,11 @@ def _serve(args: argparse.Namespace) -> int:
         return _usage_error(str(exc))
     if settings.workers < 1:
         return _usage_error("--workers must be at least 1")
+    try:
+        if port_in_use(settings.host, settings.port):
+            return _usage_error(_busy_port(settings.host, settings.port, "serve"))
+    except OSError as exc:  # an address this machine does not have
+        return _usage_error(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}")
     return serve(settings)
 
 
@@ -98,6 +127,11 @@ def _demo(args: argparse.Namespace) -> int:
     if args.permits < 10:
         return _usage_error("--permits must be at least 10")
     settings = Settings.from_env(state_dir=args.state_dir)
+    try:
+        if port_in_use(args.host, args.port):
+            return _usage_error(_busy_port(args.host, args.port, "demo"))
+    except OSError as exc:
+        return _usage_error(f"cannot listen on {args.host}:{args.port}: {exc.strerror}")
     return run_demo(DemoOptions(
         state_dir=settings.state_dir, host=args.host, port=args.port, workers=args.workers,
         permits=args.permits, seed=args.seed, event_rate=args.event_rate, rate_limit_per_s=args.rate_limit,
