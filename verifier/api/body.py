@@ -120,8 +120,10 @@ def _check_json_media_type(value: bytes | None, method: str) -> None:
     text = value.decode("latin-1")
     media_type, *parameters = (part.strip() for part in text.split(";"))
     media_type = media_type.lower()
+    if not media_type:
+        raise _unsupported("The request's Content-Type header is empty.", method)
     if media_type != "application/json" and not _STRUCTURED_JSON.fullmatch(media_type):
-        raise _unsupported(f"The request body is {media_type or 'of no type'!r}, not JSON.", method)
+        raise _unsupported(f"The request body is {media_type!r}, not JSON.", method)
     for parameter in parameters:
         name, equals, raw = parameter.partition("=")
         name, raw = name.strip().lower(), raw.strip()
