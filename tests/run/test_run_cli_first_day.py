@@ -73,7 +73,7 @@ def test_a_malformed_redis_url_is_one_line_and_exit_2(command: str, url: str, tm
 def test_an_unreachable_redis_is_one_line_and_exit_2(command: str, tmp_path: Path) -> None:
     url = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
     line = one_line_exit_2(verifier(*REDIS_COMMANDS[command], "--redis", url, cwd=tmp_path))
-    assert "does not answer" in line and url in line, line
+    assert "cannot be reached" in line and url in line, line
 
 
 def test_the_environments_url_is_checked_too(tmp_path: Path) -> None:
@@ -130,7 +130,7 @@ def test_the_demos_url_files_are_found(tmp_path: Path, redis_url: str) -> None:
     assert "found the demo" in listed.stdout
     # a URL given wins over the files
     other = f"redis://127.0.0.1:{free_port()}/0"
-    assert "does not answer" in one_line_exit_2(verifier("api-keys", "list", "--redis", other, cwd=tmp_path, env=env))
+    assert "cannot be reached" in one_line_exit_2(verifier("api-keys", "list", "--redis", other, cwd=tmp_path, env=env))
 
 
 def test_card_sign_prints_what_its_help_says(tmp_path: Path) -> None:

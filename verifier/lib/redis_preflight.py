@@ -8,7 +8,7 @@
   ``store.url`` for the store of record). The command says so on stderr.
 - **A URL**: a malformed one (a scheme Redis does not have, a port that is not a number,
   no host) is one line on stderr and exit code 2.
-- **Answers**: each URL is pinged once (2 s at most); one that does not answer is one
+- **Answers**: each URL is pinged once (2 s at most); one that cannot be reached is one
   line and exit code 2, with what to do, instead of a traceback from deep inside.
 """
 
@@ -99,7 +99,7 @@ def ping(url: str, what: str, flag: str) -> None:
         raise PreflightError(f"{what} at {redacted(url)} refused the credentials: {exc}") from None
     except (RedisError, OSError, ValueError) as exc:
         reason = str(exc).split("\n")[0] or type(exc).__name__
-        raise PreflightError(f"{what} at {redacted(url)} does not answer ({reason}): start it, "
+        raise PreflightError(f"{what} at {redacted(url)} cannot be reached ({reason}): start it, "
                              f"or point {flag} at one that runs") from None
     finally:
         if client is not None:

@@ -18,6 +18,17 @@ from verifier.api.cli import STORE_HELP
 from verifier.api.counter.flags import add_counter_flags, counter_overrides
 
 
+def _at_least_one(text: str) -> int:
+    """``--workers``: checked by argparse, so before anything reaches out to Redis."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     serve = subparsers.add_parser(
         "serve",
@@ -33,7 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     serve.add_argument("--upstream", default=None, help="upstream base URL (default: $UPSTREAM_URL)")
     serve.add_argument("--host", default=None, help="address to bind (default: $VERIFIER_HOST or 127.0.0.1)")
     serve.add_argument("--port", type=int, default=None, help="port to bind, 0 for any (default: $VERIFIER_PORT or 8000)")
-    serve.add_argument("--workers", type=int, default=None, help="worker processes (default: $VERIFIER_WORKERS or 2)")
+    serve.add_argument("--workers", type=_at_least_one, default=None, help="worker processes (default: $VERIFIER_WORKERS or 2)")
     serve.add_argument("--state-dir", type=Path, default=None, help="private Redis data (default: .state)")
     serve.add_argument("--audit-dir", default=None,
                        help="the audit's append-only files (default: $VERIFIER_AUDIT_DIR or STATE_DIR/audit)")
@@ -52,7 +63,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     demo.add_argument("--permits", type=int, default=3000, help="demo permits in the simulator (default 3000)")
     demo.add_argument("--seed", type=int, default=1, help="seed of the demo permits (default 1)")
     demo.add_argument("--event-rate", type=float, default=2.0, help="lifecycle events per second (default 2)")
-    demo.add_argument("--workers", type=int, default=2, help="API worker processes (default 2)")
+    demo.add_argument("--workers", type=_at_least_one, default=2, help="API worker processes (default 2)")
     from verifier.issuing.keys import ALG_NAMES
 
     demo.add_argument("--issuer-alg", choices=ALG_NAMES, default="EdDSA",
