@@ -245,10 +245,10 @@ class Runtime:
         await audit.close()
         await self._flush_metrics()
         left = len(audit)
-        log.info("shutdown: %s; audit: %d records delivered to the store, %d%s", DRAIN.describe() if DRAIN.signalled
-                 else "no drain (not stopped by a signal)", audit.written, left,
-                 f" kept in {files.shard.directory} for later delivery" if files is not None
-                 else " undelivered (no audit files)" if left else " undelivered")
+        log.info("shutdown: %s; audit: %d records delivered to the store, %d left%s",
+                 DRAIN.describe() if DRAIN.signalled else "no drain (not stopped by a signal)", audit.written, left,
+                 "" if not left else f" in {files.shard.directory} (delivered when a worker starts with the store "
+                 "reachable)" if files is not None else " in memory: lost (no audit files)")
         for probe in (self._index_probe, self._store_probe, self._audit_store):
             if probe is not None:
                 with contextlib.suppress(Exception):

@@ -12,13 +12,19 @@ signal). Here:
   verification is audited like any other) with ``Connection: close``, and the
   connection is closed after that answer; one that stays idle is closed at the end of
   the window (the ordinary end of a keep-alive, which clients expect). A request in
-  flight at the signal is finished and answered with ``Connection: close``.
-- :class:`Supervisor` (uvicorn's multiprocess supervisor) closes the parent's copy of
-  the listening socket the moment SIGTERM or SIGINT arrives, before it passes the
-  signal on to the workers, which close theirs as they take it: once they have, a new
-  connection is refused (ECONNREFUSED) rather than left waiting in a backlog nobody
-  accepts from. It also logs a worker that died (``kill -9``, a crash) and the
-  replacement uvicorn starts for it.
+  flight at the signal is finished and answered with ``Connection: close``, or, when
+  its headers went out before the signal, its connection is then treated as an open
+  one (uvicorn would close it after an answer that promised keep-alive).
+- :class:`Supervisor` (uvicorn's multiprocess supervisor), the moment SIGTERM or SIGINT
+  arrives and before it passes the signal on to the workers, makes the listening
+  socket (one socket, shared by every process) drop new connection attempts (a
+  socket filter that drops every SYN: :func:`refuse_new_connections`) and closes its
+  own copy; the workers accept what was already queued, serve it, and close theirs as
+  they stop. A client that connects after the signal is refused (ECONNREFUSED, at its
+  SYN's first retransmission, ~1 s, once the workers are gone), never accepted by the
+  kernel and then reset with its request unanswered, which is what closing a
+  listening socket with connections in its queue does. It also logs a worker that
+  died (``kill -9``, a crash) and the replacement uvicorn starts for it.
 
 Each worker logs one shutdown line with these counts and its audit's
 (``verifier/api/runtime.py``).
@@ -26,9 +32,11 @@ Each worker logs one shutdown line with these counts and its audit's
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import signal
 import socket
+import struct
 from types import FrameType
 from typing import Any
 
@@ -63,7 +71,13 @@ class DrainingHttpToolsProtocol(HttpToolsProtocol):
             self.loop.call_later(DRAIN_IDLE_S, self._close_if_idle)
         else:
             DRAIN.in_flight += 1
-            cycle.keep_alive = False  # answered, then closed (uvicorn's own behaviour)
+            if not cycle.response_started:
+                cycle.keep_alive = False  # answered with Connection: close, then closed
+            else:
+                # Its headers are out without Connection: close (uvicorn would close it after the answer all
+                # the same, under a client that may already send the next request): treat it as open.
+                self._draining = True
+                self.loop.call_later(DRAIN_IDLE_S, self._close_if_idle)
 
     def on_headers_complete(self) -> None:
         super().on_headers_complete()
@@ -94,6 +108,7 @@ class Supervisor(Multiprocess):
         if not self.should_exit.is_set():
             log.warning("%s: refusing new connections, draining the workers", signal.Signals(sig).name)
         for sock in self.sockets:
+            refuse_new_connections(sock)
             _close_quietly(sock)
         self.signal_queue.append(sig)
         self.should_exit.set()
@@ -107,6 +122,24 @@ class Supervisor(Multiprocess):
                 how = f"killed by {signal.Signals(-code).name}" if code is not None and code < 0 else f"exit code {code}"
                 log.warning("API worker (pid %s) died (%s); started a replacement (pid %s): the records of its "
                             "last audit flush interval (0.25 s) may be lost", old.pid, how, new.pid)
+
+
+SO_ATTACH_FILTER = getattr(socket, "SO_ATTACH_FILTER", 26)
+_DROP_ALL = struct.pack("HBBI", 0x06, 0, 0, 0)
+"""A classic BPF program of one instruction, ``ret #0``: keep 0 bytes of the packet (drop it)."""
+
+
+def refuse_new_connections(sock: socket.socket) -> bool:
+    """Drop every packet that reaches the listening ``sock`` (on Linux: the SYNs of new connections; the
+    connections already made have sockets of their own). False where it cannot be done (the socket is
+    then only closed)."""
+    program = ctypes.create_string_buffer(_DROP_ALL)
+    fprog = struct.pack("HL", 1, ctypes.addressof(program))  # struct sock_fprog {len; filter*}
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+    except OSError:
+        return False
+    return True
 
 
 def _close_quietly(sock: socket.socket) -> None:
