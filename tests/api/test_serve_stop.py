@@ -134,8 +134,8 @@ def test_a_killed_worker_is_replaced_and_the_replacement_serves(world: World, tm
         def scan(terminal: str) -> str:
             response = http.post("/v1/verify/qr", json={"qr": code, "terminal": terminal},
                                  headers=world.headers("exit_entry"))
-            assert response.status_code == 200, response.text
-            return response.json()["result"]  # type: ignore[no-any-return]
+            assert response.status_code in (200, 503), response.text  # never a 500
+            return response.json()["result"] if response.status_code == 200 else "503"  # type: ignore[no-any-return]
 
         assert {scan("KILL-before") for _ in range(20)} == {"VALID"}
         time.sleep(1.0)  # past the flush interval (0.25 s): nothing of these is only in memory
@@ -146,6 +146,7 @@ def test_a_killed_worker_is_replaced_and_the_replacement_serves(world: World, tm
         assert len(replaced - workers) == 1
         wait_until(lambda: all(scan("KILL-after") == "VALID" for _ in range(10)), timeout_s=30,
                    what="VALID from both workers")
+        assert {scan("KILL-after") for _ in range(20)} == {"VALID"}
         # Answered at least 1 s before the kill: in the store (the loss window is the last 0.25 s).
         wait_until(lambda: _audited(world, "KILL-before")["KILL-before"] == 20, timeout_s=10,
                    what="the killed worker's records in the store")

@@ -23,8 +23,8 @@ back. Background tasks:
 - the freshness task, every 0.25 s: polls the index's freshness (and, when the
   store of record is another server, PINGs it), each poll on a connection of its own
   and bounded by 0.25 s (``verdicts/index_view.py``: a poll not answered in time
-  makes every status unknown at once). A failed poll also closes the gate of that
-  server's request client (``lib/redis_client.py``, ``Reachability``): while it is
+  makes every status unknown at once). Two failed polls in a row also close the gate
+  of that server's request client (``lib/redis_client.py``, ``Reachability``): while it is
   closed every command fails at once, so a hung Redis costs no request a wait, and
   the first answered poll opens it again (a line is logged at each change);
 - the maintenance loop, every 0.25 s: flushes the audit (chain, files, store:
@@ -246,7 +246,7 @@ class Runtime:
         await self._flush_metrics()
         left = len(audit)
         log.info("shutdown: %s; audit: %d records delivered to the store, %d left%s",
-                 DRAIN.describe() if DRAIN.signalled else "no drain (not stopped by a signal)", audit.written, left,
+                 DRAIN.describe(), audit.written, left,
                  "" if not left else f" in {files.shard.directory} (delivered when a worker starts with the store "
                  "reachable)" if files is not None else " in memory: lost (no audit files)")
         for probe in (self._index_probe, self._store_probe, self._audit_store):
@@ -302,9 +302,9 @@ class Runtime:
     @staticmethod
     def _log_reachability(what: str, reachability: Reachability, was: str | None) -> None:
         if was is None and reachability.down is not None:
-            log.warning("the %s's Redis failed its poll (%s; a poll must answer within %.2f s): its commands fail at once "
-                        "until it answers%s", what, reachability.down, POLL_TIMEOUT_S,
-                        " (statuses: STATUS_UNAVAILABLE)" if what == "index" else "")
+            log.warning("the %s's Redis failed %d polls in a row (%s; a poll must answer within %.2f s): its "
+                        "commands fail at once until it answers%s", what, reachability.failures, reachability.down,
+                        POLL_TIMEOUT_S, " (statuses: STATUS_UNAVAILABLE)" if what == "index" else "")
         elif was is not None and reachability.down is None:
             log.warning("the %s's Redis answers again, after %.1f s", what, time.monotonic() - reachability.since)
 

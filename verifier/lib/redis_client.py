@@ -17,9 +17,9 @@ answer is hung, and a second try only doubles the wait; a refused or reset conne
 is retried once). The sync job's client waits longer (it writes large pipelines and
 can afford to retry).
 
-A standalone asyncio client's pool is **gated** by a :class:`Reachability`: while the
-health poll that owns it (the API's freshness poll, on a connection of its own) says
-the server does not answer, every command fails at once with ``ConnectionError``
+A standalone asyncio client's pool is **gated** by a :class:`Reachability`: once the
+health poll that owns it (the API's freshness poll, on a connection of its own) has
+failed twice in a row (0.25 s apart), every command fails at once with ``ConnectionError``
 instead of waiting for its timeout, so that a hung Redis (``SIGSTOP``) leaves no queue
 of waiting requests behind, and the first poll that is answered opens the gate again.
 
@@ -125,27 +125,34 @@ class Reachability:
     out connections (``ConnectionError`` at once): nothing waits on a server known not
     to answer."""
 
-    __slots__ = ("down", "since")
+    __slots__ = ("down", "since", "failures")
+
+    FAILURES_TO_CLOSE = 2
+    """Failed polls in a row that close the gate: one late poll on a loaded machine does not."""
 
     def __init__(self) -> None:
         self.down: str | None = None
-        """Why the server is taken for unreachable (None: it answered its last poll)."""
+        """Why the server is taken for unreachable (None: the gate is open)."""
         self.since = 0.0
-        """Monotonic time of the first failed poll of the current outage."""
+        """Monotonic time of the first failed poll of the current run of failures."""
+        self.failures = 0
 
     def failed(self, why: str, now: float) -> bool:
-        """Record a failed poll; True when this starts an outage."""
-        started = self.down is None
-        if started:
+        """Record a failed poll; True when this closes the gate."""
+        if self.failures == 0:
             self.since = now
-        self.down = why
-        return started
+        self.failures += 1
+        closes = self.down is None and self.failures >= self.FAILURES_TO_CLOSE
+        if self.failures >= self.FAILURES_TO_CLOSE:
+            self.down = why
+        return closes
 
     def answered(self) -> bool:
-        """Record an answered poll; True when this ends an outage."""
-        ended = self.down is not None
+        """Record an answered poll; True when this opens the gate."""
+        opens = self.down is not None
         self.down = None
-        return ended
+        self.failures = 0
+        return opens
 
 
 ALWAYS_UP = Reachability()
