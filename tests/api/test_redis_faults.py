@@ -3,7 +3,7 @@
 Status is never guessed (DESIGN), and the worker never waits on a Redis that does not
 answer: every answer arrives (a generous client timeout stands for "never hangs"), no
 VALID once the state is unknown, and the service recovers by itself. Each test prints
-its figures (``pytest -s``); the README's are measured by ``scripts/redis_faults.py``.
+its figures (``pytest -s``), which the README's "When Redis fails" table reports.
 """
 
 from __future__ import annotations

@@ -66,7 +66,7 @@ from verifier.api.permits.service import PermitLookups
 from verifier.api.ratelimit.limiter import RateLimiter
 from verifier.api.receipts.signer import ReceiptSigner
 from verifier.api.trust.service import TrustHolder
-from verifier.api.verdicts.index_view import POLL_TIMEOUT_S, REFRESH_S, IndexView
+from verifier.api.verdicts.index_view import POLL_TIMEOUT_S, REFRESH_S, IndexUnavailableError, IndexView
 from verifier.api.verdicts.near_cache import NearCache
 from verifier.api.verdicts.replay import ReplayGuard
 from verifier.api.verdicts.service import ReceiptHolder, Verifications
@@ -229,11 +229,11 @@ class Runtime:
                             MAINTENANCE_STOP_S)
         pending = {t for t in self._tasks if not t.done()}
         for _ in range(3):
+            if not pending:
+                break
             for task in pending:
                 task.cancel()
             _done, pending = await asyncio.wait(pending, timeout=1.5)
-            if not pending:
-                break
         if pending:
             log.error("shutdown: background tasks did not stop: %s", sorted(t.get_name() for t in pending))
         self._tasks = []
@@ -467,8 +467,7 @@ class Runtime:
         gauges = [
             metrics_lib.gauge("pv_metrics_store_up", "1 when the shared metrics could be read from Redis", store_up),
             metrics_lib.gauge("pv_index_ready", "1 when the index is ready and fresher than its bound",
-                              1.0 if state is not None and state.ready and state.confirmed_at
-                              and now - state.confirmed_at <= self.settings.staleness_bound_s else 0.0),
+                              1.0 if self._index_usable(now) else 0.0),
             metrics_lib.gauge("pv_index_lag_seconds", "Seconds since the sync job last confirmed the index",
                               now - state.confirmed_at if state is not None and state.confirmed_at else None),
             metrics_lib.gauge("pv_index_seq", "Change-feed sequence the index is consistent with",
@@ -479,6 +478,13 @@ class Runtime:
         ]
         gauges.extend(await self._sync_gauges())
         return metrics_lib.render(totals, gauges)
+
+    def _index_usable(self, now: float) -> bool:
+        try:
+            self.index.usable_state(now)
+        except IndexUnavailableError:
+            return False
+        return True
 
     async def _sync_gauges(self) -> list[Any]:
         try:

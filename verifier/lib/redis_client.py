@@ -116,6 +116,9 @@ BULK_OPTIONS = ClientOptions(
 )
 """The API worker's background writes that may wait on the store's fsync (the audit flush): off the
 request path, bounded all the same."""
+TOOL_OPTIONS = SYNC_OPTIONS
+"""Operators' commands on an asyncio client (``api-keys``, ``audit``: exports and trims of a large
+stream): patient, as the sync job's."""
 
 
 class Reachability:
