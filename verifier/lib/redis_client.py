@@ -100,7 +100,7 @@ SYNC_OPTIONS = ClientOptions(
     socket_timeout_s=10.0, connect_timeout_s=2.0, retries=3, backoff_base_s=0.05, backoff_cap_s=1.0
 )
 ASYNC_OPTIONS = ClientOptions(
-    socket_timeout_s=0.5, connect_timeout_s=0.25, retries=1, backoff_base_s=0.01, backoff_cap_s=0.1,
+    socket_timeout_s=0.5, connect_timeout_s=0.5, retries=1, backoff_base_s=0.01, backoff_cap_s=0.1,
     retry_timeouts=False,
 )
 """The API's: a command that cannot be answered fails within 0.5 s (see the module docstring)."""
