@@ -71,6 +71,8 @@ def _mapping_changes(pn: str, old: PermitRecord | None, new: PermitRecord) -> li
     lost or replaced, so an old card number keeps resolving to the permit (with its
     card status).
     """
+    if old is not None and old.ssn == new.ssn and old.cards == new.cards:
+        return []  # the common case (an extension, a new employer, a cancellation): no set to build
     ops: list[LookupChange] = []
     old_ssn = old.ssn if old is not None else None
     old_cns = {c.cn for c in old.cards} if old is not None else set()
@@ -229,11 +231,16 @@ def apply_call(plan: PagePlan, keys: KeyLayout, pointer: Pointer, fence: int,
     generation = pointer.generation
     record_prefix = keys.record_prefix(generation)
     script_keys = [keys.current, keys.leader, keys.meta(generation)]
+    # Each record is encoded once: the last applied event of a permit carries the record
+    # written (the same object), and a page rarely has two events of one permit.
+    encoded = {id(event.permit): encode_record(event.permit) for event, _before in plan.applied_events}
     record_triples: list[tuple[int, int, bytes]] = []
     for pn in plan.changed:
         before, after = plan.held[pn], plan.written[pn]
         script_keys.append(record_prefix + pn.encode())
-        record_triples.append((before.v if before is not None else -1, after.v, encode_record(after)))
+        raw = encoded.get(id(after))
+        record_triples.append((before.v if before is not None else -1, after.v,
+                               raw if raw is not None else encode_record(after)))
     prefixes = {SSN: keys.ssn_prefix(generation), CN: keys.cn_prefix(generation)}
     lookup_triples: list[tuple[bytes, bytes, str]] = []
     for change in plan.lookups:
@@ -242,7 +249,7 @@ def apply_call(plan: PagePlan, keys: KeyLayout, pointer: Pointer, fence: int,
         lookup_triples.append((change.op, ident, change.pn))
     script_keys.append(keys.changelog)
     change_entries = [
-        (event.type, event.seq, event.permit.pn, encode_record(event.permit), repr(float(event.time)),
+        (event.type, event.seq, event.permit.pn, encoded[id(event.permit)], repr(float(event.time)),
          before.emp if before is not None and before.emp != event.permit.emp else "")
         for event, before in plan.applied_events
     ]

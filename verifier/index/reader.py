@@ -209,22 +209,34 @@ class _Reads(Generic[Client]):
         if out and out[0] == -1:
             return None
         found: dict[str, PermitRecord] = {}
-        at = 0
-        for ident in ids:
-            count = out[at]
-            at += 1
-            if count == 0:
-                continue
-            if count == 1:
-                record = _decode(out[at])
-                # A stale mapping (a record without that id) is ignored, as in choose_record.
-                if record.ssn == ident if by == "ssn" else record.card_status(ident) is not None:
-                    found[ident] = record
+        decode = _decoder.decode
+        try:
+            if by == "ssn":
+                for ident, raw in zip(ids, out):
+                    if raw.__class__ is bytes:
+                        record = decode(raw)
+                        # A stale mapping (a record without that id) is ignored, as in choose_record.
+                        if record.ssn == ident:
+                            found[ident] = record
+                    elif raw:
+                        chosen = choose_record(by, ident, [decode(r) for r in raw])
+                        if chosen is not None:
+                            found[ident] = chosen
             else:
-                chosen = choose_record(by, ident, [_decode(raw) for raw in out[at:at + count]])
-                if chosen is not None:
-                    found[ident] = chosen
-            at += count
+                for ident, raw in zip(ids, out):
+                    if raw.__class__ is bytes:
+                        record = decode(raw)
+                        for card in record.cards:
+                            if card.cn == ident:
+                                found[ident] = record
+                                break
+                    elif raw:
+                        chosen = choose_record(by, ident, [decode(r) for r in raw])
+                        if chosen is not None:
+                            found[ident] = chosen
+        # a corrupt record is an outage, not "not found" (msgspec reports bad UTF-8 as UnicodeDecodeError)
+        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+            raise IndexUnavailable(f"undecodable permit record in the index: {exc}") from exc
         return found
 
     @staticmethod
