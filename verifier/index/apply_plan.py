@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from .changes import ChangeMessage, encode_change
-from .keys import KeyLayout, Pointer, bucket_of
+from .keys import KeyLayout, Pointer, bucket_of, lookup_field
 from .records import ChangeEvent, PermitRecord, encode_record
 
 __all__ = ["ApplyArgs", "LookupChange", "PagePlan", "apply_call", "check_identifiers", "page_permits", "plan_page"]
@@ -198,7 +198,7 @@ class ApplyArgs:
     record_triples: list[tuple[int, int, bytes]]
     """For each changed permit: (held v or -1, new v, new record bytes)."""
     lookup_triples: list[tuple[bytes, bytes, str]]
-    """For each look-up change: (op ``+`` or ``-``, id, permit number)."""
+    """For each look-up change: (op ``+`` or ``-``, the id's field in its bucket, permit number)."""
     change_entries: list[tuple[str, int, str, bytes, str, str]] = dataclasses.field(default_factory=list)
     """For each applied event, in seq order: (type, seq, permit number, record bytes,
     upstream time, the employer before when the event changed it, else '')."""
@@ -246,7 +246,7 @@ def apply_call(plan: PagePlan, keys: KeyLayout, pointer: Pointer, fence: int,
     for change in plan.lookups:
         ident = change.ident.encode()
         script_keys.append(prefixes[change.kind] + b"%d" % bucket_of(ident, pointer.buckets))
-        lookup_triples.append((change.op, ident, change.pn))
+        lookup_triples.append((change.op, lookup_field(ident, pointer.hashed), change.pn))
     script_keys.append(keys.changelog)
     change_entries = [
         (event.type, event.seq, event.permit.pn, encoded[id(event.permit)], repr(float(event.time)),
