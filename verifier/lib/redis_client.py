@@ -245,9 +245,40 @@ def sync_client(url: str, options: ClientOptions = SYNC_OPTIONS, **overrides: An
             max_connections=options.max_connections,
             **kwargs,
         )
+    if hiredis is not None:
+        kwargs.setdefault("command_packer", _SyncHiredisPacker())
     return redis.Redis.from_url(
         url, retry=retry, max_connections=options.max_connections, **kwargs
     )
+
+
+class _SyncHiredisPacker:
+    """The sync connections' packer: every argument straight to hiredis. redis-py's own
+    ``HiredisRespSerializer`` first runs its Python encoder over each argument (~1 µs
+    an argument: half of the client's time in an index APPLY of 1,000 events, ~11,000
+    arguments); hiredis formats str, bytes, int and float as that encoder does. What
+    hiredis refuses (bytearray, a bool, None, ...) goes to redis-py's serializer, which
+    converts it or raises its DataError, as before."""
+
+    __slots__ = ("_fallback",)
+
+    def __init__(self) -> None:
+        from redis.connection import HiredisRespSerializer, PythonRespSerializer
+        from redis._parsers.encoders import Encoder
+
+        encode = Encoder("utf-8", "strict", False).encode
+        self._fallback = HiredisRespSerializer(PythonRespSerializer(6000, encode).pack, encode).pack
+
+    def pack(self, *args: Any) -> list[bytes]:
+        command = args[0]
+        if isinstance(command, str):
+            args = (*command.encode().split(), *args[1:])
+        elif b" " in command:
+            args = (*command.split(), *args[1:])
+        try:
+            return [hiredis.pack_command(args)]
+        except TypeError:
+            return self._fallback(*args)  # type: ignore[no-any-return]
 
 
 def async_client(url: str, options: ClientOptions = ASYNC_OPTIONS, **overrides: Any) -> AsyncRedisClient:
