@@ -110,7 +110,7 @@ def test_redis_sigstop_10_s(stack: FaultStack) -> None:
         # "no backlog afterwards": the requests sent during the pause are all answered by the time
         # Redis resumes, give or take; how long after it the last of them was answered:
         during = [a for a in answers if t.fault_at <= a.sent < resumed]
-        t.extra["backlog_after_resume_s"] = round(max((a.done for a in during), default=resumed) - resumed, 3)
+        t.extra["backlog_after_resume_s"] = round(max(0.0, max((a.done for a in during), default=resumed) - resumed), 3)
         within = [a for a in during if a.sent >= t.fault_at + GRACE_S]
         t.extra["answered_within_1_s"] = f"{sum(a.latency <= 1.0 for a in within)}/{len(within)}"
         t.notes.append(f"answered within 1 s during the pause: {t.extra['answered_within_1_s']}, slowest "
