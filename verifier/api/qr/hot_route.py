@@ -17,12 +17,14 @@ itself when it is the plain case, and only then:
   (:meth:`KeyVerifier.known`), of a role the route admits;
 - a body that decodes strictly as :class:`QrRequest`, with no backslash and no key
   name twice (so no duplicate key can hide in it);
-- a token of the key's rate-limit lease at hand (:meth:`RateLimiter.take_leased`).
+- a token of the key's rate limit (:meth:`RateLimiter.acquire`, taken last: a request
+  it refuses goes on, and the full path asks again and answers 429).
 
 Anything else goes on to Litestar unchanged, with whatever body was read replayed to
 it, so every refusal (401, 403, 413, 415, 400, 429, 503) is the full path's own
 answer: nothing here decides a refusal, and nothing with a side effect happens
-before the request is known to be plain (the rate-limit token is taken last). The
+before the request is known to be plain (the rate-limit token is taken last, and
+only taken when granted). The
 answer is the full path's too: the same service call
 (``runtime.verifications.qr``), the same JSON bytes and headers (``content-type``,
 ``content-length``, ``server-timing``), the same request metrics; a bug is logged
@@ -157,7 +159,10 @@ class HotRoute:
                     data = self._decode(raw)
                 except msgspec.DecodeError:  # ValidationError included: the full path words the 400
                     data = None
-        if data is None or not runtime.limiter.take_leased(caller.key_id):
+        # Last, the one step with a side effect: a token of the key's rate (usually from the
+        # lease at hand; else the refill every waiter shares). Refused: the full path asks again
+        # and gives the 429 (a refusal takes no token).
+        if data is None or await runtime.limiter.acquire(caller.key_id) is not None:
             await self.full(scope, _replaying(messages, receive), send)
             return
 

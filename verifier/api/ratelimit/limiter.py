@@ -130,12 +130,6 @@ class RateLimiter:
                 return outcome  # type: ignore[return-value]
             # tokens arrived (or another waiter took them first): look again
 
-    def take_leased(self, key_id: str) -> bool:
-        """Spend one token of the lease this worker holds for ``key_id``, without waiting:
-        False when it holds none (then :meth:`acquire` decides, asking Redis)."""
-        lease = self._leases.get(key_id)
-        return lease is not None and self._take_leased(key_id, lease)
-
     def _take_leased(self, key_id: str, lease: _Lease) -> bool:
         if lease.tokens >= 1 and time.monotonic() < lease.expires:
             lease.tokens -= 1
