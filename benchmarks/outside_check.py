@@ -47,6 +47,7 @@ import msgspec
 HERE = Path(__file__).resolve().parent
 CST = dt.timezone(dt.timedelta(hours=8))
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+WARM_CODES = 8000
 
 
 def cpu_seconds(pid: int) -> float:
@@ -91,6 +92,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--round-s", type=float, default=5.0)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--warm-s", type=float, default=5.0, help="warm-up of each server (default 5 s)")
     parser.add_argument("--round-codes", type=int, default=70_000,
                         help="distinct codes per API round: more than a round sends (default 70,000)")
     parser.add_argument("--out", type=Path, help="write the figures as JSON here")
@@ -113,7 +115,7 @@ def main() -> int:
             demo = _start_demo(work, info_file, args.permits)
         info = json.loads(info_file.read_text())
         api_pid = int(info["pids"]["api"])
-        codes, trust = _mint(info, 2000 + args.rounds * args.round_codes)
+        codes, trust = _mint(info, WARM_CODES + args.rounds * args.round_codes)
         signed, signature, public_key = signed_parts(codes[0], trust)
         vector = work / "anchor-vector.json"
         vector.write_text(json.dumps({"signed_hex": signed.hex(), "signature_hex": signature.hex(),
@@ -137,16 +139,18 @@ def main() -> int:
         anchor_pid = anchor.pid
         assert anchor_pid is not None
 
-        warm = [body(c) for c in codes[1:2000]]
-        run_load(anchor_url, warm, {}, connections=args.connections, seconds=2)
-        run_load(api_url, warm, headers, connections=args.connections, seconds=2)
+        # Warm-up: the worker's near-cache then holds the demo's permits (as in service, where the
+        # codes are new but the permits come back), and both servers have run their code paths.
+        warm = [body(c) for c in codes[1:WARM_CODES]]
+        run_load(anchor_url, warm, {}, connections=args.connections, seconds=args.warm_s)
+        run_load(api_url, warm, headers, connections=args.connections, seconds=args.warm_s)
         rounds = []
         print(f"load: {'wrk -t1' if wrk_available() else 'python'}, {args.connections} connections, "
               f"{args.rounds} interleaved rounds of {args.round_s:g} s; load average {os.getloadavg()[0]:.2f}")
         print(f"{'round':>5} {'anchor req/s':>13} {'api req/s':>10} {'ratio':>6} {'anchor us CPU':>14} "
               f"{'api us CPU':>11} {'api-anchor':>11}")
         for i in range(args.rounds):
-            bodies = [body(c) for c in codes[2000 + i * args.round_codes: 2000 + (i + 1) * args.round_codes]]
+            bodies = [body(c) for c in codes[WARM_CODES + i * args.round_codes: WARM_CODES + (i + 1) * args.round_codes]]
             cpu = cpu_seconds(anchor_pid)
             anchor_run = run_load(anchor_url, bodies, {}, connections=args.connections, seconds=args.round_s)
             anchor_us = (cpu_seconds(anchor_pid) - cpu) / max(anchor_run.requests, 1) * 1e6

@@ -11,8 +11,9 @@ alike). ``anchor`` times the bench's bare Litestar endpoint the same way. With
 
 ``ab``: the API's cold path and the anchor in the same event loop, in alternating
 blocks of 100 requests (so that a noisy machine slows both alike), each block's
-process CPU read on its own; printed: the median CPU per request of each and the
-difference, the app's own cost above the anchor. ``--profile`` with ``ab`` profiles
+process CPU read on its own, and a third block of the API with its hot route taken
+out (Litestar's layers, as before issue 15); printed: the median CPU per request of
+each and the differences, the app's own cost above the anchor. ``--profile`` with ``ab`` profiles
 the API's blocks only, with CPU time as cProfile's clock.
 
 A tool for finding where the time goes, not a benchmark of record
@@ -139,7 +140,7 @@ def main() -> None:
         save_trust_list_sync(sync, orjson.dumps(twin.trust_list()))
         today = dt.datetime.now(CST).date().isoformat()
         usable = [r for r in records if r.status == "active" and r.vf <= today < r.vt]
-        wanted = max(args.n, 3000) + 10 + (args.n or 20_000 if args.what == "ab" else 0)
+        wanted = max(args.n, 3000) + 10 + (2 * (args.n or 20_000) if args.what == "ab" else 0)
         now = int(time.time())
         codes = [twin.mint_wp1(usable[i % len(usable)].pn, iat=now - 60 - i // len(usable))[0] for i in range(wanted)]
 
@@ -218,10 +219,12 @@ async def _ab(api: Any, bodies: list[bytes], headers: Any, code: str, trust: dic
     task, inbox = await _lifespan(anchor)
     anchor_body = msgspec.json.encode({"qr": code, "terminal": "bench-1"})
     block = 100
-    n = min(args.n or 20_000, len(bodies)) // block * block
+    n = min(args.n or 20_000, len(bodies) // 2) // block * block
     profiler = cProfile.Profile(time.process_time) if args.profile else None
     api_us: list[float] = []
+    full_us: list[float] = []
     anchor_us: list[float] = []
+    hot_route = api.state.hot_route
     gc.collect()
     for start in range(0, n, block):
         cpu = time.process_time()
@@ -232,16 +235,26 @@ async def _ab(api: Any, bodies: list[bytes], headers: Any, code: str, trust: dic
         if profiler:
             profiler.enable()
         cpu = time.process_time()
-        for body in bodies[start:start + block]:
+        for body in bodies[2 * start:2 * start + block]:
             status, _ = await _call(api, "POST", "/v1/verify/qr", body, headers)
             assert status == 200
         api_us.append((time.process_time() - cpu) / block * 1e6)
         if profiler:
             profiler.disable()
         await asyncio.sleep(0)  # the API's background tasks (audit and metrics flush) run between blocks too
-    a, b = statistics.median(api_us), statistics.median(anchor_us)
-    print(f"ab: {n} requests each, blocks of {block}: API cold {a:.1f} us CPU a request, anchor {b:.1f} us, "
-          f"above the anchor {a - b:.1f} us (means {statistics.fmean(api_us):.1f} / {statistics.fmean(anchor_us):.1f})")
+        # the same app with the hot route taken out (verifier/api/qr/hot_route.py): Litestar's layers
+        hot_route.enabled = False
+        cpu = time.process_time()
+        for body in bodies[2 * start + block:2 * start + 2 * block]:
+            status, _ = await _call(api, "POST", "/v1/verify/qr", body, headers)
+            assert status == 200
+        full_us.append((time.process_time() - cpu) / block * 1e6)
+        hot_route.enabled = True
+        await asyncio.sleep(0)
+    a, f, b = statistics.median(api_us), statistics.median(full_us), statistics.median(anchor_us)
+    print(f"ab: {n} requests each, blocks of {block}, median us of CPU a request: anchor {b:.1f}; "
+          f"API cold {a:.1f} ({a - b:+.1f}); through Litestar's layers (hot route out) {f:.1f} ({f - b:+.1f}) "
+          f"(means {statistics.fmean(anchor_us):.1f} / {statistics.fmean(api_us):.1f} / {statistics.fmean(full_us):.1f})")
     if profiler:
         out = io.StringIO()
         pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(40)

@@ -2,7 +2,7 @@
 without Litestar's layers, exactly as the full path answers it; anything else passed on.
 
 Each comparison sends the same request twice to one worker: once through the hot route,
-once with it taken out (``app.asgi_handler`` set to the handler the route passes on to),
+once with it switched off (``HotRoute.enabled``: everything goes on to Litestar's handler),
 and compares the answers byte for byte but for what the clock decides (``checked_at``,
 ``lag_s``, the receipt's signature over them, the ``server-timing`` value).
 """
@@ -26,23 +26,23 @@ _CLOCKED = ("checked_at", "lag_s")
 
 @pytest.fixture
 def route(client: Any) -> HotRoute:
-    route = client.app.asgi_handler
+    route = client.app.state.hot_route
     assert isinstance(route, HotRoute)
     return route
 
 
 @pytest.fixture
-def full_path(client: Any, route: HotRoute) -> Iterator[Any]:
-    """Call ``full_path(send)``: ``send()`` runs with the hot route taken out of the app."""
+def full_path(route: HotRoute) -> Iterator[Any]:
+    """Call ``full_path(send)``: ``send()`` runs with the hot route switched off."""
     def through_full_path(send: Any) -> Any:
-        client.app.asgi_handler = route.full
+        route.enabled = False
         try:
             return send()
         finally:
-            client.app.asgi_handler = route
+            route.enabled = True
 
     yield through_full_path
-    client.app.asgi_handler = route
+    route.enabled = True
 
 
 def _comparable(response: Any) -> tuple[int, list[tuple[str, str]], Any]:
@@ -203,7 +203,7 @@ def test_a_revoked_key_is_refused_on_its_next_request(client: Any, world: World,
 def test_a_key_over_its_rate_is_refused_by_the_full_path(world: World) -> None:
     client = open_client(world.settings(rate_limit_per_s=0.5, rate_limit_burst=3))
     try:
-        route = client.app.asgi_handler
+        route = client.app.state.hot_route
         answers = [_post(client, _body(world.wp1(PERMITS["valid"])), world.headers("exit_entry")) for _ in range(5)]
         assert [a.status_code for a in answers] == [200, 200, 200, 429, 429], [a.text for a in answers]
         # the first went the full way (the key was new to the worker), the next two were answered
@@ -220,7 +220,7 @@ def test_with_cors_a_request_from_an_origin_gets_the_cors_headers(world: World) 
     agency = "https://agency.example"
     client = open_client(world.settings(cors_origins=(agency,)))
     try:
-        route = client.app.asgi_handler
+        route = client.app.state.hot_route
         _warm(client, world, "exit_entry")
         before = route.answered
         answer = _post(client, _body(world.wp1(PERMITS["valid"])), {**world.headers("exit_entry"), "Origin": agency})

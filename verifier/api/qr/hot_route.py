@@ -58,9 +58,12 @@ _NOT_PLAIN = frozenset({b"transfer-encoding", b"expect"})
 
 
 def install_hot_route(app: Litestar, runtime: Any, *, cors: bool) -> "HotRoute":
-    """Put the plain case of ``POST /v1/verify/qr`` in front of ``app``'s handler."""
+    """Put the plain case of ``POST /v1/verify/qr`` in front of ``app``'s handler (layers
+    wrapped around ``app.asgi_handler`` later, such as one naming each request, wrap it too);
+    the route is also ``app.state.hot_route``."""
     route = HotRoute(app, app.asgi_handler, runtime, _route_handler(app), cors=cors)
     app.asgi_handler = route
+    app.state.hot_route = route
     return route
 
 
@@ -90,7 +93,7 @@ def _replaying(messages: list[Message], receive: Receive) -> Receive:
 class HotRoute:
     """The ASGI layer; ``full`` is the handler it passes everything else on to."""
 
-    __slots__ = ("app", "full", "runtime", "handler", "roles", "max_body", "cors", "answered", "_decode")
+    __slots__ = ("app", "full", "runtime", "handler", "roles", "max_body", "cors", "enabled", "answered", "_decode")
 
     def __init__(self, app: Litestar, full: ASGIApp, runtime: Any, handler: Any, *, cors: bool) -> None:
         self.app = app
@@ -100,12 +103,14 @@ class HotRoute:
         self.roles = frozenset(handler.opt["roles"])
         self.max_body: int = handler.resolve_request_max_body_size() or 0
         self.cors = cors
+        self.enabled = True
+        """False: everything goes on to ``full`` (the tests and the profiler compare the two paths)."""
         self.answered = 0
         """Requests answered here (the rest went on to ``full``)."""
         self._decode = msgspec.json.Decoder(QrRequest).decode
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] != PATH or scope["method"] != "POST":
+        if scope["type"] != "http" or scope["path"] != PATH or scope["method"] != "POST" or not self.enabled:
             await self.full(scope, receive, send)
             return
         started = time.perf_counter()
