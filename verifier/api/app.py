@@ -24,6 +24,7 @@ from verifier.api.openapi import COMPONENTS
 from verifier.api.permits.controller import PermitController
 from verifier.api.qr.controller import QrController
 from verifier.api.receipts.controller import ReceiptController
+from verifier.api.request_id import request_id_layer
 from verifier.api.runtime import Runtime
 from verifier.api.status_lists.controller import StatusListController
 from verifier.api.trust.controller import TrustController
@@ -86,6 +87,8 @@ def create_app(settings: Settings, *, redis: AsyncRedisClient | None = None, sto
         debug=False,
     )
     _allow_every_method(app)
+    # Outside the routing, so that every answer (a 404 too) names its request.
+    app.asgi_handler = request_id_layer(app.asgi_handler)
     # The bodies are decoded by the handlers (verifier/api/body.py), so Litestar does
     # not know their models: add their schemas to the generated document.
     app.openapi_schema.components.schemas.update(request_components())  # type: ignore[union-attr]

@@ -19,6 +19,8 @@ import sys
 import threading
 from typing import Any
 
+from verifier.lib.logging import add_log_flags, configure_logging
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser = subparsers.add_parser(
@@ -38,7 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     run.add_argument("--base", default=None, metavar="URL",
                      help="the URI prefix of the lists (default: $VERIFIER_STATUS_LIST_BASE_URL, else "
                      "http://HOST:PORT/v1/status-lists of the API's settings)")
-    run.add_argument("--log-level", default=None, help="log level (default: settings, INFO)")
+    add_log_flags(run)
     run.set_defaults(func=_run)
 
     keys = commands.add_parser("keys", help="the Status List signing keys in the store of record")
@@ -69,8 +71,8 @@ def _settings(args: argparse.Namespace, **extra: Any) -> Any:
 
 def _run(args: argparse.Namespace) -> int:
     settings = _settings(args, status_list_ttl_s=args.ttl, status_list_lifetime_s=args.lifetime,
-                         status_list_base_url=args.base, log_level=args.log_level)
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+                         status_list_base_url=args.base, log_level=args.log_level, log_format=args.log_format)
+    configure_logging(settings.log_level, settings.log_format)
     if not settings.redis_url:
         print("verifier status-lists run: no Redis URL: set REDIS_URL or pass --redis", file=sys.stderr)
         return 2

@@ -16,6 +16,8 @@ import signal
 import sys
 import threading
 
+from verifier.lib.logging import add_log_flags, configure_logging
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser = subparsers.add_parser(
@@ -31,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--lock-ttl", type=float, default=None,
                         help="leader lock expiry in seconds (default: settings, 10)")
     parser.add_argument("--page-size", type=int, default=None, help="events per feed page (default 1000)")
-    parser.add_argument("--log-level", default=None, help="log level (default: settings, INFO)")
+    add_log_flags(parser)
     parser.set_defaults(func=_run)
 
     index = subparsers.add_parser("index", help="operate on the permit index in Redis")
@@ -61,10 +63,9 @@ def _run(args: argparse.Namespace) -> int:
         sync_lock_ttl_s=args.lock_ttl,
         sync_page_size=args.page_size,
         log_level=args.log_level,
+        log_format=args.log_format,
     )
-    logging.basicConfig(level=settings.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
+    configure_logging(settings.log_level, settings.log_format)  # httpx held at WARNING: a line per request otherwise
     if not settings.redis_url:
         print("verifier sync: no Redis URL: set REDIS_URL or pass --redis", file=sys.stderr)
         return 2
@@ -99,7 +100,7 @@ def _check(args: argparse.Namespace) -> int:
     from verifier.sync.upstream_client import UpstreamClient
 
     settings = Settings.from_env(redis_url=args.redis, upstream_url=args.upstream)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s %(message)s")
+    configure_logging("WARNING", settings.log_format)
     if not settings.redis_url or not settings.upstream_url:
         print("verifier index check: needs --redis (or REDIS_URL) and --upstream (or UPSTREAM_URL)",
               file=sys.stderr)
