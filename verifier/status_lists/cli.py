@@ -20,6 +20,7 @@ import threading
 from typing import Any
 
 from verifier.lib.logging import add_log_flags, configure_logging
+from verifier.lib.progress import add_progress_flag, configure_progress, progress_override
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -41,6 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                      help="the URI prefix of the lists (default: $VERIFIER_STATUS_LIST_BASE_URL, else "
                      "http://HOST:PORT/v1/status-lists of the API's settings)")
     add_log_flags(run)
+    add_progress_flag(run)
     run.set_defaults(func=_run)
 
     keys = commands.add_parser("keys", help="the Status List signing keys in the store of record")
@@ -71,8 +73,10 @@ def _settings(args: argparse.Namespace, **extra: Any) -> Any:
 
 def _run(args: argparse.Namespace) -> int:
     settings = _settings(args, status_list_ttl_s=args.ttl, status_list_lifetime_s=args.lifetime,
-                         status_list_base_url=args.base, log_level=args.log_level, log_format=args.log_format)
+                         status_list_base_url=args.base, log_level=args.log_level, log_format=args.log_format,
+                         progress=progress_override(args.progress))
     configure_logging(settings.log_level, settings.log_format)
+    configure_progress(settings.progress, settings.log_format)
     if not settings.redis_url:
         print("verifier status-lists run: no Redis URL: set REDIS_URL or pass --redis", file=sys.stderr)
         return 2

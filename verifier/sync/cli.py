@@ -17,6 +17,7 @@ import sys
 import threading
 
 from verifier.lib.logging import add_log_flags, configure_logging
+from verifier.lib.progress import add_progress_flag, configure_progress, progress_override
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -34,6 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                         help="leader lock expiry in seconds (default: settings, 10)")
     parser.add_argument("--page-size", type=int, default=None, help="events per feed page (default 1000)")
     add_log_flags(parser)
+    add_progress_flag(parser)
     parser.set_defaults(func=_run)
 
     index = subparsers.add_parser("index", help="operate on the permit index in Redis")
@@ -50,6 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                        help="seconds to wait for the index to reach the snapshot's sequence (default 60)")
     check.add_argument("--json", action="store_true", help="print the report as one JSON object")
     check.add_argument("--max-listed", type=int, default=50, help="differences to list (default 50)")
+    add_progress_flag(check)
     check.set_defaults(func=_check)
 
 
@@ -64,8 +67,10 @@ def _run(args: argparse.Namespace) -> int:
         sync_page_size=args.page_size,
         log_level=args.log_level,
         log_format=args.log_format,
+        progress=progress_override(args.progress),
     )
     configure_logging(settings.log_level, settings.log_format)  # httpx held at WARNING: a line per request otherwise
+    configure_progress(settings.progress, settings.log_format)
     if not settings.redis_url:
         print("verifier sync: no Redis URL: set REDIS_URL or pass --redis", file=sys.stderr)
         return 2
@@ -99,8 +104,10 @@ def _check(args: argparse.Namespace) -> int:
     from verifier.sync.check import CheckError, check_index
     from verifier.sync.upstream_client import UpstreamClient
 
-    settings = Settings.from_env(redis_url=args.redis, upstream_url=args.upstream)
+    settings = Settings.from_env(redis_url=args.redis, upstream_url=args.upstream,
+                                 progress=progress_override(args.progress))
     configure_logging("WARNING", settings.log_format)
+    configure_progress(settings.progress, settings.log_format)
     if not settings.redis_url or not settings.upstream_url:
         print("verifier index check: needs --redis (or REDIS_URL) and --upstream (or UPSTREAM_URL)",
               file=sys.stderr)
