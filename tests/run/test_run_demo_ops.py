@@ -9,8 +9,8 @@ One demo (``--log-format json --log-level debug``) serves the module:
    must be a JSON line, and none may hold any demo SSN, card number, permit number or name
    (the whole simulated population, from its snapshot);
 2. every child is killed with SIGKILL in turn (the index's Redis, the store's Redis, the
-   sync job, the status-list writer, the API, the notifier, the webhook receiver, the card
-   bridge): the demo says so in one line (which, exit code, restart count), starts it
+   sync job, the upstream simulator, the status-list writer, the API, the notifier, the webhook
+   receiver, the card bridge): the demo says so in one line (which, exit code, restart count), starts it
    again, and the demo answers its samples again; Ctrl-C still reaps every process.
 """
 
@@ -200,7 +200,7 @@ def test_every_log_line_is_json_and_names_nobody(demo: Demo) -> None:
 
 
 # The children, by name, and what shows that each is back.
-CHILDREN = ("redis", "store", "sync", "status-lists", "api", "notify", "receiver", "card-bridge")
+CHILDREN = ("redis", "store", "sync", "upstream", "status-lists", "api", "notify", "receiver", "card-bridge")
 
 
 def _child_pids(demo: Demo) -> dict[str, int]:

@@ -91,3 +91,20 @@ def test_a_real_process_logs_json_lines_only() -> None:
     assert {"verifier.upstream", "uvicorn.error"} <= {line["logger"] for line in shown}
     assert all({"ts", "level", "logger", "msg", "pid"} <= set(line) for line in shown)
     assert out == b""
+
+
+def test_the_suites_privacy_watch_finds_personal_data_in_service_logs_only() -> None:
+    from tests.support.log_privacy import _Watch
+
+    watch = _Watch()
+    service, other = logging.getLogger("verifier.api"), logging.getLogger("httpx")
+
+    def emit(logger: logging.Logger, msg: str, *args: object) -> None:
+        watch.handle(logger.makeRecord(logger.name, logging.INFO, __file__, 1, msg, args, None))
+
+    emit(service, "permit %s looked up", "WP1100002020000001")
+    emit(service, "holder %s", "SCHNEIDER, MAXIMILIAN")
+    emit(service, "ssn 9110000198500000042 card S11000000000004")
+    emit(service, "resync: %d records at seq %d, fence %d", 200, 3, 1796603326754460)
+    emit(other, "HTTP Request: GET http://127.0.0.1/v1/permits/WP1100002020000001")  # the test's own client
+    assert len(watch.found) == 3 and all("verifier.api" in line for line in watch.found)
