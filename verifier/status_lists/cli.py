@@ -13,7 +13,6 @@ public parts only. Exit codes: 0 done, 2 a usage error or an unusable store.
 from __future__ import annotations
 
 import argparse
-import logging
 import signal
 import sys
 import threading

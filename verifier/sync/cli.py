@@ -11,7 +11,6 @@ while both sides keep changing: :mod:`verifier.sync.check`.
 from __future__ import annotations
 
 import argparse
-import logging
 import signal
 import sys
 import threading
