@@ -46,7 +46,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "demo",
         help="run everything on this machine and print keys and sample requests",
         description="Start two private Redis-protocol servers (the index's and the store of record's), the upstream simulator with demo permits, the sync "
-        "job and the API; print the URL, one API key per role and ready-to-paste curl commands. Ctrl-C stops all.",
+        "job and the API; print the URL, one API key per role and ready-to-paste curl commands. A process that dies "
+        "is started again (--restarts). Ctrl-C stops all.",
     )
     demo.add_argument("--port", type=int, default=8000, help="API port, 0 for a free one (default 8000)")
     demo.add_argument("--host", default="127.0.0.1", help="API bind address (default 127.0.0.1)")

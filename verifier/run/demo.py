@@ -20,8 +20,12 @@ waits until the API says the index is ready, creates one API key per role (print
 once, stored only hashed; the previous demo's keys are revoked), and prints the URL,
 the counter page's URL, the keys and ready-to-paste ``curl`` commands with real codes,
 and writes a QR image (PNG) of a real code to show to the counter's camera. ``--info FILE`` writes
-the same as JSON. Ctrl-C or SIGTERM stops everything it started, API first and Redis
-last, and reaps every process.
+the same as JSON. A process that dies is started again (:meth:`DemoStack.supervise`:
+one line saying which, its exit code and its restart count; a back-off; a limit of
+``--restarts`` deaths in a row, past which everything stops as it did before), so the
+faults of issue 11 can be tried on the demo itself. Ctrl-C or SIGTERM stops everything
+it started, API first and Redis last, and reaps every process. ``--log-format json``
+makes every process log JSON lines (verifier.lib.logging).
 """
 
 from __future__ import annotations
