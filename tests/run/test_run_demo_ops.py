@@ -251,12 +251,22 @@ def test_every_child_killed_comes_back_and_the_demo_answers(demo: Demo) -> None:
         if name == "status-lists":
             assert _ok(info["url"] + "/v1/status-lists/permits")
         assert len(demo.restart_lines()) == restarts
+        # the info file names the new process (a stale pid could be reused by another one)
+        wait_for(lambda: _info(demo).get("pids", {}).get(name) == _child_pids(demo)[name], 10, "the info file's pid")
+        assert _info(demo)["restarts"][name] == 1
     # keys survived the store's restart; the stored audit too (a look-up by admin still works)
     assert httpx.get(f"{info['url']}/v1/admin/sync", headers=demo.headers("admin"), timeout=10).status_code == 200
     tree = descendants(demo.process.pid)
     demo.process.send_signal(signal.SIGINT)
     assert demo.process.wait(timeout=90) == 0
     wait_for(lambda: not alive(tree), 30, "every process of the demo to exit")
+
+
+def _info(demo: Demo) -> dict[str, Any]:
+    try:
+        return json.loads((demo.state.parent / "info.json").read_text())
+    except (OSError, ValueError):  # between the write and the rename: never, but a reader may race
+        return {}
 
 
 def _ok(url: str, headers: dict[str, str] | None = None) -> bool:

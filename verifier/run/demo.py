@@ -476,10 +476,15 @@ def run_demo(options: DemoOptions) -> int:
                 _write_atomically(options.info_file, msgspec.json.format(msgspec.json.encode(info)))
             _print_banner(info, samples, problems)
             while not options.stop_event.wait(0.5):
-                if options.max_restarts:
-                    stack.supervise()
-                else:
+                if not options.max_restarts:
                     stack.check()
+                    continue
+                before = stack.restarts
+                stack.supervise()
+                if stack.restarts != before and options.info_file is not None:
+                    # the info file names the processes as they are now (a stale pid may be reused)
+                    info["pids"], info["restarts"] = stack.pids, stack.restarts
+                    _write_atomically(options.info_file, msgspec.json.format(msgspec.json.encode(info)))
             print("\nverifier demo: stopping ...", flush=True)
         print("verifier demo: stopped.", flush=True)
         return 0
