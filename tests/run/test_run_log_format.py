@@ -108,3 +108,14 @@ def test_the_suites_privacy_watch_finds_personal_data_in_service_logs_only() -> 
     emit(service, "resync: %d records at seq %d, fence %d", 200, 3, 1796603326754460)
     emit(other, "HTTP Request: GET http://127.0.0.1/v1/permits/WP1100002020000001")  # the test's own client
     assert len(watch.found) == 3 and all("verifier.api" in line for line in watch.found)
+
+
+@pytest.mark.parametrize("command", [("sync", "--redis", "redis://127.0.0.1:1/0", "--upstream", "http://127.0.0.1:1"),
+                                     ("notify", "--redis", "redis://127.0.0.1:1/0"),
+                                     ("status-lists", "run", "--redis", "redis://127.0.0.1:1/0"),
+                                     ("upstream", "--port", "0")], ids=lambda c: c[0])
+def test_a_log_format_in_the_environment_that_is_not_one_is_a_usage_error(command: tuple[str, ...]) -> None:
+    env = {**child_env(), "VERIFIER_LOG_FORMAT": "xml"}
+    shown = subprocess.run([sys.executable, "-m", "verifier", *command], capture_output=True, text=True, cwd=REPO,
+                           env=env, timeout=60)
+    assert shown.returncode == 2 and "text or json" in shown.stderr and "Traceback" not in shown.stderr

@@ -73,8 +73,12 @@ def _settings(args: argparse.Namespace, **more: Any) -> Any:
 def _run(args: argparse.Namespace) -> int:
     from verifier.lib.logging import configure_logging
 
-    settings = _settings(args, notify_metrics_port=args.metrics_port, notify_concurrency=args.concurrency,
-                         log_level=args.log_level, log_format=args.log_format)
+    try:
+        settings = _settings(args, notify_metrics_port=args.metrics_port, notify_concurrency=args.concurrency,
+                             log_level=args.log_level, log_format=args.log_format)
+    except ValueError as exc:  # a setting of the environment that is not one (VERIFIER_LOG_FORMAT=xml)
+        print(f"verifier notify: {exc}", file=sys.stderr)
+        return 2
     configure_logging(settings.log_level, settings.log_format)
     if not settings.redis_url:
         print("verifier notify: no Redis URL: set REDIS_URL or pass --redis", file=sys.stderr)

@@ -71,9 +71,13 @@ def _settings(args: argparse.Namespace, **extra: Any) -> Any:
 
 
 def _run(args: argparse.Namespace) -> int:
-    settings = _settings(args, status_list_ttl_s=args.ttl, status_list_lifetime_s=args.lifetime,
-                         status_list_base_url=args.base, log_level=args.log_level, log_format=args.log_format,
-                         progress=progress_override(args.progress))
+    try:
+        settings = _settings(args, status_list_ttl_s=args.ttl, status_list_lifetime_s=args.lifetime,
+                             status_list_base_url=args.base, log_level=args.log_level, log_format=args.log_format,
+                             progress=progress_override(args.progress))
+    except ValueError as exc:  # a setting of the environment that is not one (VERIFIER_LOG_FORMAT=xml)
+        print(f"verifier status-lists run: {exc}", file=sys.stderr)
+        return 2
     configure_logging(settings.log_level, settings.log_format)
     configure_progress(settings.progress, settings.log_format)
     if not settings.redis_url:

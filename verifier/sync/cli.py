@@ -58,16 +58,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 def _run(args: argparse.Namespace) -> int:
     from verifier.lib.settings import Settings
 
-    settings = Settings.from_env(
-        redis_url=args.redis,
-        upstream_url=args.upstream,
-        sync_poll_interval_s=args.poll_interval,
-        sync_lock_ttl_s=args.lock_ttl,
-        sync_page_size=args.page_size,
-        log_level=args.log_level,
-        log_format=args.log_format,
-        progress=progress_override(args.progress),
-    )
+    try:
+        settings = Settings.from_env(
+            redis_url=args.redis,
+            upstream_url=args.upstream,
+            sync_poll_interval_s=args.poll_interval,
+            sync_lock_ttl_s=args.lock_ttl,
+            sync_page_size=args.page_size,
+            log_level=args.log_level,
+            log_format=args.log_format,
+            progress=progress_override(args.progress),
+        )
+    except ValueError as exc:  # a setting of the environment that is not one (VERIFIER_LOG_FORMAT=xml)
+        print(f"verifier sync: {exc}", file=sys.stderr)
+        return 2
     configure_logging(settings.log_level, settings.log_format)  # httpx held at WARNING: a line per request otherwise
     configure_progress(settings.progress, settings.log_format)
     if not settings.redis_url:
@@ -103,8 +107,12 @@ def _check(args: argparse.Namespace) -> int:
     from verifier.sync.check import CheckError, check_index
     from verifier.sync.upstream_client import UpstreamClient
 
-    settings = Settings.from_env(redis_url=args.redis, upstream_url=args.upstream,
-                                 progress=progress_override(args.progress))
+    try:
+        settings = Settings.from_env(redis_url=args.redis, upstream_url=args.upstream,
+                                     progress=progress_override(args.progress))
+    except ValueError as exc:
+        print(f"verifier index check: {exc}", file=sys.stderr)
+        return 2
     configure_logging("WARNING", settings.log_format)
     configure_progress(settings.progress, settings.log_format)
     if not settings.redis_url or not settings.upstream_url:
