@@ -97,7 +97,10 @@ def test_kill_9_at_random_instants_loses_nothing_and_applies_nothing_twice(redis
             segments.append([])
         else:
             segments[-1].append(message.seq)
-    assert len(segments) >= 4  # the first load, the reset, the flush (at least)
+    # The first load, then at least one resync that switched after the FLUSHALL (the index
+    # ends equal to the upstream). The reset's resync may still be running, killed and resumed,
+    # when the flush comes, on a loaded machine: then the two resyncs end in one switch.
+    assert len(segments) >= 3
     for n, seqs in enumerate(segments):
         assert seqs == sorted(set(seqs)), f"segment {n} published a cursor twice or backwards"
 
