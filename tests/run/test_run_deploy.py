@@ -143,3 +143,32 @@ def test_compose_has_both_redis_servers_durable_and_health_checks() -> None:
     # nothing but the API is published, and on the loopback only
     published = {name: s["ports"] for name, s in SERVICES.items() if "ports" in s}
     assert published == {"api": ["127.0.0.1:8000:8000"]}
+
+
+def _docker_pattern(pattern: str) -> re.Pattern[str]:
+    """A .dockerignore line as a regular expression (Go's filepath.Match with ``**``; enough for ours)."""
+    out, i = "", 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out, i = out + "(?:.*/)?", i + 3
+        elif pattern.startswith("**", i):
+            out, i = out + ".*", i + 2
+        elif pattern[i] == "*":
+            out, i = out + "[^/]*", i + 1
+        else:
+            out, i = out + re.escape(pattern[i]), i + 1
+    return re.compile(out + "(?:/.*)?")
+
+
+def test_the_build_context_holds_every_tracked_file_of_the_package() -> None:
+    ignored = [_docker_pattern(line.strip()) for line in (REPO / ".dockerignore").read_text().splitlines()
+               if line.strip() and not line.startswith("#")]
+    tracked = subprocess.run(["git", "ls-files", "verifier", "fastpath", "pyproject.toml", "setup.py", "README.md"],
+                             capture_output=True, text=True, cwd=REPO, check=True).stdout.split()
+    assert "verifier/api/counter/static/index.html" in tracked and "fastpath/_verify_c.pyx" in tracked
+    left_out = [path for path in tracked if any(p.fullmatch(path) for p in ignored)]
+    assert not left_out, left_out
+    # and what a local build leaves behind stays out
+    for built in ("fastpath/_verify_c.c", "fastpath/_verify_c.cpython-311-x86_64-linux-gnu.so",
+                  "verifier/api/__pycache__/app.cpython-311.pyc", ".venv/bin/python", "tests/conftest.py"):
+        assert any(p.fullmatch(built) for p in ignored), built
