@@ -185,7 +185,8 @@ def _redis_command(func: Callable[[argparse.Namespace], int]) -> Callable[[argpa
         try:
             return func(args)
         except _NoRedis:
-            return _usage_error("no store URL: set VERIFIER_STORE_URL (or REDIS_URL) or pass --store")
+            return _usage_error("no store URL: pass --store URL (or set VERIFIER_STORE_URL, or REDIS_URL), or run "
+                                "`verifier demo` in this folder (its URLs are then found in .state/store.url)")
         except (RedisError, OSError) as exc:
             print(f"verifier: Redis: {exc}", file=sys.stderr)
             return 3

@@ -81,7 +81,7 @@ def _run(args: argparse.Namespace) -> int:
     configure_logging(settings.log_level, settings.log_format)
     configure_progress(settings.progress, settings.log_format)
     if not settings.redis_url:
-        print("verifier status-lists run: no Redis URL: set REDIS_URL or pass --redis", file=sys.stderr)
+        print("verifier status-lists run: no Redis URL: set REDIS_URL or pass --redis, or run `verifier demo` in this folder (its URL is then found in .state/redis.url)", file=sys.stderr)
         return 2
     from verifier.status_lists.writer import StatusListWriter
 

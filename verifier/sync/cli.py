@@ -75,7 +75,7 @@ def _run(args: argparse.Namespace) -> int:
     configure_logging(settings.log_level, settings.log_format)  # httpx held at WARNING: a line per request otherwise
     configure_progress(settings.progress, settings.log_format)
     if not settings.redis_url:
-        print("verifier sync: no Redis URL: set REDIS_URL or pass --redis", file=sys.stderr)
+        print("verifier sync: no Redis URL: set REDIS_URL or pass --redis, or run `verifier demo` in this folder (its URL is then found in .state/redis.url)", file=sys.stderr)
         return 2
     if not settings.upstream_url:
         print("verifier sync: no upstream URL: set UPSTREAM_URL or pass --upstream", file=sys.stderr)
