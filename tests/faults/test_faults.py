@@ -505,6 +505,21 @@ def test_api_worker_kill_9(stack: FaultStack) -> None:
         # the lost records, if any, are reported in the row (lost_audit_within_documented_window)
 
 
+def test_no_personal_data_in_the_logs_of_the_trial(fault_stack: FaultStack) -> None:
+    """After the faults above (run first, in this module's order): every process's log, the errors and
+    warnings the faults caused included, holds no permit number, card or social security number, name or
+    code (``tests/support/log_privacy.py``'s shapes)."""
+    from tests.support.log_privacy import PERSONAL
+
+    found = []
+    for path in sorted(fault_stack.logs.glob("*.log")):
+        for n, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+            if PERSONAL.search(line):
+                found.append(f"{path.name}:{n}: {PERSONAL.search(line).group(0)[:12]}...")  # type: ignore[union-attr]
+    assert {"api.log", "notify.log", "sync.log"} <= {p.name for p in fault_stack.logs.glob("*.log")}
+    assert not found, found[:10]
+
+
 # -- replica failover ------------------------------------------------------------------------
 
 
