@@ -21,9 +21,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 
 from verifier.api.auth.keys import add_api_key
+from verifier.index.records import PermitRecord
 from verifier.index.sync_status import read_sync_status_sync
 from verifier.index.writer import IndexWriter
 
@@ -45,6 +47,7 @@ class ResettingProxy:
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
         self._stop = threading.Event()
+        self._open: list[socket.socket] = []
         self._thread = threading.Thread(target=self._accept, daemon=True)
         self._thread.start()
 
@@ -61,7 +64,16 @@ class ResettingProxy:
                 conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                 conn.close()
                 continue
+            self._open.append(conn)
             threading.Thread(target=self._pipe_both, args=(conn,), daemon=True).start()
+
+    def retarget(self, port: int) -> None:
+        """Send new connections to another upstream, and cut the open ones."""
+        self.target_port = port
+        for conn in self._open:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+        self._open = []
 
     def _pipe_both(self, conn: socket.socket) -> None:
         try:
@@ -80,13 +92,18 @@ class ResettingProxy:
                 with contextlib.suppress(OSError):
                     dst.shutdown(socket.SHUT_WR)
 
-        threading.Thread(target=pipe, args=(upstream, conn), daemon=True).start()
+        back = threading.Thread(target=pipe, args=(upstream, conn), daemon=True)
+        back.start()
         pipe(conn, upstream)
+        back.join(30)
+        upstream.close()
+        conn.close()
 
     def close(self) -> None:
         self._stop.set()
-        self._listener.close()
         self._thread.join(2)
+        self._listener.close()
+        self.retarget(self.target_port)  # cut what is still open (each pipe then closes its sockets)
 
 
 class _Lines(logging.Handler):
@@ -153,7 +170,7 @@ def _goes_stale_and_comes_back(api: Any, headers: dict[str, str], qr: str, lines
              "the sync job to fail and retry")
     lagging = wait_for(lambda: (r := _ready(api))[0] == 503 and r, 30, "readiness to say the index is stale")
     assert lagging[1]["checks"]["index"] == "status.index_stale"
-    assert lagging[1]["lag_s"] > STALENESS_S
+    assert lagging[1]["lag_s"] >= STALENESS_S
     if first["lag_s"] is not None:
         assert lagging[1]["lag_s"] > first["lag_s"]
     stale = _verify(api, headers, qr)
@@ -191,6 +208,7 @@ def test_an_upstream_fault_backs_off_reports_the_lag_and_goes_unavailable_after_
                 }
                 if fault == "reset":
                     proxy.resetting = True
+                    proxy.retarget(proxy.target_port)  # the kept-alive connection too
                     restore = lambda: setattr(proxy, "resetting", False)  # noqa: E731
                 else:
                     on, off = switches[fault]
@@ -262,7 +280,66 @@ def _first_active(client: httpx.Client) -> str:
     population = Population(52, 1500, dt.date.today())
     for i in range(1500):
         response = client.get(f"/permits/{population.record(i).pn}")
-        if response.status_code == 200 and response.json()["status"] == "active" \
-                and response.json()["vt"] > "2027-12-31":
-            return response.json()["pn"]  # type: ignore[no-any-return]
+        if response.status_code != 200:
+            continue
+        record = msgspec.json.decode(response.content, type=PermitRecord)
+        if record.status == "active" and record.vt > "2027-12-31":
+            return record.pn
     raise AssertionError("no active permit")
+
+
+def test_an_upstream_restored_to_an_older_state_is_held_until_the_operator_accepts_it(
+        redis_url: str, redis_sync: Any, tmp_path: Any) -> None:
+    """The upstream comes back from a backup (same seed, the events since lost: versions go
+    back). The sync job does not switch that in by itself: it alerts (log line, metric,
+    /v1/admin/sync) and waits; `verifier index accept-regression` lets it through, and a
+    code minted from a lost version then answers SUPERSEDED (upstream_regressed), not
+    STATUS_UNAVAILABLE (index_behind) for good."""
+    with simulator(permits=1500, seed=61) as (newer, newer_server, newer_client), \
+            simulator(permits=1500, seed=61) as (older, older_server, _older_client):
+        proxy = ResettingProxy(int(newer_server.url.rsplit(":", 1)[1]))
+        api = None
+        try:
+            with sync_log() as lines, sync_thread(settings_for(redis_url, proxy.url)):
+                newer.random_events(400)
+                wait_caught_up(newer, redis_sync)
+                api, headers = _api(redis_url, tmp_path)
+                _, admin = run_async(redis_url, lambda r: add_api_key(r, "admin", "fault tests admin"))
+                lost = next(newer.record_at(i) for i in range(1500)
+                            if newer.record_at(i).v > older.record_at(i).v and newer.record_at(i).status == "active"
+                            and newer.record_at(i).vt > "2027-12-31" and older.record_at(i).status == "active")
+                qr = newer_client.post("/issue/wp1", json={"pn": lost.pn}).json()["qr"]
+                assert _verify(api, headers, qr)["result"] == "VALID"
+                generation = IndexWriter(redis_sync).pointer().generation
+
+                proxy.retarget(int(older_server.url.rsplit(":", 1)[1]))  # the restore
+                status = wait_for(lambda: (s := read_sync_status_sync(redis_sync)) and s.state == "regressed" and s,
+                                  60, "the sync job to find the regression")
+                assert status.regression.permits > 0 and status.regression.accepted_at is None
+                assert IndexWriter(redis_sync).pointer().generation == generation  # held back
+                assert sum("UPSTREAM REGRESSION" in line for line in lines.lines) == 1
+                metrics = api.get("/metrics").text
+                assert f"pv_sync_upstream_regression {float(status.regression.permits)}" in metrics
+                overview = api.get("/v1/admin/sync", headers={"Authorization": f"Bearer {admin}"}).json()
+                assert overview["sync"]["regression"]["permits"] == status.regression.permits
+
+                accepted = subprocess.run(
+                    [sys.executable, "-m", "verifier", "index", "accept-regression", "--redis", redis_url],
+                    cwd=REPO, capture_output=True, text=True, timeout=60)
+                assert accepted.returncode == 0, accepted.stderr
+                assert f"{status.regression.permits} permits go back" in accepted.stdout
+                wait_caught_up(older, redis_sync)
+                assert_index_equals_upstream(older, redis_sync)
+                verdict = _verify(api, headers, qr)
+                assert verdict["result"] == "SUPERSEDED" and verdict["reasons"] == ["status.upstream_regressed"]
+                done = read_sync_status_sync(redis_sync)
+                assert done.regression.accepted_at is not None and done.state == "following"
+                assert "pv_sync_upstream_regression 0.0" in api.get("/metrics").text
+                again = subprocess.run(
+                    [sys.executable, "-m", "verifier", "index", "accept-regression", "--redis", redis_url],
+                    cwd=REPO, capture_output=True, text=True, timeout=60)
+                assert again.returncode == 1  # nothing waits any more
+        finally:
+            if api is not None:
+                api.__exit__(None, None, None)
+            proxy.close()

@@ -578,7 +578,7 @@ class SyncJob:
         """
         state = self.writer.state()
         found = Regression(
-            detected_at=time.time(), permits=regression.permits, examples_v=regression.example,
+            detected_at=time.time(), permits=regression.permits,
             index_feed_id=state.feed_id, index_seq=state.seq,
             upstream_feed_id=header.feed_id, upstream_seq=header.seq,
         )
