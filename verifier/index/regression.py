@@ -62,7 +62,9 @@ def _key(name: str, namespace: str) -> bytes:
 
 
 def regression_token(found: Regression) -> str:
-    return f"{found.upstream_feed_id}:{found.upstream_seq}:{found.permits}:{found.detected_at:.6f}"
+    """Names what the operator accepts: this upstream state going back this far (a job
+    restarted meanwhile finds the same token; an upstream that moved on needs a new yes)."""
+    return f"{found.upstream_feed_id}:{found.upstream_seq}:{found.permits}:{found.index_feed_id}:{found.index_seq}"
 
 
 class _Pending(msgspec.Struct):

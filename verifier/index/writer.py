@@ -352,6 +352,15 @@ class IndexWriter:
             if other != generation and (pointer is None or other != pointer.generation):
                 self.drop_generation(other)
         loaded = self._call(self._adopt, [self.keys.leader, self.keys.meta(generation)], ["", fence])
+        # The look-ups are written from the stream at commit; a kill during that write
+        # may have left some, of the older stream: start them afresh.
+        for prefix in (self.keys.ssn_prefix(generation), self.keys.cn_prefix(generation)):
+            try:
+                stale = list(self.redis.scan_iter(match=prefix + b"*", count=1000))
+                for at in range(0, len(stale), 1000):
+                    self.redis.unlink(*stale[at:at + 1000])
+            except REDIS_UNAVAILABLE as exc:
+                raise redis_unavailable(exc, IndexUnavailable) from exc
         load = SnapshotLoad(self, Pointer(generation, buckets), fence)
         load.verify_until = int(loaded or 0)
         return load

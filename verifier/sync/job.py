@@ -1,11 +1,13 @@
 """The sync job: mirror the upstream permit system into the Redis permit index.
 
 One leader at a time. Every ``verifier sync`` process takes the index's leader lock
-(``IndexWriter.acquire_leadership``: a key with an expiry holding a fencing token);
-the others wait as standbys and take over when the leader's lock expires (it died)
-or is released (clean shutdown). Every write of the leader carries its fencing
-token and the index refuses a stale one, so a leader that stalled past its lock's
-expiry cannot write after its successor started.
+(``IndexWriter.acquire_leadership``: a key with an expiry, 1.5 s by default, renewed
+every third of it, holding a fencing token); the others wait as standbys, asking every
+0.2 s, and take over when the leader's lock expires (it died) or is released (clean
+shutdown). A job restarted on the same host reclaims its dead predecessor's lock at
+once (:meth:`SyncJob._reclaim`: same identity, pid gone). Every write of the leader
+carries its fencing token and the index refuses a stale one, so a leader that
+stalled past its lock's expiry cannot write after its successor started.
 
 The leader loop (each step re-reads the index's state from Redis, so nothing is
 trusted from memory across a crash, a failover or a flush):
@@ -27,10 +29,14 @@ trusted from memory across a crash, a failover or a flush):
 A full resync streams ``GET /snapshot`` into a new generation beside the live one
 (``begin_snapshot`` → ``add`` → ``commit``, which switches the generation pointer
 and the cursor atomically, and announces the switch), then follows the feed from
-the snapshot's sequence number. A resync interrupted by a kill leaves an orphaned
-generation that the next leader drops; readers never see a half-loaded index.
+the snapshot's sequence number. Each chunk of the load moves the generation's resync
+cursor with it; a resync interrupted by a kill (or an error) is resumed by the next
+attempt or leader from that cursor (``IndexWriter.resume_snapshot``); readers never
+see a half-loaded index. A snapshot that takes versions back (the upstream restored
+to an older state) waits for the operator (:meth:`SyncJob._hold_regression`).
 
-Upstream and Redis failures are retried with jittered exponential backoff; the
+Upstream and Redis failures are retried with jittered exponential backoff, logged
+once per change of state (failing, failing otherwise, recovered), not per retry; the
 last error, the lag (events and seconds) and the progress are written to Redis as
 a :class:`~verifier.index.sync_status.SyncStatus` for ``GET /v1/admin/sync`` and
 the metrics. The trust list is fetched at leadership start and every few seconds,
@@ -204,7 +210,8 @@ class SyncJob:
         self.page_size = max(1, settings.sync_page_size)
         self.progress_stream = progress_stream
         self.trust_list_interval_s = trust_list_interval_s
-        self.backoff = Backoff(base=0.1, cap=min(10.0, self.ttl_s))
+        # The renewer keeps the lock through any wait, so the backoff need not fit in the TTL.
+        self.backoff = Backoff(base=0.1, cap=10.0)
         self.counts = SyncCounts()
         self.fence: int | None = None
         self._renewer: _Renewer | None = None
@@ -583,7 +590,7 @@ class SyncJob:
             upstream_feed_id=header.feed_id, upstream_seq=header.seq,
         )
         token = regression_token(found)
-        accepted = self.accept_regressions or read_acceptance(self.redis, self.namespace) == token
+        accepted = self.accept_regressions or self._redis(read_acceptance, self.redis, self.namespace) == token
         if not accepted:
             log.error("sync: UPSTREAM REGRESSION: %d permits went back to lower versions (index: feed %s "
                       "seq %d; upstream snapshot: feed %s seq %d); the index stays as it was and goes "
@@ -591,16 +598,29 @@ class SyncJob:
                       found.permits, found.index_feed_id, found.index_seq, found.upstream_feed_id,
                       found.upstream_seq)
             self._set_status(force=True, state="regressed", regression=found)
-            write_pending(self.redis, found, token, self.namespace)
-            while read_acceptance(self.redis, self.namespace) != token:
+            self._redis(write_pending, self.redis, found, token, self.namespace)
+            while True:
                 self._wait(0.25)  # Stopped / StaleFence end the wait; the load stays for resuming
+                try:
+                    if read_acceptance(self.redis, self.namespace) == token:
+                        break
+                except REDIS_UNAVAILABLE:
+                    continue  # ask again; the load waits
                 self._set_status(regression=found)
-        regression.store_floors()
+        self._redis(regression.store_floors)
         found = msgspec.structs.replace(found, accepted_at=time.time())
         log.warning("sync: upstream regression accepted: %d permits keep their former versions as floors; "
                     "switching to the upstream's older state", found.permits)
-        clear_pending(self.redis, self.namespace)
+        self._redis(clear_pending, self.redis, self.namespace)
         self._set_status(force=True, state="resyncing", regression=found)
+
+    @staticmethod
+    def _redis(fn: Any, *args: Any) -> Any:
+        """A Redis call whose failure is an IndexUnavailable (retried; a partial load is kept)."""
+        try:
+            return fn(*args)
+        except REDIS_UNAVAILABLE as exc:
+            raise redis_unavailable(exc, IndexUnavailable) from exc
 
     def _drop_in_background(self, generation: int) -> None:
         """Delete a replaced generation beside the feed (SCAN + UNLINK in batches, ~7 s
