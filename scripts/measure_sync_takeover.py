@@ -3,8 +3,8 @@
     .venv/bin/python scripts/measure_sync_takeover.py [--trials 5] [--permits 5000] [--json out.json]
 
 Starts a private Redis, the upstream simulator (in this process, 50 events/s) and
-``verifier sync`` processes with the default settings (lock TTL 1.5 s, renewed every
-0.5 s; a standby polls every 0.2 s), then, per trial:
+``verifier sync`` processes with the default settings (lock TTL 1 s, renewed every
+0.33 s; a standby polls every 0.1 s), then, per trial:
 
 - standby: two jobs (different ``--instance``); kill -9 the leader; time until the
   standby holds the lock, and until the index is confirmed again (its first heartbeat);
@@ -12,8 +12,10 @@ Starts a private Redis, the upstream simulator (in this process, 50 events/s) an
   time until the new process holds the lock (its Python start-up included), and until
   the index is confirmed again.
 
-Times are wall-clock from the kill, read by polling Redis every 5 ms. The machine is a
-shared 2-core one: figures vary with its load.
+Times are wall-clock from the kill, read by polling Redis every 5 ms. Anchor, in the
+same run: the wall-clock start-up of a bare ``python -c "import verifier.sync.job"``
+(what a restarted job pays before it can ask for the lock). The machine is a shared
+2-core one: figures vary with its load.
 """
 
 from __future__ import annotations
@@ -126,12 +128,21 @@ def main() -> int:
             client.close()
     finally:
         redis.stop()
+    startup = []
+    for _ in range(args.trials):
+        started = time.monotonic()
+        subprocess.run([sys.executable, "-c", "import verifier.sync.job"], cwd=REPO, check=True)
+        startup.append(time.monotonic() - started)
+    results["anchor"] = {"python_startup_and_import": startup}
     report = {kind: {what: summary(values) | {"trials": values} for what, values in parts.items()}
               for kind, parts in results.items()}
     for kind, parts in report.items():
         for what, figures in parts.items():
             print(f"{kind:9s} {what:9s} min {figures['min']:.3f} s  median {figures['median']:.3f} s  "
                   f"max {figures['max']:.3f} s  ({len(figures['trials'])} trials)")
+    restarted = statistics.median(results["restarted"]["lock"])
+    print(f"restarted lock median / start-up median: {restarted / statistics.median(startup):.2f}x; "
+          f"the reclaim itself: {restarted - statistics.median(startup):.3f} s after start-up")
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
     return 0

@@ -78,9 +78,9 @@ class Settings:
     """Requests an API key may make in a burst above the sustained rate."""
     sync_poll_interval_s: float = 0.2
     """How often the sync job polls the upstream change feed."""
-    sync_lock_ttl_s: float = 1.5
+    sync_lock_ttl_s: float = 1.0
     """Expiry of the sync job's leader lock (renewed every third of it): a standby takes over at
-    most this long (plus a fifth of it) after the leader died."""
+    most this long (plus its 0.1 s poll) after the leader died."""
     sync_accept_regression: bool = False
     """Let the sync job switch in an upstream state older than the index's (a regression) without
     waiting for ``verifier index accept-regression`` (it still alerts)."""
@@ -165,7 +165,7 @@ class Settings:
             "rate_limit_per_s": float(_env("VERIFIER_RATE_LIMIT_PER_S", "200")),
             "rate_limit_burst": int(_env("VERIFIER_RATE_LIMIT_BURST", "400")),
             "sync_poll_interval_s": float(_env("VERIFIER_SYNC_POLL_INTERVAL_S", "0.2")),
-            "sync_lock_ttl_s": float(_env("VERIFIER_SYNC_LOCK_TTL_S", "1.5")),
+            "sync_lock_ttl_s": float(_env("VERIFIER_SYNC_LOCK_TTL_S", "1.0")),
             "sync_instance": _env("VERIFIER_SYNC_INSTANCE", ""),
             "sync_accept_regression": _env("VERIFIER_SYNC_ACCEPT_REGRESSION", "") in ("1", "true", "yes"),
             "sync_page_size": int(_env("VERIFIER_SYNC_PAGE_SIZE", "1000")),

@@ -29,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--poll-interval", type=float, default=None,
                         help="seconds between polls of the feed once caught up (default: settings, 0.2)")
     parser.add_argument("--lock-ttl", type=float, default=None,
-                        help="leader lock expiry in seconds, renewed every third of it (default: settings, 1.5)")
+                        help="leader lock expiry in seconds, renewed every third of it (default: settings, 1.0)")
     parser.add_argument("--instance", default=None,
                         help="this job's identity across restarts (no ':'; default: $VERIFIER_SYNC_INSTANCE, "
                         "else the host name): a restarted job reclaims its dead predecessor's lock at once")

@@ -1,9 +1,9 @@
 """The sync job: mirror the upstream permit system into the Redis permit index.
 
 One leader at a time. Every ``verifier sync`` process takes the index's leader lock
-(``IndexWriter.acquire_leadership``: a key with an expiry, 1.5 s by default, renewed
+(``IndexWriter.acquire_leadership``: a key with an expiry, 1 s by default, renewed
 every third of it, holding a fencing token); the others wait as standbys, asking every
-0.2 s, and take over when the leader's lock expires (it died) or is released (clean
+0.1 s, and take over when the leader's lock expires (it died) or is released (clean
 shutdown). A job restarted on the same host reclaims its dead predecessor's lock at
 once (:meth:`SyncJob._reclaim`: same identity, pid gone). Every write of the leader
 carries its fencing token and the index refuses a stale one, so a leader that
@@ -323,7 +323,7 @@ class SyncJob:
                         log.info("sync %s: standby (another sync job leads)", self.owner)
                         standby_logged = True
                     self._status = msgspec.structs.replace(self._status, role="standby", state="waiting")
-                    self._wait(min(0.2, self.ttl_s / 5))  # a takeover within TTL + this
+                    self._wait(min(0.1, self.ttl_s / 5))  # a takeover within TTL + this
                     continue
                 standby_logged = False
                 self.fence = fence
