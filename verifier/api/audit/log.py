@@ -42,6 +42,7 @@ NDJSON line per record.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import time
@@ -78,7 +79,7 @@ class AuditLog:
 
     __slots__ = ("_store", "_files", "_chain", "_signer", "_buffer", "_unsent", "_behind", "_held_until",
                  "_last_checkpoint", "_since_checkpoint", "_last_sweep", "_key_published", "_gap_logged",
-                 "_known_head", "dropped", "written", "history")
+                 "_known_head", "_inflight", "dropped", "written", "history")
 
     def __init__(self, store: AsyncRedisClient, history: HistoryPolicy | None = None, *,
                  files: AuditFiles | None = None) -> None:
@@ -106,6 +107,7 @@ class AuditLog:
         self._last_sweep = float("-inf")
         self._key_published = False
         self._gap_logged = False
+        self._inflight: asyncio.Future[int] | None = None
         self.dropped = 0
         self.written = 0
 
@@ -162,7 +164,23 @@ class AuditLog:
     # -- the flush --------------------------------------------------------------
 
     async def flush(self, *, checkpoint: bool = False) -> int:
-        """Chain, write through, deliver; returns the records the store took. ``checkpoint``: seal now."""
+        """Chain, write through, deliver; returns the records the store took. ``checkpoint``: seal now.
+
+        A flush runs as a task of its own, shielded from its caller's cancellation: once it has
+        taken records from the buffer and chained them they exist only in that task until the
+        files have them, and a shutdown that cancelled the maintenance loop in the middle of the
+        write (the write queued in the files' thread, so never run) lost them while their
+        numbers stayed used. Flushes never overlap: one waits for the one before."""
+        previous = self._inflight
+        if previous is not None and not previous.done():
+            await asyncio.wait([previous])
+        task = asyncio.ensure_future(self._flush(checkpoint))
+        self._inflight = task
+        # (a failure of a flush whose caller was cancelled is the next flush's to see, not asyncio's to print)
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        return await asyncio.shield(task)
+
+    async def _flush(self, checkpoint: bool) -> int:
         numbered = self._seal(checkpoint)
         if numbered and self._files is not None:
             try:
@@ -374,6 +392,7 @@ class AuditLog:
 
     async def close(self) -> None:
         """A clean stop: seal the chain, flush, and say what the store could not take (it stays in the files)."""
+        # (flush first waits for a flush whose caller, the maintenance loop, was cancelled)
         await self.flush(checkpoint=True)
         deadline = time.monotonic() + CLOSE_CATCH_UP_S
         while self._behind and self._files is not None and time.monotonic() < deadline:
