@@ -119,8 +119,13 @@ end
 if meta[2] ~= ARGV[2] then
   return redis.error_reply('STALE_FENCE the load was taken over by fence ' .. tostring(meta[2]))
 end
-for i = 3, #KEYS do
-  redis.call('SET', KEYS[i], ARGV[i])
+if #KEYS > 2 then
+  local pairs = {}
+  for i = 3, #KEYS do
+    pairs[2 * i - 5] = KEYS[i]
+    pairs[2 * i - 4] = ARGV[i]
+  end
+  redis.call('MSET', unpack(pairs))  -- one call: a chunk is at most 500 records (1,000 values)
 end
 if tonumber(ARGV[1]) > tonumber(redis.call('HGET', KEYS[2], 'loaded') or '0') then
   redis.call('HSET', KEYS[2], 'loaded', ARGV[1])

@@ -464,11 +464,13 @@ class SnapshotLoad:
         crc32 = zlib.crc32  # keys.bucket_of, inlined: this loop runs a million times
         batch = records if isinstance(records, list) else list(records)
         position = self.count
-        encoded: list[tuple[bytes, bytes]] = []
+        keys: list[bytes] = []
+        values: list[bytes] = []
         for record in batch:
             check_identifiers(record)
             pn = record.pn.encode()
-            encoded.append((prefix + pn, encode_record(record)))
+            keys.append(prefix + pn)
+            values.append(encode_record(record))
             if record.ssn:
                 ident = record.ssn.encode()
                 bucket = crc32(ident) & mask
@@ -483,44 +485,50 @@ class SnapshotLoad:
                 if buf is None:
                     buf = cn_buf[bucket] = bytearray()
                 buf += ident + b"\0" + pn + b"\0"
-        # (position after the record, key, value) of what must be written.
-        todo: list[tuple[int, bytes, bytes]] = []
-        verify = max(0, min(len(encoded), self.verify_until - position))
+        total = len(keys)
+        # Stream positions after each record written; None: all of them, in order.
+        ends: list[int] | None = None
+        verify = max(0, min(total, self.verify_until - position))
         if verify:
             stored: list[bytes | None] = []
             for at in range(0, verify, _MSET_CHUNK):
-                stored += self.writer._io(self.redis_mget, [key for key, _ in encoded[at:min(verify, at + _MSET_CHUNK)]])
-            for i in range(verify):
-                key, value = encoded[i]
-                if stored[i] != value:
-                    todo.append((position + i + 1, key, value))
-        todo += [(position + i + 1, key, value) for i, (key, value) in enumerate(encoded[verify:], verify)]
-        if todo or not self.count:
-            self._write(todo)
-        self.count += len(encoded)
-        self.written += len(todo)
-        return len(encoded)
+                stored += self.writer._io(self.redis_mget, keys[at:min(verify, at + _MSET_CHUNK)])
+            keep = [i for i in range(verify) if stored[i] != values[i]] + list(range(verify, total))
+            ends = [position + i + 1 for i in keep]
+            keys = [keys[i] for i in keep]
+            values = [values[i] for i in keep]
+        if keys or not self.count:
+            self._write(keys, values, ends, position)
+        self.count += total
+        self.written += len(keys)
+        return total
 
     def redis_mget(self, keys: list[bytes]) -> list[bytes | None]:
         # execute_command: redis-py's cluster client splits mget() by slot; one tag, one slot.
         return self.writer.redis.execute_command("MGET", *keys)  # type: ignore[no-any-return]
 
-    def _write(self, todo: list[tuple[int, bytes, bytes]], retried: bool = False) -> None:
+    def _write(self, keys: list[bytes], values: list[bytes], ends: list[int] | None, position: int,
+               retried: bool = False) -> None:
+        """LOAD the records in chunks, each with the stream position after its last record."""
         w = self.writer
         pipe = w._pipeline()
-        fixed = [w.keys.leader, self._meta]
-        for at in range(0, max(1, len(todo)), _MSET_CHUNK):
-            chunk = todo[at:at + _MSET_CHUNK]
-            cursor = chunk[-1][0] if chunk else self.count
-            pipe.evalsha(w._load.sha, 2 + len(chunk), *fixed, *(key for _, key, _ in chunk),
-                         cursor, self.fence, *(value for _, _, value in chunk))
+        sha = w._load.sha
+        leader, meta, fence = w.keys.leader, self._meta, self.fence
+        for at in range(0, max(1, len(keys)), _MSET_CHUNK):
+            chunk_keys = keys[at:at + _MSET_CHUNK]
+            n = len(chunk_keys)
+            if n == 0:
+                cursor = position
+            else:
+                cursor = ends[at + n - 1] if ends is not None else position + at + n
+            pipe.evalsha(sha, 2 + n, leader, meta, *chunk_keys, cursor, fence, *values[at:at + _MSET_CHUNK])
         try:
             pipe.execute()
         except redis.exceptions.NoScriptError:
             if retried:
                 raise IndexUnavailable("the LOAD script vanished twice (Redis restarting?)") from None
             w._io(w.redis.script_load, scripts.LOAD)  # a restarted Redis: load it, go again
-            return self._write(todo, retried=True)
+            return self._write(keys, values, ends, position, retried=True)
         except redis.ResponseError as exc:
             # A pipeline's error reads "Command # 1 (...) of pipeline caused error: CODE ...".
             text = str(exc).rpartition("caused error: ")[2]
@@ -532,7 +540,6 @@ class SnapshotLoad:
             raise redis_unavailable(exc, IndexUnavailable) from exc
         except REDIS_UNAVAILABLE as exc:
             raise redis_unavailable(exc, IndexUnavailable) from exc
-
 
     def _write_lookups(self) -> None:
         w = self.writer
