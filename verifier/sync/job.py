@@ -57,6 +57,8 @@ import time
 from typing import Any, TextIO
 
 import msgspec
+import redis
+import redis.cluster
 
 import fastpath
 from verifier.index.errors import (
@@ -67,7 +69,7 @@ from verifier.index.errors import (
     SnapshotAborted,
     StaleFence,
 )
-from verifier.index.keys import DEFAULT_NAMESPACE
+from verifier.index.keys import DEFAULT_NAMESPACE, KeyLayout
 from verifier.index.regression import (
     Regression,
     RegressionCounter,
@@ -140,6 +142,62 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:500]
 
 
+class _Liveness:
+    """A subscription that says "this sync process is alive" for as long as its socket is.
+
+    The kernel closes a killed process's sockets, and Redis drops its subscriptions at
+    once; so a standby that finds no subscriber on the leader's channel (``PUBSUB
+    NUMSUB``, twice 0.1 s apart) knows the leader is dead and need not wait out the
+    lock's TTL. Owners that keep one end with ``L`` (older jobs are waited out as
+    before). Standalone Redis only: on a Cluster a subscription lives on one node, so
+    the TTL alone decides there.
+    """
+
+    def __init__(self, redis_client: SyncRedisClient, namespace: str, owner: str) -> None:
+        self.redis = redis_client
+        self.enabled = not isinstance(redis_client, redis.cluster.RedisCluster)
+        self.channel = alive_channel(namespace, owner)
+        self.namespace = namespace
+        self._pubsub: Any = None
+
+    def ensure(self) -> None:
+        """Subscribe (again, after Redis lost it: a restart); best effort."""
+        if not self.enabled:
+            return
+        try:
+            if self._pubsub is not None and self.subscribers(self.channel) >= 1:
+                return
+            self.close()
+            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+            pubsub.subscribe(self.channel)
+            self._pubsub = pubsub
+        except REDIS_UNAVAILABLE as exc:
+            log.debug("could not announce liveness: %s", _describe(exc))
+
+    def subscribers(self, channel: bytes) -> int:
+        return int(dict(self.redis.pubsub_numsub(channel)).get(channel, 0))
+
+    def holder_dead(self, owner: str) -> bool:
+        """True when ``owner`` keeps a liveness subscription and it is gone."""
+        if not self.enabled or not owner.endswith("L"):
+            return False
+        channel = alive_channel(self.namespace, owner)
+        try:
+            return self.subscribers(channel) == 0
+        except REDIS_UNAVAILABLE:
+            return False
+
+    def close(self) -> None:
+        pubsub, self._pubsub = self._pubsub, None
+        if pubsub is not None:
+            with contextlib.suppress(Exception):
+                pubsub.close()
+
+
+def alive_channel(namespace: str, owner: str) -> bytes:
+    return f"{KeyLayout(namespace).tag}:sync:alive:{owner}".encode()
+
+
 class _Renewer:
     """Renews the leader lock every ttl/3 in a thread; sets ``lost`` when it is gone.
 
@@ -147,7 +205,9 @@ class _Renewer:
     while it waits on a slow upstream answer or a backoff.
     """
 
-    def __init__(self, writer: IndexWriter, owner: str, fence: int, ttl_s: float) -> None:
+    def __init__(self, writer: IndexWriter, owner: str, fence: int, ttl_s: float,
+                 liveness: _Liveness | None = None) -> None:
+        self.liveness = liveness
         self.writer = writer
         self.owner = owner
         self.fence = fence
@@ -169,6 +229,8 @@ class _Renewer:
                 if not self.writer.renew_leadership(self.owner, self.fence, self.ttl_s):
                     self.lost.set()
                     return
+                if self.liveness is not None:
+                    self.liveness.ensure()
             except PermitIndexError as exc:
                 # Cannot tell now (Redis down or failing over): try again next round.
                 log.debug("could not renew the leader lock: %s", _describe(exc))
@@ -204,7 +266,11 @@ class SyncJob:
         self.identity = (settings.sync_instance or socket.gethostname()).replace(":", "-")
         """Who this job is across restarts (``--instance``, else the host name)."""
         self.explicit_identity = bool(settings.sync_instance)
-        self.owner = owner or f"{self.identity}:{os.getpid()}:{secrets.token_hex(3)}"
+        # "L": this job keeps a liveness subscription (see _Liveness).
+        self.owner = owner or f"{self.identity}:{os.getpid()}:{secrets.token_hex(3)}L"
+        self.liveness = _Liveness(redis_client, namespace, self.owner)
+        self._dead_seen: str | None = None
+        """The lock value whose holder's liveness channel was found empty at the last poll."""
         self.ttl_s = max(0.5, settings.sync_lock_ttl_s)
         self.poll_s = max(0.0, settings.sync_poll_interval_s)
         self.page_size = max(1, settings.sync_page_size)
@@ -290,7 +356,7 @@ class SyncJob:
             raise StaleFence("the leader lock expired or was taken over")
 
     def _start_renewer(self, fence: int) -> None:
-        self._renewer = _Renewer(self.writer, self.owner, fence, self.ttl_s)
+        self._renewer = _Renewer(self.writer, self.owner, fence, self.ttl_s, self.liveness)
         self._renewer.start()
 
     def _stop_renewer(self) -> None:
@@ -306,6 +372,7 @@ class SyncJob:
                  self.poll_s, self.ttl_s)
         standby_logged = False
         failures = 0
+        self.liveness.ensure()
         try:
             while not self.stop.is_set():
                 try:
@@ -327,6 +394,7 @@ class SyncJob:
                     continue
                 standby_logged = False
                 self.fence = fence
+                self.liveness.ensure()
                 self._start_renewer(fence)
                 self.counts.leaderships += 1
                 log.info("sync %s: leading with fence %d", self.owner, fence)
@@ -361,20 +429,41 @@ class SyncJob:
         if value is None:
             return None
         parts = value.split(":")
-        if len(parts) != 4 or parts[1] != self.identity or value.endswith(":" + self.owner):
+        if len(parts) != 4 or value.endswith(":" + self.owner):
             return None
+        if parts[1] != self.identity:
+            return self._take_over_if_dead(value, ":".join(parts[1:]))
         try:
             pid = int(parts[2])
         except ValueError:
             return None
         if not self.explicit_identity and pid != os.getpid() and _pid_alive(pid):
-            return None
+            return self._take_over_if_dead(value, ":".join(parts[1:]))
         try:
             fence = self.writer.acquire_leadership(self.owner, self.ttl_s, take_over=value)
         except PermitIndexError:
             return None
         if fence is not None:
             log.info("sync %s: reclaimed the lock of its dead predecessor (pid %d)", self.owner, pid)
+        return fence
+
+    def _take_over_if_dead(self, value: str, holder: str) -> int | None:
+        """Take the lock when its holder's liveness subscription was gone at two polls in a
+        row (0.1 s apart: a subscription being renewed after a Redis restart is not death)."""
+        if not self.liveness.holder_dead(holder):
+            self._dead_seen = None
+            return None
+        if self._dead_seen != value:
+            self._dead_seen = value
+            return None
+        self._dead_seen = None
+        self.liveness.ensure()  # ours first: we are about to lead
+        try:
+            fence = self.writer.acquire_leadership(self.owner, self.ttl_s, take_over=value)
+        except PermitIndexError:
+            return None
+        if fence is not None:
+            log.info("sync %s: took over from %s, whose connection to Redis is gone (dead)", self.owner, holder)
         return fence
 
     def _shutdown(self) -> None:
@@ -393,6 +482,7 @@ class SyncJob:
                                   self.namespace)
             with contextlib.suppress(Exception):
                 self.writer.release_leadership(self.owner, fence)  # a standby takes over at once
+        self.liveness.close()
         with contextlib.suppress(Exception):
             self.upstream.close()
 
