@@ -13,8 +13,9 @@ Starts a private Redis, the upstream simulator (in this process, 50 events/s) an
   the index is confirmed again.
 
 Times are wall-clock from the kill, read by polling Redis every 5 ms. Anchor, in the
-same run: the wall-clock start-up of a bare ``python -c "import verifier.sync.job"``
-(what a restarted job pays before it can ask for the lock). The machine is a shared
+same run: the wall-clock start-up of the ``verifier sync`` command line with the job's
+modules imported, up to its ``--help`` (what a restarted job pays before it can ask for
+the lock). The machine is a shared
 2-core one: figures vary with its load.
 """
 
@@ -40,13 +41,25 @@ from verifier.upstream.server import UpstreamServer  # noqa: E402
 from verifier.upstream.simulator import Upstream  # noqa: E402
 
 
+LOGS: dict[int, Path] = {}
+INSTANCES: dict[int, str | None] = {}
+
+
 def start_job(redis_url: str, upstream_url: str, instance: str | None, log: Path) -> subprocess.Popen[bytes]:
     env = {**os.environ, "REDIS_URL": redis_url, "UPSTREAM_URL": upstream_url}
     env.pop("VERIFIER_SYNC_LOCK_TTL_S", None)
     if instance:
         env["VERIFIER_SYNC_INSTANCE"] = instance
-    return subprocess.Popen([sys.executable, "-m", "verifier", "sync"], cwd=REPO, env=env,
-                            stdout=log.open("ab"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    log = log.with_name(f"{log.stem}-{time.monotonic_ns()}.log")
+    process = subprocess.Popen([sys.executable, "-m", "verifier", "sync"], cwd=REPO, env=env,
+                               stdout=log.open("ab"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    LOGS[process.pid] = log
+    INSTANCES[process.pid] = instance
+    return process
+
+
+def standing_by(pid: int) -> bool:
+    return "standby (another sync job leads)" in LOGS[pid].read_text(errors="replace")
 
 
 def leader_pid(writer: IndexWriter) -> int | None:
@@ -69,6 +82,8 @@ def as_of(writer: IndexWriter) -> float | None:
 
 def trial(writer: IndexWriter, victim: subprocess.Popen[bytes], successor_pid, start_successor=None):  # type: ignore[no-untyped-def]
     wait(lambda: leader_pid(writer) == victim.pid and as_of(writer) is not None)
+    if successor_pid is not None:  # the standby must be up and waiting, not still starting
+        wait(lambda: standing_by(successor_pid))
     time.sleep(0.7)  # a random-ish moment of its work
     before = as_of(writer)
     killed = time.monotonic()
@@ -109,7 +124,7 @@ def main() -> int:
                 wait(lambda: leader_pid(writer) in {j.pid for j in jobs})
                 leader = next(j for j in jobs if j.pid == leader_pid(writer))
                 standby = next(j for j in jobs if j is not leader)
-                instance = "node-a" if leader is jobs[0] else "node-b"
+                instance = INSTANCES[leader.pid]
                 locked, confirmed, _ = trial(writer, leader, standby.pid)
                 results["standby"]["lock"].append(locked)
                 results["standby"]["confirmed"].append(confirmed)
@@ -131,9 +146,11 @@ def main() -> int:
     startup = []
     for _ in range(args.trials):
         started = time.monotonic()
-        subprocess.run([sys.executable, "-c", "import verifier.sync.job"], cwd=REPO, check=True)
+        subprocess.run([sys.executable, "-c", "import sys; sys.argv = ['verifier', 'sync', '--help']; "
+                        "import verifier.sync.job, verifier.cli as c; c.main()"], cwd=REPO,
+                       stdout=subprocess.DEVNULL, check=False)
         startup.append(time.monotonic() - started)
-    results["anchor"] = {"python_startup_and_import": startup}
+    results["anchor"] = {"cli_startup": startup}
     report = {kind: {what: summary(values) | {"trials": values} for what, values in parts.items()}
               for kind, parts in results.items()}
     for kind, parts in report.items():

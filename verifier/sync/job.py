@@ -417,10 +417,12 @@ class SyncJob:
     def _reclaim(self) -> int | None:
         """Take the lock of our own dead predecessor at once instead of waiting out its TTL.
 
-        The holder is ours when it has our identity and either the identity was given
-        explicitly (``--instance``: the operator promises one process per identity), or
-        it is the host name and the holder's pid is gone from this host (or is our own
-        pid: a container restarted with the same pid). Its writes are fenced anyway.
+        The holder is our dead predecessor when it has our identity (the host name, or
+        ``--instance``) and its pid is gone from this host (or is our own pid: a container
+        restarted with the same pid). Any other holder (an explicit ``--instance`` too:
+        pids of another pid namespace say nothing) is taken over once its liveness
+        subscription is gone (:class:`_Liveness`), else when its lock expires. Its writes
+        are fenced anyway.
         """
         try:
             value = self.writer.leader()
@@ -437,7 +439,7 @@ class SyncJob:
             pid = int(parts[2])
         except ValueError:
             return None
-        if not self.explicit_identity and pid != os.getpid() and _pid_alive(pid):
+        if self.explicit_identity or (pid != os.getpid() and _pid_alive(pid)):
             return self._take_over_if_dead(value, ":".join(parts[1:]))
         try:
             fence = self.writer.acquire_leadership(self.owner, self.ttl_s, take_over=value)
