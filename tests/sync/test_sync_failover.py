@@ -97,6 +97,35 @@ def test_a_live_job_of_the_same_host_is_not_robbed(redis_url, redis_sync, tmp_pa
             if second is not None:
                 second.terminate()
     assert "reclaimed" not in (tmp_path / "b.log").read_text()
+    assert "took over" not in (tmp_path / "b.log").read_text()
+
+
+def test_a_standby_takes_over_at_once_from_a_leader_whose_process_died(redis_url, redis_sync, tmp_path) -> None:
+    """The lock's TTL is 600 s here, so only the dead leader's vanished liveness subscription
+    (its socket closed by the kernel) can explain the takeover."""
+    with simulator(permits=1000, seed=46) as (upstream, server, client):
+        ttl = {"VERIFIER_SYNC_LOCK_TTL_S": "600"}
+        a = SyncProcess(redis_url, server.url, tmp_path / "a.log", VERIFIER_SYNC_INSTANCE="node-a", **ttl)
+        b = SyncProcess(redis_url, server.url, tmp_path / "b.log", VERIFIER_SYNC_INSTANCE="node-b", **ttl)
+        try:
+            wait_caught_up(upstream, redis_sync)
+            leader = wait_for(lambda: _leader_pid(redis_sync), 10, "a leader")
+            old, new = (a, b) if leader == a.pid else (b, a)
+            wait_for(lambda: "standby (another sync job leads)" in new.log_path.read_text(), 60, "a standby")
+            fence = _fence(redis_sync)
+            old.kill()
+            wait_for(lambda: _leader_pid(redis_sync) == new.pid, 60, "the standby to lead")
+            assert _fence(redis_sync) > fence
+            upstream.random_events(200)
+            wait_caught_up(upstream, redis_sync)
+            assert_index_equals_upstream(upstream, redis_sync)
+        finally:
+            for process in (a, b):
+                if process.process.poll() is None:
+                    process.terminate()
+                else:
+                    process.kill()
+    assert "whose connection to Redis is gone (dead)" in new.log_path.read_text()
 
 
 def test_a_paused_leader_cannot_write_after_a_standby_took_over(redis_url, redis_sync, tmp_path) -> None:
