@@ -50,7 +50,7 @@ def assert_in_order_per_permit(inbox: Inbox) -> dict[str, list[int]]:
     return arrivals
 
 
-def describe(expected: set[int], inbox: Inbox, store_sync: Any, redis_sync: Any) -> str:
+def describe(expected: set[int], inbox: Inbox, store_sync: Any, redis_sync: Any, logs: Path | None = None) -> str:
     """What is where, when not everything arrived (for the failure message)."""
     from verifier.index.keys import KeyLayout
     from verifier.notify.store import GROUP, StoreKeys
@@ -62,7 +62,19 @@ def describe(expected: set[int], inbox: Inbox, store_sync: Any, redis_sync: Any)
     groups = redis_sync.xinfo_groups(KeyLayout().changelog)
     return (f"{len(missing)} missing (first {missing[:10]}); outbox lengths {lengths}; pending {pending}; "
             f"cursors {store_sync.hgetall(StoreKeys.cursors)}; change stream groups {groups}; "
-            f"leases {[store_sync.get(StoreKeys.lease(p)) for p in range(4)]}")
+            f"leases {[store_sync.get(StoreKeys.lease(p)) for p in range(4)]}; pending by consumer "
+            f"{ {s: store_sync.xpending(s, GROUP)['consumers'] for s in streams} }; notifier warnings "
+            f"{_warnings(logs)}")
+
+
+def _warnings(logs: Path | None) -> list[str]:
+    """The notifiers' warning and error lines (the last 40), for a failure message."""
+    if logs is None:
+        return []
+    lines = [line for path in sorted(logs.glob("notify-*.log"))
+             for line in path.read_text(errors="replace").splitlines()
+             if "WARNING" in line or "ERROR" in line or "Traceback" in line or "Error" in line]
+    return lines[-40:]
 
 
 @pytest.mark.slow
@@ -101,7 +113,7 @@ def test_kill_9_in_a_loop_loses_nothing_and_keeps_the_order(redis_url: str, redi
                 wait_for(lambda: expected <= {p["data"]["seq"] for p in changes(inbox)}, 180 if LONG else 90,
                          f"all {len(expected)} changes at the receiver")
             except AssertionError as exc:
-                raise AssertionError(f"{exc}; {describe(expected, inbox, store_sync, redis_sync)}") from None
+                raise AssertionError(f"{exc}; {describe(expected, inbox, store_sync, redis_sync, tmp_path)}") from None
         finally:
             sync.terminate()
             for notifier in notifiers:

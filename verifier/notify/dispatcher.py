@@ -282,6 +282,12 @@ class Dispatcher:
                     # again once the store answers: at least once, still in order.
                     log.warning("notify: store unreachable while delivering (%s); retrying", type(exc).__name__)
                     await asyncio.sleep(1.0)
+                except Exception:
+                    # Never die with messages queued: no one else would send this permit's
+                    # queue (its messages stay pending to this consumer) until another came.
+                    log.exception("notify: delivery step failed unexpectedly (subscription %s, partition %d); "
+                                  "retrying", lane.sub, lane.partition)
+                    await asyncio.sleep(1.0)
         finally:
             # (no await between the loop's last check and here: nothing was pushed meanwhile)
             if lane.tasks.get(key) is asyncio.current_task():

@@ -377,6 +377,11 @@ class Notifier:
                         type(exc).__name__)
             self._adopting.pop(partition, None)
             await self._hand_over(partition)
+        except Exception:
+            # A partition held but never claimed would be renewed for ever and never read.
+            log.exception("notify: taking partition %d over failed unexpectedly; letting it go", partition)
+            self._adopting.pop(partition, None)
+            await self._hand_over(partition)
         finally:
             self._adopting.pop(partition, None)
 
