@@ -451,7 +451,9 @@ class SyncJob:
 
     def _take_over_if_dead(self, value: str, holder: str) -> int | None:
         """Take the lock when its holder's liveness subscription was gone at two polls in a
-        row (0.1 s apart: a subscription being renewed after a Redis restart is not death)."""
+        row (0.1 s apart). After a Redis restart every subscription is gone until its job
+        subscribes again (within a third of the TTL): a standby may take over meanwhile, a
+        needless failover but a harmless one (fenced; the index is intact, no resync)."""
         if not self.liveness.holder_dead(holder):
             self._dead_seen = None
             return None
