@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Work permit verification service: verify QR codes and card reads, "
         "mirror the upstream permit system, serve the API.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
         try:
@@ -44,13 +45,42 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("permit-verifier")
+    except PackageNotFoundError:  # running from a tree that was not installed
+        return "0 (not installed)"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from redis.exceptions import RedisError
+
+    from verifier.lib.redis_preflight import PreflightError, preflight, redacted
+    from verifier.lib.settings import Settings
+
+    try:
+        settings = Settings.from_env(state_dir=getattr(args, "state_dir", None))
+        note = preflight(args, settings.state_dir, settings.redis_url, settings.store_url)
+    except PreflightError as exc:
+        print(f"verifier: {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:  # a setting in the environment that is not one
+        print(f"verifier: {exc}", file=sys.stderr)
+        return 2
+    if note:
+        print(note, file=sys.stderr)
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         return 130
+    except RedisError as exc:  # Redis went away while the command ran: one line, not a traceback
+        reason = str(exc).split("\n")[0] or type(exc).__name__
+        print(f"verifier: Redis failed while {args.command} ran: {redacted(reason)}", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -29,7 +29,7 @@ from verifier.index import Card, ChangeEvent, IndexWriter, PermitRecord
 from verifier.index.trust_store import save_trust_list_sync
 from verifier.issuing import IssuerKey, mint_es1, mint_wp1
 from verifier.issuing.keys import trust_list
-from verifier.lib.redis_client import async_client
+from verifier.lib.redis_client import TOOL_OPTIONS, async_client
 from verifier.lib.settings import Settings
 
 T = TypeVar("T")
@@ -76,7 +76,7 @@ NOT_IN_INDEX = record("WP1100002020999999")
 def run_async(redis_url: str, fn: Callable[[Any], Awaitable[T]]) -> T:
     """Run ``fn(async redis client)`` to completion in a loop of its own."""
     async def main() -> T:
-        client = async_client(redis_url)
+        client = async_client(redis_url, TOOL_OPTIONS)  # a tool's client: not the API's fail-fast timeouts
         try:
             return await fn(client)
         finally:

@@ -16,13 +16,14 @@ from tests.api.conftest import World, wait_until
 
 
 class Server:
-    def __init__(self, world: World, workers: int, log_path: Path, port: int | None = None, **settings: Any) -> None:
+    def __init__(self, world: World, workers: int, log_path: Path, port: int | None = None, log_level: str = "warning",
+                 **settings: Any) -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, **world.settings(**settings).to_env(), "VERIFIER_WORKERS": str(workers)}
         self._log = log_path.open("wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "verifier", "serve", "--port", str(self.port), "--log-level", "warning"],
+            [sys.executable, "-m", "verifier", "serve", "--port", str(self.port), "--log-level", log_level],
             env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         self.log_path = log_path

@@ -14,7 +14,7 @@ import orjson
 from verifier.api.audit.chain import Chain, Link
 from verifier.api.audit.log import AuditLog
 from verifier.api.audit.stream import AUDIT_STREAM, BATCH, BATCH_BYTES, PIPELINE_BYTES, pipelines
-from verifier.lib.redis_client import async_client
+from verifier.lib.redis_client import BULK_OPTIONS, async_client
 
 
 def _lookup_record(i: int, permits: int) -> dict[str, Any]:
@@ -42,7 +42,7 @@ def test_a_flush_of_large_records_writes_every_record_once_in_order(redis_url: s
     records = [_lookup_record(i, 1000) for i in range(120)]  # ~2.3 MB
 
     async def main() -> tuple[int, list[Any]]:
-        client = async_client(redis_url)
+        client = async_client(redis_url, BULK_OPTIONS)  # the audit's own client in a worker (verifier/api/runtime.py)
         try:
             audit = AuditLog(client)
             for record in records:

@@ -194,7 +194,8 @@ def test_bad_bodies(client: Any, world: World) -> None:
     assert problem(client.post(SESSION, json={}, headers=platform(world)), 400)["errors"][0]["key"] == "code"
     assert problem(client.post(SESSION, content=b'{"code": "' + b"A" * 140_000 + b'"}',
                                headers={**platform(world), "Content-Type": "application/json"}), 413)
-    assert problem(client.post("/v1/holder/match", content=b"x" * 20_000, headers=platform(world)), 413)
+    assert problem(client.post("/v1/holder/match", content=b"x" * 20_000,
+                               headers={**platform(world), "Content-Type": "application/json"}), 413)
 
 
 # --- the holder's permit -----------------------------------------------------------

@@ -213,3 +213,39 @@ def test_the_script_itself_guards_versions(leader: Leader, reader: SyncPermitInd
     assert writer.state().seq == 1
     call(3, make_record(1, v=4, n="X"))
     assert reader.get(pn_of(1)).n == "X" and writer.state().seq == 2
+
+
+@pytest.mark.parametrize("v", [0, 1, 127, 128, 255, 256, 65_535, 65_536, 2**32 - 1, 2**32, 2**40])
+@pytest.mark.parametrize("name", ["A", "N" * 31, "N" * 32, "N" * 255, "N" * 256, "\u00c9" * 20])
+def test_the_script_reads_the_stored_version_of_every_shape(leader: Leader, reader: SyncPermitIndex,
+                                                            v: int, name: str) -> None:
+    """APPLY steps over the record's str fields to read its ``v`` (cmsgpack for the shapes
+    it does not step over: str16 names, 64-bit versions): every msgpack width of ``v``
+    and of the fields before it gives the version msgspec wrote."""
+    from verifier.index import PermitIndexError
+    from verifier.index.apply_plan import V_INDEX, ApplyArgs
+    from verifier.index.records import encode_record
+
+    leader.load([make_record(1, v=v, n=name)], seq=1)
+    writer = leader.writer
+    pointer = writer.pointer()
+    assert pointer is not None
+    keys = writer.keys
+
+    def call(expected_old_v: int, new: Any) -> None:
+        writer._call(
+            writer._apply,
+            [keys.current, keys.leader, keys.meta(pointer.generation),
+             keys.record_prefix(pointer.generation) + new.pn.encode(), keys.changelog],
+            ApplyArgs(pointer=pointer.raw, fence=leader.fence, stored_cursor=b"1", cursor=2, records=1, lookups=0,
+                      channel=keys.channel, message=b"", v_index=V_INDEX, added=0, feed=b"feed-1",
+                      stream_maxlen=100, entries=0, cursor_entry=1,
+                      record_triples=[(expected_old_v, new.v, encode_record(new))], lookup_triples=[]).argv(),
+        )
+
+    with pytest.raises(PermitIndexError, match="RECORD_MOVED"):
+        call(v + 1, make_record(1, v=v + 2, n="X"))
+    with pytest.raises(PermitIndexError, match="VERSION_NOT_HIGHER"):
+        call(v, make_record(1, v=v, n="X"))
+    call(v, make_record(1, v=v + 1, n="X"))
+    assert reader.get(pn_of(1)) == make_record(1, v=v + 1, n="X")

@@ -3,6 +3,8 @@ against a real one in test_apply.py)."""
 
 from __future__ import annotations
 
+import zlib
+
 import dataclasses
 import re
 from pathlib import Path
@@ -93,7 +95,8 @@ def test_the_script_arguments_by_name() -> None:
     assert len(argv) == 14 + 3 * 2 + 3 * 4 + 6 * 2
     assert argv[:14] == [POINTER.raw, 42, b"3", 5, 2, 4, layout.channel, args.message, V_INDEX, 1,
                          b"", args.stream_maxlen, 2, 0]
-    assert argv[20:23] == [b"-", before.ssn.encode(), pn_of(1)]
+    # the id goes as its field in the bucket (keys.lookup_field: its crc32)
+    assert argv[20:23] == [b"-", b"%d" % zlib.crc32(before.ssn.encode()), pn_of(1)]
     # one change entry per applied event, in seq order; the employer before only when it changed
     assert argv[32:38] == ["change", 4, pn_of(1), args.change_entries[0][3], repr(1_700_000_004.0), ""]
     assert decode_record(argv[35]) == after and argv[38:41] == ["change", 5, pn_of(2)]

@@ -91,3 +91,33 @@ def test_the_server_answers_a_key_run_and_only_the_standalone_client_takes_one(r
     assert takes
     assert values == [None, *[f"v{i}".encode() for i in range(300)], None]
     assert not packs_key_runs(object())
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(args=st.lists(st.one_of(KEY, st.binary(max_size=8), st.integers(), st.floats(allow_nan=False)),
+                     min_size=0, max_size=12))
+def test_the_sync_packer_packs_as_redis_py_does(args: list[object]) -> None:
+    """The sync clients' packer hands every argument to hiredis (redis-py first runs a
+    Python encoder over each): the same bytes as redis-py's own packing."""
+    from verifier.lib.redis_client import _SyncHiredisPacker
+
+    packer = _SyncHiredisPacker()
+    assert b"".join(packer.pack("EVALSHA", *args)) == _python_packed("EVALSHA", *args)
+
+
+def test_the_sync_packer_falls_back_for_what_hiredis_refuses(redis_url: str) -> None:
+    from verifier.lib.redis_client import _SyncHiredisPacker, sync_client
+
+    packer = _SyncHiredisPacker()
+    assert b"".join(packer.pack("SET", "k", bytearray(b"v"))) == _python_packed("SET", "k", bytearray(b"v"))
+    with pytest.raises(DataError):
+        packer.pack("SET", "k", True)
+    client = sync_client(redis_url)
+    try:
+        assert isinstance(client.connection_pool.connection_kwargs["command_packer"], _SyncHiredisPacker)
+        client.set("packed", bytearray(b"\x00\xff"))
+        assert client.get("packed") == b"\x00\xff"
+        with pytest.raises(DataError):
+            client.set("packed", None)  # type: ignore[arg-type]
+    finally:
+        client.close()

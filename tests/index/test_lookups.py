@@ -161,13 +161,14 @@ def test_a_stale_mapping_is_ignored(leader: Leader, reader: SyncPermitIndex, red
     state = leader.writer.state()
     assert state.generation is not None and state.buckets is not None
     # Corrupt the look-up: "S-GHOST" -> permit 1, whose record does not carry it.
-    from verifier.index.keys import KeyLayout, bucket_of
+    from verifier.index.keys import KeyLayout, bucket_of, lookup_field
 
     keys = KeyLayout()
     bucket = keys.ssn_prefix(state.generation) + b"%d" % bucket_of(b"S-GHOST", state.buckets)
-    redis_sync.hset(bucket, "S-GHOST", pn_of(1))
+    field = lookup_field(b"S-GHOST")
+    redis_sync.hset(bucket, field, pn_of(1))
     assert reader.get_many("ssn", ["S-GHOST"]) == {}
-    redis_sync.hset(bucket, "S-GHOST", f"{pn_of(1)} {pn_of(9)}")
+    redis_sync.hset(bucket, field, f"{pn_of(1)} {pn_of(9)}")
     assert reader.get_many("ssn", ["S-GHOST"]) == {}
 
 
@@ -184,3 +185,50 @@ def test_a_corrupt_record_is_an_outage_not_a_crash(leader: Leader, reader: SyncP
     with pytest.raises(IndexUnavailable):
         reader.get_many("ssn", [make_record(1).ssn or ""])
     assert reader.get(pn_of(2)) == make_record(2)
+
+
+# Two card numbers of one crc32 (found by a birthday search): they share a field in their bucket.
+CRC_TWINS = ("Ca02552f76dbdf5fd", "C670009b22c087272")
+
+
+def test_ids_of_one_crc32_share_a_field_and_each_finds_its_own_permit(leader: Leader,
+                                                                      reader: SyncPermitIndex) -> None:
+    import zlib
+
+    from verifier.index import Card
+
+    assert zlib.crc32(CRC_TWINS[0].encode()) == zlib.crc32(CRC_TWINS[1].encode())
+    leader.load([make_record(1, cards=(Card(CRC_TWINS[0], "active"),)),
+                 make_record(2, ssn=CRC_TWINS[1], cards=(Card(CRC_TWINS[1], "active"),))], seq=1)
+    found = reader.get_many("cn", list(CRC_TWINS))
+    assert {k: v.pn for k, v in found.items()} == {CRC_TWINS[0]: pn_of(1), CRC_TWINS[1]: pn_of(2)}
+    assert {k: v.pn for k, v in reader.get_many("ssn", [CRC_TWINS[1], CRC_TWINS[0]]).items()} == {
+        CRC_TWINS[1]: pn_of(2)}
+    # Applied changes keep them apart: the second card moves to a third permit, the first stays.
+    leader.apply([event(2, make_record(2, v=2, ssn=CRC_TWINS[1], cards=())),
+                  event(3, make_record(3, cards=(Card(CRC_TWINS[1], "active"),)))])
+    found = reader.get_many("cn", list(CRC_TWINS))
+    assert {k: v.pn for k, v in found.items()} == {CRC_TWINS[0]: pn_of(1), CRC_TWINS[1]: pn_of(3)}
+    leader.apply([event(4, make_record(1, v=2, cards=()))])
+    assert {k: v.pn for k, v in reader.get_many("cn", list(CRC_TWINS)).items()} == {CRC_TWINS[1]: pn_of(3)}
+
+
+def test_a_generation_of_the_older_layout_is_read_and_written_by_its_ids(leader: Leader, reader: SyncPermitIndex,
+                                                                        redis_sync: Any) -> None:
+    """A generation loaded before bucket fields were crc32s (its pointer has no ``:h``)
+    keeps working until a full load replaces it: look-ups and applied changes use its ids."""
+    from verifier.index.keys import KeyLayout, Pointer, bucket_of
+
+    load = leader.writer.begin_snapshot(leader.fence)
+    load.pointer = Pointer(load.generation, load.pointer.buckets, hashed=False)  # as the older code wrote it
+    load.add([make_record(1), make_record(2)])
+    load.commit(1, "feed-old")
+    raw = redis_sync.get(KeyLayout().current)
+    assert raw == b"%d:%d" % (load.generation, load.pointer.buckets)
+    assert reader.get_many("ssn", [make_record(1).ssn])[make_record(1).ssn].pn == pn_of(1)
+    leader.apply([event(2, make_record(1, v=2, ssn="S-MOVED"))])
+    assert set(reader.get_many("ssn", ["S-MOVED", make_record(1).ssn or ""])) == {"S-MOVED"}
+    bucket = KeyLayout().ssn_prefix(load.generation) + b"%d" % bucket_of(b"S-MOVED", load.pointer.buckets)
+    assert redis_sync.hget(bucket, "S-MOVED") == pn_of(1).encode()
+    assert {k: v.pn for k, v in reader.get_many("cn", [make_record(2).cn or ""]).items()} == {
+        make_record(2).cn: pn_of(2)}

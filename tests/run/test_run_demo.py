@@ -49,9 +49,16 @@ def test_demo_serves_its_samples_and_stops_everything_on_sigint(tmp_path: Path, 
     assert send(demo, "tampered").json()["result"] in ("BAD_SIGNATURE", "MALFORMED")
     manual = send(demo, "manual").json()
     assert (manual["result"], manual["profile"]) == ("VALID", "MANUAL")
-    # An ES1 code is good once; the same code from another terminal is a replay.
-    assert send(demo, "es1").json()["result"] == "VALID"
-    assert send(demo, "es1", terminal="another-terminal").json()["result"] == "REPLAYED"
+    # An ES1 code is good once; the same code from another terminal is a replay: the two
+    # commands printed for it, pasted in turn, say what their labels say.
+    assert f"# es1_again: {info['samples']['es1_again']['note']} -> REPLAYED" in printed
+    assert info["samples"]["es1_again"]["curl"] in printed
+    for name, expected in (("es1", "VALID"), ("es1_again", "REPLAYED")):
+        if shutil.which("curl"):
+            pasted = subprocess.run(info["samples"][name]["curl"], shell=True, capture_output=True, timeout=30)
+            assert orjson.loads(pasted.stdout)["result"] == expected, (name, pasted.stdout)
+        else:
+            assert send(demo, name).json()["result"] == expected
     lookup = send(demo, "lookup")
     assert lookup.status_code == 200
     valid_pn, cancelled_pn = info["samples"]["lookup"]["body"]["ids"]
@@ -81,6 +88,23 @@ def test_demo_serves_its_samples_and_stops_everything_on_sigint(tmp_path: Path, 
         assert {("qr", "VALID"), ("manual", "VALID")} <= kinds  # the samples sent above (the sign-in may not be
         # flushed yet: the audit goes out every 0.25 s)
         assert status == "204"
+
+    # The card read, pasted into one shell as printed: challenge, the bridge's card signs, the verdict.
+    assert "\n".join(info["card_read_flow"]) in printed
+    if shutil.which("curl"):
+        read = subprocess.run(["bash", "-euo", "pipefail", "-c", "\n".join(info["card_read_flow"])],
+                              capture_output=True, cwd=tmp_path, timeout=60, text=True)
+        assert read.returncode == 0, read.stderr
+        card_verdict = orjson.loads(read.stdout)
+        assert (card_verdict["result"], card_verdict["profile"]) == ("VALID", "CARD"), card_verdict
+
+    # The management commands find the demo's Redis as the demo does (its state folder), with no URL given.
+    found = subprocess.run([sys.executable, "-m", "verifier", "api-keys", "list", "--json"], capture_output=True,
+                           cwd=tmp_path, env={**child_env(), "VERIFIER_STATE_DIR": str(tmp_path / "state")},
+                           timeout=60, text=True)
+    assert found.returncode == 0, found.stderr
+    assert "using the running demo's Redis" in found.stderr and info["store"] in found.stderr
+    assert info["key_ids"]["admin"] in found.stdout
 
     # The verifications above reached the audit stream, under the exit_entry key.
     def audited() -> list[dict[str, object]]:

@@ -20,7 +20,7 @@ from verifier.api.docs import LocalSwaggerPlugin, schema_router
 from verifier.api.health.controller import HealthController
 from verifier.api.holder.controller import HolderController
 from verifier.api.middleware import metrics_middleware
-from verifier.api.openapi import COMPONENTS
+from verifier.api.openapi import COMPONENTS, add_links
 from verifier.api.permits.controller import PermitController
 from verifier.api.qr.controller import QrController
 from verifier.api.receipts.controller import ReceiptController
@@ -89,6 +89,7 @@ def create_app(settings: Settings, *, redis: AsyncRedisClient | None = None, sto
     # The bodies are decoded by the handlers (verifier/api/body.py), so Litestar does
     # not know their models: add their schemas to the generated document.
     app.openapi_schema.components.schemas.update(request_components())  # type: ignore[union-attr]
+    add_links(app.openapi_schema)
     return app
 
 

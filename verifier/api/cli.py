@@ -152,7 +152,7 @@ def _usage_error(message: str) -> int:
 def _with_redis(args: argparse.Namespace, work: Callable[[AsyncRedisClient], Awaitable[T]]) -> T:
     """Run ``work(store)`` on an asyncio client of the store of record (``--store``/``$VERIFIER_STORE_URL``,
     else ``--redis``/``$REDIS_URL``)."""
-    from verifier.lib.redis_client import async_client
+    from verifier.lib.redis_client import TOOL_OPTIONS, async_client
     from verifier.lib.settings import Settings
 
     url = Settings.from_env(redis_url=args.redis, store_url=args.store).store_url_or_index
@@ -160,7 +160,7 @@ def _with_redis(args: argparse.Namespace, work: Callable[[AsyncRedisClient], Awa
         raise _NoRedis()
 
     async def run() -> T:
-        redis = async_client(url)
+        redis = async_client(url, TOOL_OPTIONS)  # not the API's 0.5 s: an export or a trim may take longer
         try:
             return await work(redis)
         finally:
@@ -182,7 +182,8 @@ def _redis_command(func: Callable[[argparse.Namespace], int]) -> Callable[[argpa
         try:
             return func(args)
         except _NoRedis:
-            return _usage_error("no store URL: set VERIFIER_STORE_URL (or REDIS_URL) or pass --store")
+            return _usage_error("no store URL: pass --store URL (or set VERIFIER_STORE_URL, or REDIS_URL), or run "
+                                "`verifier demo` in this folder (its URLs are then found in .state/store.url)")
         except (RedisError, OSError) as exc:
             print(f"verifier: Redis: {exc}", file=sys.stderr)
             return 3

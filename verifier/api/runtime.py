@@ -20,10 +20,22 @@ back. Background tasks:
   once, not at the next freshness poll;
 - the store subscriber: the revocation channel drops a revoked API key from the key
   cache (the whole cache is dropped whenever it subscribes again);
-- the maintenance loop, every 0.25 s: polls the index freshness and flushes the
-  audit (chain, files, store: verifier/api/audit/log.py); every second the metrics
-  deltas; every few seconds it re-reads the trust list and checks that the store
-  still holds the receipt key (putting it back if it was lost).
+- the freshness task, every 0.25 s: polls the index's freshness (and, when the
+  store of record is another server, PINGs it), each poll on a connection of its own
+  and bounded by 0.25 s (``verdicts/index_view.py``: a poll not answered in time
+  makes every status unknown at once). Two failed polls in a row also close the gate
+  of that server's request client (``lib/redis_client.py``, ``Reachability``): while it is
+  closed every command fails at once, so a hung Redis costs no request a wait, and
+  the first answered poll opens it again (a line is logged at each change);
+- the maintenance loop, every 0.25 s: flushes the audit (chain, files, store:
+  verifier/api/audit/log.py; on a client of its own whose timeout allows for the
+  store's fsync); every second the metrics deltas; every few seconds it re-reads the
+  trust list and checks that the store still holds the receipt key (putting it back
+  if it was lost).
+
+Every Redis call of the API is bounded: the request clients' commands by 0.5 s (no
+second try after a timeout), the index reads of a request by 0.6 s in all, the polls
+by 0.25 s, the audit flush by 3 s.
 
 On shutdown the audit is sealed and flushed (what the store cannot take stays in the
 audit files) and the metrics are flushed one last time.
@@ -54,7 +66,7 @@ from verifier.api.permits.service import PermitLookups
 from verifier.api.ratelimit.limiter import RateLimiter
 from verifier.api.receipts.signer import ReceiptSigner
 from verifier.api.trust.service import TrustHolder
-from verifier.api.verdicts.index_view import REFRESH_S, IndexView
+from verifier.api.verdicts.index_view import POLL_TIMEOUT_S, REFRESH_S, IndexUnavailableError, IndexView
 from verifier.api.verdicts.near_cache import NearCache
 from verifier.api.verdicts.replay import ReplayGuard
 from verifier.api.verdicts.service import ReceiptHolder, Verifications
@@ -62,8 +74,16 @@ from verifier.index import CHANGES_CHANNEL, PermitIndex, decode_change
 from verifier.index.sync_status import read_sync_status
 from verifier.index.trust_store import TRUST_CHANNEL
 from verifier.lib import metrics as metrics_lib
+from verifier.lib.drain import DRAIN
 from verifier.lib.metrics import METRICS_KEY, Metrics
-from verifier.lib.redis_client import AsyncRedisClient, async_client
+from verifier.lib.redis_client import (
+    BULK_OPTIONS,
+    PROBE_OPTIONS,
+    AsyncRedisClient,
+    Reachability,
+    async_client,
+    gate,
+)
 from verifier.lib.redis_errors import REDIS_UNAVAILABLE
 from verifier.lib.settings import Settings
 
@@ -73,6 +93,10 @@ log = logging.getLogger("verifier.api")
 
 TRUST_RECHECK_S = 5.0
 """The safety net behind the trust channel: how often the stored list is re-read."""
+STARTUP_POLL_TIMEOUT_S = 2.0
+"""The first poll, before the worker takes requests."""
+MAINTENANCE_STOP_S = 8.0
+"""At a stop, how long the maintenance step under way may take to end (an audit flush: 3 s a call at most)."""
 METRICS_FLUSH_S = 1.0
 """How often a worker adds its counts to the shared totals (a scrape flushes its own worker first)."""
 
@@ -118,6 +142,14 @@ class Runtime:
         self._last_trust_check = 0.0
         self._last_metrics_flush = 0.0
         self._stopping = False
+        self._stop_requested = asyncio.Event()
+        self.index_reachability = Reachability()
+        """The index's Redis answered its last poll (closes the request client's gate when not)."""
+        self.store_reachability = self.index_reachability
+        """The same for the store of record (the index's own when they are one server)."""
+        self._index_probe: AsyncRedisClient | None = None
+        self._store_probe: AsyncRedisClient | None = None
+        self._audit_store: AsyncRedisClient | None = None
 
     # --- lifecycle ---------------------------------------------------------
     async def start(self) -> None:
@@ -126,12 +158,29 @@ class Runtime:
         if self.store is None:
             self.store = async_client(self.settings.store_url) if self.settings.store_url else self.redis
         redis, store = self.redis, self.store
-        self.index = IndexView(PermitIndex(redis), self.near_cache, self.settings.staleness_bound_s, self.metrics)
-        self.keys = KeyVerifier(store)
-        self.limiter = RateLimiter(redis, self.settings.rate_limit_per_s, self.settings.rate_limit_burst)
         settings = self.settings
+        # The polls go through connections of their own (never queued behind requests, never refused by
+        # the gates they keep); without a URL to open one (a client given by the caller), through the client.
+        poller: PermitIndex | None = None
+        if settings.redis_url and self._owns_redis:
+            self._index_probe = async_client(settings.redis_url, PROBE_OPTIONS)
+            poller = PermitIndex(self._index_probe)
+            gate(redis, self.index_reachability)
+        store_url = settings.store_url or settings.redis_url
+        if store is not redis and settings.store_url and self._owns_store:
+            self.store_reachability = Reachability()
+            self._store_probe = async_client(settings.store_url, PROBE_OPTIONS)
+            gate(store, self.store_reachability)
+        audit_store = store
+        if store_url and (self._owns_store or (store is redis and self._owns_redis)):
+            audit_store = self._audit_store = async_client(store_url, BULK_OPTIONS)
+            gate(audit_store, self.store_reachability)
+        self.index = IndexView(PermitIndex(redis), self.near_cache, settings.staleness_bound_s, self.metrics,
+                               poller=poller, reachability=self.index_reachability)
+        self.keys = KeyVerifier(store)
+        self.limiter = RateLimiter(redis, settings.rate_limit_per_s, settings.rate_limit_burst)
         history = HistoryPolicy.of(settings.holder_history_days, settings.holder_history_cap)
-        self.audit = AuditLog.open(store, settings.audit_path, history)
+        self.audit = AuditLog.open(audit_store, settings.audit_path, history)
         self.challenges = ChallengeStore(redis)
         self.verifications = Verifications(
             trust=self.trust, index=self.index, replay=ReplayGuard(redis), challenges=self.challenges,
@@ -148,9 +197,12 @@ class Runtime:
             match_per_key=RateLimiter(redis, settings.holder_match_per_s, max(1, int(settings.holder_match_per_s * 4))),
             match_per_identifier=RateLimiter(redis, per_identifier / 3600, max(1, per_identifier)),
         )
-        # A first look before taking requests; failures are retried by the loops.
+        # A first look before taking requests (no request waits on this one: it may take longer than a
+        # poll); failures are retried by the loops, whose first poll is at once.
+        await self.index.refresh(timeout_s=STARTUP_POLL_TIMEOUT_S)
         await self._maintain(force_trust=True)
         self._tasks = [
+            asyncio.create_task(self._freshness_loop(), name="pv-freshness"),
             asyncio.create_task(self._subscription(
                 "index change", self._index_pubsub, (CHANGES_CHANNEL, TRUST_CHANNEL),
                 self._index_subscribed, self._index_unsubscribed), name="pv-subscriber"),
@@ -166,21 +218,41 @@ class Runtime:
         # The loops also watch this flag: redis-py's reads under a timeout can swallow a
         # cancellation (it turns into a read timeout), so a cancel alone may not stop them.
         self._stopping = True
-        pending = set(self._tasks)
+        self._stop_requested.set()
+        # The maintenance loop is let finish its step (an audit flush cancelled half-way could leave
+        # records chained but never delivered); it leaves at its next tick.
+        maintenance = [t for t in self._tasks if t.get_name() == "pv-maintenance"]
+        if maintenance:
+            _done, late = await asyncio.wait(maintenance, timeout=MAINTENANCE_STOP_S)
+            if late:
+                log.warning("shutdown: the maintenance step did not end within %.0f s; cancelling it",
+                            MAINTENANCE_STOP_S)
+        pending = {t for t in self._tasks if not t.done()}
         for _ in range(3):
+            if not pending:
+                break
             for task in pending:
                 task.cancel()
             _done, pending = await asyncio.wait(pending, timeout=1.5)
-            if not pending:
-                break
         if pending:
             log.error("shutdown: background tasks did not stop: %s", sorted(t.get_name() for t in pending))
         self._tasks = []
         await self.limiter.aclose()
         await self.holder.aclose()
         # Clean shutdown: nothing buffered is lost (what the store cannot take now stays in the audit files).
-        await self.audit.close()
+        audit = self.audit
+        files = audit.files
+        await audit.close()
         await self._flush_metrics()
+        left = len(audit)
+        log.info("shutdown: %s; audit: %d records delivered to the store, %d left%s",
+                 DRAIN.describe(), audit.written, left,
+                 "" if not left else f" in {files.shard.directory} (delivered when a worker starts with the store "
+                 "reachable)" if files is not None else " in memory: lost (no audit files)")
+        for probe in (self._index_probe, self._store_probe, self._audit_store):
+            if probe is not None:
+                with contextlib.suppress(Exception):
+                    await probe.aclose()
         if self._owns_store and self.store is not self.redis:
             with contextlib.suppress(Exception):
                 await self.store.aclose()
@@ -189,9 +261,60 @@ class Runtime:
                 await self.redis.aclose()
 
     # --- background --------------------------------------------------------
+    async def _freshness_loop(self) -> None:
+        # At a fixed rate (not a fixed pause after each poll), so that an answered poll is never
+        # more than REFRESH_S + POLL_TIMEOUT_S old (verdicts/index_view.py FRESH_FOR_S).
+        due = time.monotonic() - REFRESH_S
+        while not self._stopping:
+            due += REFRESH_S
+            now = time.monotonic()
+            if due < now:  # fell behind (a stalled loop): no burst of polls to catch up
+                due = now
+            await asyncio.sleep(due - now)
+            try:
+                await self._poll()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # never let the loop die: it is what opens the gates again
+                log.exception("freshness poll failed")
+
+    async def _poll(self) -> None:
+        """One freshness poll of the index (and a PING of the store when it is another server), side by side."""
+        index_was = self.index_reachability.down
+        if self._store_probe is None:
+            await self.index.refresh()
+        else:
+            store_was = self.store_reachability.down
+            await asyncio.gather(self.index.refresh(), self._ping_store())
+            self._log_reachability("store of record", self.store_reachability, store_was)
+        self._log_reachability("index", self.index_reachability, index_was)
+
+    async def _ping_store(self) -> None:
+        polled_at = time.monotonic()
+        try:
+            async with asyncio.timeout(POLL_TIMEOUT_S):
+                await self._store_probe.ping()  # type: ignore[union-attr]
+        except REDIS_UNAVAILABLE as exc:
+            self.store_reachability.failed(type(exc).__name__, polled_at)
+        else:
+            self.store_reachability.answered()
+
+    @staticmethod
+    def _log_reachability(what: str, reachability: Reachability, was: str | None) -> None:
+        if was is None and reachability.down is not None:
+            log.warning("the %s's Redis failed %d polls in a row (%s; a poll must answer within %.2f s): its "
+                        "commands fail at once until it answers%s", what, reachability.failures, reachability.down,
+                        POLL_TIMEOUT_S, " (statuses: STATUS_UNAVAILABLE)" if what == "index" else "")
+        elif was is not None and reachability.down is None:
+            log.warning("the %s's Redis answers again, after %.1f s", what, time.monotonic() - reachability.since)
+
     async def _maintenance_loop(self) -> None:
         while not self._stopping:
-            await asyncio.sleep(REFRESH_S)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(REFRESH_S):
+                    await self._stop_requested.wait()
+            if self._stopping:
+                return  # the stop flushes the audit itself
             try:
                 await self._maintain()
             except asyncio.CancelledError:
@@ -200,7 +323,6 @@ class Runtime:
                 log.exception("maintenance step failed")
 
     async def _maintain(self, force_trust: bool = False) -> None:
-        await self.index.refresh()
         now = time.monotonic()
         if force_trust or self.trust.current is None or now - self._last_trust_check > TRUST_RECHECK_S:
             self._last_trust_check = now
@@ -345,8 +467,7 @@ class Runtime:
         gauges = [
             metrics_lib.gauge("pv_metrics_store_up", "1 when the shared metrics could be read from Redis", store_up),
             metrics_lib.gauge("pv_index_ready", "1 when the index is ready and fresher than its bound",
-                              1.0 if state is not None and state.ready and state.confirmed_at
-                              and now - state.confirmed_at <= self.settings.staleness_bound_s else 0.0),
+                              1.0 if self._index_usable(now) else 0.0),
             metrics_lib.gauge("pv_index_lag_seconds", "Seconds since the sync job last confirmed the index",
                               now - state.confirmed_at if state is not None and state.confirmed_at else None),
             metrics_lib.gauge("pv_index_seq", "Change-feed sequence the index is consistent with",
@@ -357,6 +478,13 @@ class Runtime:
         ]
         gauges.extend(await self._sync_gauges())
         return metrics_lib.render(totals, gauges)
+
+    def _index_usable(self, now: float) -> bool:
+        try:
+            self.index.usable_state(now)
+        except IndexUnavailableError:
+            return False
+        return True
 
     async def _sync_gauges(self) -> list[Any]:
         try:

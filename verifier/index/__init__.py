@@ -52,19 +52,26 @@ one script (a kill -9 anywhere leaves all or nothing); a snapshot commit flips t
 pointer in the same script that checks the fence; readers check the pointer in the
 same MGET that reads the records. A partitioned layout would need per-slot steps
 with the cursor written last and readers that tolerate half-applied pages. The cost
-is size: one node must hold the index, ~350 MB of ``used_memory`` per million permits
-(benchmarks/test_bench_index.py; 348 MB for the upstream simulator's population),
+is size: one node must hold the index, ~316 MB of ``used_memory`` per million permits
+(benchmarks/test_bench_index.py, with the Status List entries; 357 MB with ids as bucket
+fields and 48 ids a bucket),
 and a snapshot load briefly holds two generations. That is far inside one node for the registry this serves; partitioning
 by permit-number range under ``{pv:<part>}`` tags with per-part cursors is the way
 out if it ever is not.
 
 Storage: a record is a plain string key (msgspec msgpack array) so that a bulk look-up
 by permit number is one MGET; ssn -> permit and card number -> permit live in small
-hashes of bucketed ids (crc32 of the id, ~48 per bucket, listpack-encoded), which is
-what keeps 1,000,000 permits with both look-ups well under 400 MB. An id held by
+hashes of bucketed ids (crc32 of the id picks the bucket, ~64 ids a bucket, and is the
+id's field in it: a 4-byte listpack integer; listpack-encoded), which is what keeps
+1,000,000 permits with both look-ups well under 400 MB. An id held by
 several permits (a new permit for the same person) maps to all of them, and the
 reader picks one (:func:`choose_record`). A card that was lost or replaced stays in
 the record and keeps resolving to its permit, with its status.
+
+Upgrading: a generation whose pointer ends in ``:h`` has crc32 bucket fields; one
+without it (written by an older sync job) keeps its ids as fields, and this code reads
+and writes it that way until the next full load. An older reader cannot parse a
+``:h`` pointer: upgrade the API workers before the sync job.
 
 Readiness: ``{pv}:current`` exists only once a full load was committed; it vanishes
 with a FLUSHALL or a restart without data, and then readers raise

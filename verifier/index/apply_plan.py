@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from .changes import ChangeMessage, encode_change
-from .keys import KeyLayout, Pointer, bucket_of
+from .keys import KeyLayout, Pointer, bucket_of, lookup_field
 from .records import ChangeEvent, PermitRecord, encode_record
 
 __all__ = ["ApplyArgs", "LookupChange", "PagePlan", "apply_call", "check_identifiers", "page_permits", "plan_page"]
@@ -71,6 +71,8 @@ def _mapping_changes(pn: str, old: PermitRecord | None, new: PermitRecord) -> li
     lost or replaced, so an old card number keeps resolving to the permit (with its
     card status).
     """
+    if old is not None and old.ssn == new.ssn and old.cards == new.cards:
+        return []  # the common case (an extension, a new employer, a cancellation): no set to build
     ops: list[LookupChange] = []
     old_ssn = old.ssn if old is not None else None
     old_cns = {c.cn for c in old.cards} if old is not None else set()
@@ -196,7 +198,7 @@ class ApplyArgs:
     record_triples: list[tuple[int, int, bytes]]
     """For each changed permit: (held v or -1, new v, new record bytes)."""
     lookup_triples: list[tuple[bytes, bytes, str]]
-    """For each look-up change: (op ``+`` or ``-``, id, permit number)."""
+    """For each look-up change: (op ``+`` or ``-``, the id's field in its bucket, permit number)."""
     change_entries: list[tuple[str, int, str, bytes, str, str]] = dataclasses.field(default_factory=list)
     """For each applied event, in seq order: (type, seq, permit number, record bytes,
     upstream time, the employer before when the event changed it, else '')."""
@@ -229,20 +231,25 @@ def apply_call(plan: PagePlan, keys: KeyLayout, pointer: Pointer, fence: int,
     generation = pointer.generation
     record_prefix = keys.record_prefix(generation)
     script_keys = [keys.current, keys.leader, keys.meta(generation)]
+    # Each record is encoded once: the last applied event of a permit carries the record
+    # written (the same object), and a page rarely has two events of one permit.
+    encoded = {id(event.permit): encode_record(event.permit) for event, _before in plan.applied_events}
     record_triples: list[tuple[int, int, bytes]] = []
     for pn in plan.changed:
         before, after = plan.held[pn], plan.written[pn]
         script_keys.append(record_prefix + pn.encode())
-        record_triples.append((before.v if before is not None else -1, after.v, encode_record(after)))
+        raw = encoded.get(id(after))
+        record_triples.append((before.v if before is not None else -1, after.v,
+                               raw if raw is not None else encode_record(after)))
     prefixes = {SSN: keys.ssn_prefix(generation), CN: keys.cn_prefix(generation)}
     lookup_triples: list[tuple[bytes, bytes, str]] = []
     for change in plan.lookups:
         ident = change.ident.encode()
         script_keys.append(prefixes[change.kind] + b"%d" % bucket_of(ident, pointer.buckets))
-        lookup_triples.append((change.op, ident, change.pn))
+        lookup_triples.append((change.op, lookup_field(ident, pointer.hashed), change.pn))
     script_keys.append(keys.changelog)
     change_entries = [
-        (event.type, event.seq, event.permit.pn, encode_record(event.permit), repr(float(event.time)),
+        (event.type, event.seq, event.permit.pn, encoded[id(event.permit)], repr(float(event.time)),
          before.emp if before is not None and before.emp != event.permit.emp else "")
         for event, before in plan.applied_events
     ]

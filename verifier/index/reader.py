@@ -143,8 +143,12 @@ class _Reads(Generic[Client]):
         for _ in range(_MAX_SWITCH_RETRIES):
             pointer = self.pointer or (yield from self.live_pointer())  # no sub-generator when known
             if by == "pn":
-                # the pointer first: the keys then make one uniform run for the client to pack
-                values = yield partial(self.redis.mget, [self.keys.current, *self.record_keys(pointer, wanted)])
+                if self.key_runs:  # the keys packed straight from the permit numbers
+                    run = KeyRun(self.keys.record_prefix(pointer.generation).decode(), wanted)
+                    values = yield partial(self.redis.execute_command, "MGET", self.keys.current, run)
+                else:
+                    # the pointer first: the keys then make one uniform run for the client to pack
+                    values = yield partial(self.redis.mget, [self.keys.current, *self.record_keys(pointer, wanted)])
                 if values[0] != pointer.raw:
                     self.switched(values[0])
                     continue
@@ -199,7 +203,11 @@ class _Reads(Generic[Client]):
         prefix = self.keys.ssn_prefix(generation) if by == "ssn" else self.keys.cn_prefix(generation)
         mask = pointer.buckets - 1
         idents = [ident.encode() for ident in ids]
-        # keys.bucket_of, inlined: up to 10,000 ids a call
+        # keys.bucket_of and keys.lookup_field, inlined: up to 10,000 ids a call
+        if pointer.hashed:
+            crcs = [crc32(ident) for ident in idents]
+            keys = [self.keys.current, *[prefix + b"%d" % (crc & mask) for crc in crcs]]
+            return keys, [pointer.raw, self.keys.record_prefix(generation), *crcs]
         keys = [self.keys.current, *[prefix + b"%d" % (crc32(ident) & mask) for ident in idents]]
         return keys, [pointer.raw, self.keys.record_prefix(generation), *idents]
 
@@ -209,22 +217,34 @@ class _Reads(Generic[Client]):
         if out and out[0] == -1:
             return None
         found: dict[str, PermitRecord] = {}
-        at = 0
-        for ident in ids:
-            count = out[at]
-            at += 1
-            if count == 0:
-                continue
-            if count == 1:
-                record = _decode(out[at])
-                # A stale mapping (a record without that id) is ignored, as in choose_record.
-                if record.ssn == ident if by == "ssn" else record.card_status(ident) is not None:
-                    found[ident] = record
+        decode = _decoder.decode
+        try:
+            if by == "ssn":
+                for ident, raw in zip(ids, out):
+                    if raw.__class__ is bytes:
+                        record = decode(raw)
+                        # A stale mapping (a record without that id) is ignored, as in choose_record.
+                        if record.ssn == ident:
+                            found[ident] = record
+                    elif raw:
+                        chosen = choose_record(by, ident, [decode(r) for r in raw])
+                        if chosen is not None:
+                            found[ident] = chosen
             else:
-                chosen = choose_record(by, ident, [_decode(raw) for raw in out[at:at + count]])
-                if chosen is not None:
-                    found[ident] = chosen
-            at += count
+                for ident, raw in zip(ids, out):
+                    if raw.__class__ is bytes:
+                        record = decode(raw)
+                        for card in record.cards:
+                            if card.cn == ident:
+                                found[ident] = record
+                                break
+                    elif raw:
+                        chosen = choose_record(by, ident, [decode(r) for r in raw])
+                        if chosen is not None:
+                            found[ident] = chosen
+        # a corrupt record is an outage, not "not found" (msgspec reports bad UTF-8 as UnicodeDecodeError)
+        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+            raise IndexUnavailable(f"undecodable permit record in the index: {exc}") from exc
         return found
 
     @staticmethod

@@ -543,6 +543,8 @@ class SnapshotLoad:
 
     def _write_lookups(self) -> None:
         w = self.writer
+        hashed = self.pointer.hashed
+        crc32 = zlib.crc32
         for prefix, buffers in ((w.keys.ssn_prefix(self.generation), self._ssn),
                                 (w.keys.cn_prefix(self.generation), self._cn)):
             pipe = w._pipeline()
@@ -550,6 +552,8 @@ class SnapshotLoad:
             for bucket, buf in buffers.items():
                 parts = bytes(buf).split(b"\0")
                 idents, pns = parts[0:-1:2], parts[1::2]
+                if hashed:  # keys.lookup_field, inlined
+                    idents = [b"%d" % crc32(ident) for ident in idents]
                 mapping: dict[bytes, bytes] = dict(zip(idents, pns))
                 if len(mapping) != len(idents):  # rare: one id on several permits
                     mapping = {}

@@ -5,7 +5,7 @@
     verifier issuer revoke --dir DIR --kid KID
     verifier mint wp1|es1 --key KEYFILE_OR_DIR --permit JSON_OR_@FILE [--iat EPOCH] [--exp EPOCH]
     verifier mint card --key KEYFILE_OR_DIR --card JSON_OR_@FILE --out DIR
-    verifier card sign --card-key FILE --challenge BASE64
+    verifier card sign --card-key FILE --challenge BASE64    # {"signature": base64}
     verifier card read --card-dir DIR [--challenge BASE64]
     verifier verify-qr --trust-list FILE [--at EPOCH] TEXT|-
 
@@ -405,7 +405,11 @@ def _register_card(subparsers: Any) -> None:
         description="Act as a card's chip: answer a challenge with the card key of 'verifier mint card'.",
     )
     commands = card.add_subparsers(dest="card_command", metavar="ACTION", required=True)
-    sign = commands.add_parser("sign", help='sign b"SSC-AUTH-1" + challenge; prints the signature in base64')
+    sign = commands.add_parser(
+        "sign", help='sign b"SSC-AUTH-1" + challenge; prints {"signature": base64} (JSON)',
+        description='Sign b"SSC-AUTH-1" + the challenge with the card key, as the chip does; print one JSON '
+        'object, {"signature": "<base64 of the 64-byte signature>"} (the field of POST /v1/verify/card).',
+    )
     sign.add_argument("--card-key", required=True, metavar="FILE", help=f"the {CARD_KEY_FILE} of 'verifier mint card'")
     sign.add_argument("--challenge", required=True, help="the 32-byte challenge, base64 or hex")
     sign.set_defaults(func=_run(_cmd_card_sign))

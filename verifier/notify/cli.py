@@ -76,7 +76,7 @@ def _run(args: argparse.Namespace) -> int:
     configure_logging(settings.log_level)
     logging.getLogger("httpx").setLevel(logging.WARNING)
     if not settings.redis_url:
-        print("verifier notify: no Redis URL: set REDIS_URL or pass --redis", file=sys.stderr)
+        print("verifier notify: no Redis URL: set REDIS_URL or pass --redis, or run `verifier demo` in this folder (its URL is then found in .state/redis.url)", file=sys.stderr)
         return 2
     from verifier.notify.notifier import Notifier
 

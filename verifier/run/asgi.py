@@ -15,5 +15,8 @@ APP_FACTORY = "verifier.run.asgi:create_app_from_env"
 
 def create_app_from_env() -> Litestar:
     from verifier.api.app import create_app
+    from verifier.lib.logging import configure_logging
 
-    return create_app(Settings.from_env(), tune_gc=True)  # a serving worker: see verifier.api.runtime.tune_gc
+    settings = Settings.from_env()
+    configure_logging(settings.log_level)  # the worker's own lines (its shutdown line among them)
+    return create_app(settings, tune_gc=True)  # a serving worker: see verifier.api.runtime.tune_gc

@@ -18,6 +18,17 @@ from verifier.api.cli import STORE_HELP
 from verifier.api.counter.flags import add_counter_flags, counter_overrides
 
 
+def _at_least_one(text: str) -> int:
+    """``--workers``: checked by argparse, so before anything reaches out to Redis."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     serve = subparsers.add_parser(
         "serve",
@@ -33,7 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     serve.add_argument("--upstream", default=None, help="upstream base URL (default: $UPSTREAM_URL)")
     serve.add_argument("--host", default=None, help="address to bind (default: $VERIFIER_HOST or 127.0.0.1)")
     serve.add_argument("--port", type=int, default=None, help="port to bind, 0 for any (default: $VERIFIER_PORT or 8000)")
-    serve.add_argument("--workers", type=int, default=None, help="worker processes (default: $VERIFIER_WORKERS or 2)")
+    serve.add_argument("--workers", type=_at_least_one, default=None, help="worker processes (default: $VERIFIER_WORKERS or 2)")
     serve.add_argument("--state-dir", type=Path, default=None, help="private Redis data (default: .state)")
     serve.add_argument("--audit-dir", default=None,
                        help="the audit's append-only files (default: $VERIFIER_AUDIT_DIR or STATE_DIR/audit)")
@@ -52,7 +63,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     demo.add_argument("--permits", type=int, default=3000, help="demo permits in the simulator (default 3000)")
     demo.add_argument("--seed", type=int, default=1, help="seed of the demo permits (default 1)")
     demo.add_argument("--event-rate", type=float, default=2.0, help="lifecycle events per second (default 2)")
-    demo.add_argument("--workers", type=int, default=2, help="API worker processes (default 2)")
+    demo.add_argument("--workers", type=_at_least_one, default=2, help="API worker processes (default 2)")
     from verifier.issuing.keys import ALG_NAMES
 
     demo.add_argument("--issuer-alg", choices=ALG_NAMES, default="EdDSA",
@@ -74,6 +85,30 @@ def _usage_error(message: str) -> int:
     return 2
 
 
+def port_in_use(host: str, port: int) -> bool:
+    """Whether ``host:port`` is taken (bound as uvicorn binds it, SO_REUSEADDR); 0 never is."""
+    import errno
+    import socket
+
+    if not port:
+        return False
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return True
+            raise
+    return False
+
+
+def _busy_port(host: str, port: int, command: str) -> str:
+    return (f"port {port} on {host} is in use (another `verifier {command}`, or another server?): stop that one, "
+            f"or pass --port N (--port 0 picks a free one)")
+
+
 def _serve(args: argparse.Namespace) -> int:
     from verifier.lib.settings import Settings
     from verifier.run.serve import serve
@@ -88,6 +123,11 @@ def _serve(args: argparse.Namespace) -> int:
         return _usage_error(str(exc))
     if settings.workers < 1:
         return _usage_error("--workers must be at least 1")
+    try:
+        if port_in_use(settings.host, settings.port):
+            return _usage_error(_busy_port(settings.host, settings.port, "serve"))
+    except OSError as exc:  # an address this machine does not have
+        return _usage_error(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}")
     return serve(settings)
 
 
@@ -98,6 +138,11 @@ def _demo(args: argparse.Namespace) -> int:
     if args.permits < 10:
         return _usage_error("--permits must be at least 10")
     settings = Settings.from_env(state_dir=args.state_dir)
+    try:
+        if port_in_use(args.host, args.port):
+            return _usage_error(_busy_port(args.host, args.port, "demo"))
+    except OSError as exc:
+        return _usage_error(f"cannot listen on {args.host}:{args.port}: {exc.strerror}")
     return run_demo(DemoOptions(
         state_dir=settings.state_dir, host=args.host, port=args.port, workers=args.workers,
         permits=args.permits, seed=args.seed, event_rate=args.event_rate, rate_limit_per_s=args.rate_limit,

@@ -303,6 +303,10 @@ def _print_banner(info: dict[str, Any], samples: dict[str, Any], problems: list[
     for name, sample in samples.items():
         expect = " or ".join(sample.expect) if sample.expect else "found and missing"
         out.write(f"\n# {name}: {sample.note} -> {expect}\n{sample.curl}\n")
+    if info.get("card_read_flow"):
+        out.write("\n# a card read, as the counter page makes it: a challenge from the API, the demo's card bridge\n"
+                  "# (the card of the 'valid' permit) signs it, the verdict from the API -> VALID; paste in one shell:\n")
+        out.write("\n".join(info["card_read_flow"]) + "\n")
     if info.get("holder_flow"):
         out.write("\n# holder services: the e-card platform signs the holder in with a fresh ES1 code, reads the\n"
                   "# permit, downloads the notice (notice.pdf) and lists who verified them; paste in one shell:\n")
@@ -331,7 +335,9 @@ def _print_banner(info: dict[str, Any], samples: dict[str, Any], problems: list[
 
 
 def run_demo(options: DemoOptions) -> int:
-    from verifier.run.samples import build_samples, curl_command, holder_flow, pick_permits, write_qr_images
+    from verifier.run.samples import (
+        build_samples, card_read_flow, curl_command, holder_flow, pick_permits, write_qr_images,
+    )
 
     def on_signal(signum: int, frame: object) -> None:
         options.stop_event.set()
@@ -369,6 +375,7 @@ def run_demo(options: DemoOptions) -> int:
                 "permits": options.permits,
                 "samples": {name: msgspec.to_builtins(s) for name, s in samples.items()},
                 "holder_flow": holder_flow(stack.api_url, stack.upstream_url, tokens["essc_platform"], picked.valid.pn),
+                "card_read_flow": card_read_flow(stack.api_url, stack.bridge_url, tokens["service_hall"]),
                 "pids": stack.pids,
                 "webhook": webhook,
                 "logs": str(stack.log_dir),

@@ -22,7 +22,8 @@ from verifier.index.records import PermitRecord
 from verifier.issuing import encode_qr
 
 __all__ = [
-    "Sample", "Picked", "pick_permits", "tamper_signature", "build_samples", "curl_command", "holder_flow",
+    "Sample", "Picked", "pick_permits", "tamper_signature", "build_samples", "card_read_flow", "curl_command",
+    "holder_flow",
     "write_qr_images",
 ]
 
@@ -114,6 +115,9 @@ def _mint(client: httpx.Client, upstream_url: str, kind: str, body: dict[str, An
     return str(reply.json()["qr"])
 
 
+OTHER_TERMINAL = "demo-terminal-2"
+
+
 def build_samples(upstream_url: str, picked: Picked, terminal: str = "demo-terminal-1") -> dict[str, Sample]:
     with httpx.Client(timeout=10.0) as client:
         valid_qr = _mint(client, upstream_url, "wp1", {"pn": picked.valid.pn})
@@ -131,7 +135,10 @@ def build_samples(upstream_url: str, picked: Picked, terminal: str = "demo-termi
         "tampered": Sample("POST", "/v1/verify/qr", "exit_entry", qr(tamper_signature(valid_qr)),
                            ["BAD_SIGNATURE", "MALFORMED"], "the valid code with one bit of its signature flipped"),
         "es1": Sample("POST", "/v1/verify/qr", "service_hall", qr(es1_qr), ["VALID"],
-                      "an ES1 dynamic code: VALID once within 5 minutes, then REPLAYED from another terminal"),
+                      "an ES1 dynamic code, the first time (within its 5 minutes; the same command again within "
+                      '10 s is a scanner\'s double read: the same VALID, "repeat": true)'),
+        "es1_again": Sample("POST", "/v1/verify/qr", "service_hall", {"qr": es1_qr, "terminal": OTHER_TERMINAL},
+                            ["REPLAYED"], "the same ES1 code again, from another terminal: it was used"),
         "manual": Sample("POST", "/v1/verify/manual", "social_insurance",
                          {"pn": picked.valid.pn, "dob": picked.valid.dob, "terminal": terminal}, ["VALID"],
                          "no code to scan: permit number and date of birth"),
@@ -165,6 +172,23 @@ def write_qr_images(folder: Path, samples: dict[str, Sample], scale: int = 6) ->
         segno.make(str(body["qr"]), error="m", micro=False).save(path, scale=scale, border=4)
         written[name] = path
     return written
+def card_read_flow(api_url: str, bridge_url: str, token: str, terminal: str = "demo-terminal-1") -> list[str]:
+    """Shell lines to paste into one shell: a card read as the counter page makes it (a challenge
+    from the API, the demo's card bridge signs it, the verdict from the API)."""
+    key = shlex.quote(f"Authorization: Bearer {token}")
+    origin = shlex.quote(f"Origin: {api_url}")  # the bridge answers the counter page's origin only
+    json_header = "-H 'Content-Type: application/json'"
+    field = "python3 -c 'import json,sys; print(json.load(sys.stdin)[\"challenge\"])'"
+    body = ("python3 -c 'import json,sys; r=json.load(sys.stdin); print(json.dumps({\"certificate\": "
+            "r[\"certificate\"], \"challenge\": sys.argv[1], \"signature\": r[\"signature\"], "
+            f"\"terminal\": \"{terminal}\"}}))' \"$CHALLENGE\"")
+    return [
+        f"CHALLENGE=$(curl -s -X POST {api_url}/v1/cards/challenge -H {key} | {field})",
+        f"curl -s -X POST {bridge_url}/v1/sign -H {origin} {json_header} -d \"{{\\\"challenge\\\": \\\"$CHALLENGE\\\"}}\""
+        f" | {body} | curl -s -w '\\n' -X POST {api_url}/v1/verify/card -H {key} {json_header} -d @-",
+    ]
+
+
 def holder_flow(api_url: str, upstream_url: str, platform_token: str, permit_number: str) -> list[str]:
     """Shell lines to paste into one shell: the e-card platform acting for the holder of
     ``permit_number``. The first asks the simulator (standing in for the e-card app) for a

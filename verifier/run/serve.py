@@ -2,7 +2,9 @@
 
 uvicorn with uvloop and httptools and its access log off (the access log halves the
 throughput, and h11 costs more than half: DESIGN, Targets), several worker processes
-sharing one listening socket. The app is built by a module-level factory in each
+sharing one listening socket. A stop drains (``verifier/run/drain.py``): new
+connections refused, requests in flight and those arriving on open connections
+answered with ``Connection: close``; a worker that dies is replaced. The app is built by a module-level factory in each
 worker from the settings that the parent put in the environment before spawning.
 """
 
@@ -18,6 +20,7 @@ import uvicorn
 
 from verifier.lib.settings import Settings
 from verifier.run.asgi import APP_FACTORY
+from verifier.run.drain import PROTOCOL, Supervisor
 
 log = logging.getLogger("verifier.serve")
 
@@ -25,7 +28,7 @@ log = logging.getLogger("verifier.serve")
 # anchor endpoint all run with these, so their figures compare.
 UVICORN_OPTIONS: dict[str, object] = {
     "loop": "uvloop",
-    "http": "httptools",
+    "http": PROTOCOL,  # uvicorn's httptools protocol, draining on a stop
     "access_log": False,
     "lifespan": "on",
     "factory": True,
@@ -43,9 +46,7 @@ def run_uvicorn(app: str, *, host: str, port: int, workers: int, log_level: str 
     print(f"verifier: serving on http://{_url_host(host)}:{bound_port} with {workers} worker(s)", flush=True)
     try:
         if workers > 1:
-            from uvicorn.supervisors import Multiprocess
-
-            Multiprocess(config, sockets=[sock]).run()
+            Supervisor(config, sockets=[sock]).run()
         else:
             server.run(sockets=[sock])
     except KeyboardInterrupt:
@@ -102,6 +103,9 @@ def private_redis_if_unset(settings: Settings) -> Iterator[Settings]:
 
 
 def serve(settings: Settings) -> int:
+    from verifier.lib.logging import configure_logging
+
+    configure_logging(settings.log_level)
     with private_redis_if_unset(settings) as settings:
         # Settings reach the workers through the environment they inherit at spawn.
         os.environ.update(settings.to_env())

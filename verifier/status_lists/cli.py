@@ -72,7 +72,7 @@ def _run(args: argparse.Namespace) -> int:
                          status_list_base_url=args.base, log_level=args.log_level)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
     if not settings.redis_url:
-        print("verifier status-lists run: no Redis URL: set REDIS_URL or pass --redis", file=sys.stderr)
+        print("verifier status-lists run: no Redis URL: set REDIS_URL or pass --redis, or run `verifier demo` in this folder (its URL is then found in .state/redis.url)", file=sys.stderr)
         return 2
     from verifier.status_lists.writer import StatusListWriter
 

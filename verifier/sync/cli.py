@@ -86,7 +86,7 @@ def _run(args: argparse.Namespace) -> int:
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
     if not settings.redis_url:
-        print("verifier sync: no Redis URL: set REDIS_URL or pass --redis", file=sys.stderr)
+        print("verifier sync: no Redis URL: set REDIS_URL or pass --redis, or run `verifier demo` in this folder (its URL is then found in .state/redis.url)", file=sys.stderr)
         return 2
     if not settings.upstream_url:
         print("verifier sync: no upstream URL: set UPSTREAM_URL or pass --upstream", file=sys.stderr)

@@ -29,7 +29,8 @@ class SyncOut(msgspec.Struct):
     lag_events: int | None
     """Feed events the index lacked at the sync job's last poll."""
     sync: dict[str, Any] | None
-    """What the sync job reports about itself (lag in events, last error, leader), when it has reported."""
+    """What the sync job reports about itself (lag in events, last error, leader), when it has reported;
+    its instants (``*_at``) in RFC 3339 UTC, each with its epoch seconds beside it (``*_at_epoch``)."""
 
 
 # Printable, and more than blanks (verifier/api/auth/terminals.py checks the same).

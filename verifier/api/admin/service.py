@@ -42,6 +42,24 @@ async def _sync_report(redis: AsyncRedisClient) -> dict[str, Any] | None:
         return None
     if status is None:
         return None
-    return msgspec.to_builtins(status)  # type: ignore[no-any-return]
+    return with_rfc3339_times(msgspec.to_builtins(status))
+
+
+def with_rfc3339_times(report: dict[str, Any]) -> dict[str, Any]:
+    """The sync job's report with every instant (a ``*_at`` field, epoch seconds) as RFC 3339
+    UTC, as every other time of the API, and its epoch seconds beside it as ``*_at_epoch``
+    (0 or none: never happened, both null)."""
+    out: dict[str, Any] = {}
+    for name, value in report.items():
+        if name.endswith("_at") and (value is None or isinstance(value, (int, float))) \
+                and not isinstance(value, bool):
+            known = value is not None and value > 0
+            out[name] = rfc3339(value) if known else None
+            out[name + "_epoch"] = value if known else None
+        elif isinstance(value, dict):
+            out[name] = with_rfc3339_times(value)
+        else:
+            out[name] = value
+    return out
 
 

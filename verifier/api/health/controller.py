@@ -1,11 +1,15 @@
-"""GET /health/live, /health/ready and /metrics: public, unauthenticated."""
+"""GET (and HEAD) /health/live, /health/ready and /metrics: public, unauthenticated.
+
+HEAD answers what GET would, headers only (the server sends no body): a load balancer's
+or a scraper's probe that asks with HEAD gets 200 or 503, not 405.
+"""
 
 from __future__ import annotations
 
 import time
 from typing import Any
 
-from litestar import Controller, MediaType, Request, Response, get
+from litestar import Controller, Request, Response, route
 from litestar.openapi.datastructures import ResponseSpec
 
 from verifier.api.health.schemas import LiveOut, ReadyChecks, ReadyOut
@@ -13,14 +17,20 @@ from verifier.api.verdicts.index_view import IndexUnavailableError
 from verifier.lib.redis_errors import REDIS_UNAVAILABLE
 
 
+_GET_AND_HEAD = ["GET", "HEAD"]
+# Prometheus' text format; Litestar adds the one "; charset=utf-8" to a text/ type itself
+# (naming it here too gave two).
+METRICS_MEDIA_TYPE = "text/plain; version=0.0.4"
+
+
 class HealthController(Controller):
     tags = ["health"]
 
-    @get("/health/live", summary="The process answers")
+    @route("/health/live", http_method=_GET_AND_HEAD, summary="The process answers")
     async def live(self) -> LiveOut:
         return LiveOut()
 
-    @get("/health/ready", summary="Redis reachable, index fresh, trust list loaded (and the store's state)",
+    @route("/health/ready", http_method=_GET_AND_HEAD, summary="Redis reachable, index fresh, trust list loaded (and the store's state)",
          responses={503: ResponseSpec(data_container=ReadyOut, description="Not ready: the checks say why.")})
     async def ready(self, request: Request[Any, Any, Any]) -> Response[ReadyOut]:
         runtime = request.app.state.runtime
@@ -52,8 +62,8 @@ class HealthController(Controller):
         )
         return Response(out, status_code=200 if ready else 503)
 
-    @get("/metrics", media_type=MediaType.TEXT, summary="Prometheus metrics of all workers",
-         include_in_schema=True)
+    @route("/metrics", http_method=_GET_AND_HEAD, media_type=METRICS_MEDIA_TYPE,
+           summary="Prometheus metrics of all workers", include_in_schema=True)
     async def metrics(self, request: Request[Any, Any, Any]) -> Response[bytes]:
         body = await request.app.state.runtime.render_metrics()
-        return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
+        return Response(body, media_type=METRICS_MEDIA_TYPE)

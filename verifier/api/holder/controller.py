@@ -54,6 +54,10 @@ _EXAMPLE_PERMIT = {
 _AS_OF = {"seq": 18422, "time": "2026-11-27T10:31:01.950Z"}
 
 
+# What `since` takes (verifier/api/audit/export.py, parse_since), as the document says it.
+SINCE_FORMATS = [{"format": "date-time"}, {"format": "date"}, {"pattern": r"^[0-9]{1,11}(\.[0-9]{1,6})?$"}]
+
+
 def _documented(
     body: type | None = None, body_examples: dict[str, Any] | None = None, answer: Any = None,
     answer_media: dict[str, tuple[Schema, Any]] | None = None,
@@ -175,7 +179,7 @@ class HolderController(Controller):
         since: Annotated[str | None, Parameter(
             max_length=40, description="From this time on: RFC 3339, a date (UTC) or epoch seconds; "
             "default: all that is kept (12 months).",
-            examples=[Example(value="2026-11-01")])] = None,
+            examples=[Example(value="2026-11-01")], schema_extra={"anyOf": SINCE_FORMATS})] = None,
         cursor: Annotated[str | None, Parameter(max_length=128, description="The `next` of the previous page.")] = None,
         limit: Annotated[int, Parameter(ge=1, le=MAX_PAGE, description="Items a page (default 50).")] = 50,
     ) -> VerificationsOut:

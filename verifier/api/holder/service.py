@@ -292,7 +292,7 @@ class HolderService:
         self, session: HolderSession, caller: Caller, since: str | None, cursor: str | None, limit: int
     ) -> VerificationsOut:
         try:
-            since_ms = int(parse_since(since) * 1000) if since else 0
+            since_ms = int(parse_since(since) * 1000) if since is not None else 0  # "since=": a 400
         except (ValueError, OverflowError):
             raise Problem(400, "since is not a time: give an RFC 3339 time, a date (YYYY-MM-DD) or epoch seconds.") \
                 from None
