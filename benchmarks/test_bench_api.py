@@ -81,6 +81,9 @@ LOOKUP_IDS = 1000
 SM2_ROUND_CODES = 25_000  # SM2 rounds run at about a fifth of Ed25519's rate: fewer codes fill 5 s
 SM2_WARM_CODES = 1_000
 VERIFY_QR_TARGET = 0.6
+VERIFY_QR_NEXT_STEP = 0.9
+"""Issue 15's next step for the cold ratio (recorded, not asserted: on a shared machine a
+round can fall under it; the DESIGN target above is asserted)."""
 LOOKUP_TARGET = 0.4
 CST = dt.timezone(dt.timedelta(hours=8))
 
@@ -271,7 +274,14 @@ def test_verify_qr_against_bare_litestar(bench: Bench, results: dict[str, Any]) 
         "ratio_api_repeat_to_anchor": round(api_repeat.requests_per_s / anchor_max.requests_per_s, 3),
         "target": f">= {VERIFY_QR_TARGET} (cold)",
         "met": ratio >= VERIFY_QR_TARGET,
+        "next_step": f">= {VERIFY_QR_NEXT_STEP} (cold, issue 15)",
+        "next_step_met": ratio >= VERIFY_QR_NEXT_STEP,
+        "ratio_of_each_round": [round(c.requests_per_s / a.requests_per_s, 3) for a, c in zip(anchor_runs, cold_runs)],
     }
+    # the median of the rounds' own ratios (each round's two runs next to each other): less moved by a
+    # round the whole machine slowed than the ratio of the two medians above
+    each = results["verify_qr"]["ratio_of_each_round"]
+    results["verify_qr"]["ratio_median_of_rounds"] = sorted(each)[len(each) // 2]
     for run in (*anchor_runs, *cold_runs, *repeat_runs):
         assert run.errors == 0, run
     # the cold reading holds only if no code came twice (wrk cycles through its bodies)

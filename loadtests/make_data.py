@@ -59,6 +59,8 @@ import msgspec
 
 from verifier.api.auth.roles import Role
 from verifier.index.records import PermitRecord
+from verifier.lib.progress import Bar, add_progress_flag, configure_progress, progress_override
+from verifier.lib.settings import Settings
 
 CST = dt.timezone(dt.timedelta(hours=8))  # WIRE-FORMAT 3: permit dates are China Standard Time
 # Every role the service has (the e-card platform's, ``essc_platform``, once it exists).
@@ -199,12 +201,18 @@ def create_keys(store_url: str, per_role: int, partner_employers: list[list[str]
     return asyncio.run(make())
 
 
+_BAR: Bar | None = None
+"""The run's progress bar (rows written), while :func:`main` runs."""
+
+
 def write_ndjson(path: Path, rows: Iterable[dict[str, Any]]) -> int:
     count = 0
     with open(path, "wb") as out:
         for row in rows:
             out.write(msgspec.json.encode(row) + b"\n")
             count += 1
+            if _BAR is not None:
+                _BAR.advance()
     return count
 
 
@@ -226,7 +234,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bad", type=int, default=20, help="bad codes of each kind (default 20)")
     parser.add_argument("--keys-per-role", type=int, default=8, help="API keys per role (default 8)")
     parser.add_argument("--seed", type=int, default=7, help="seed of the choices made here (default 7)")
+    add_progress_flag(parser)
     args = parser.parse_args(argv)
+    settings = Settings.from_env(progress=progress_override(args.progress))
+    configure_progress(settings.progress, settings.log_format)
+    global _BAR
+    _BAR = Bar("load-test data", None, unit="rows")
+    try:
+        return _make(args)
+    finally:
+        _BAR.finish()
+        _BAR = None
+
+
+def _make(args: argparse.Namespace) -> int:
 
     info = json.loads(args.info.read_text())
     # API keys live in the store of record (a demo of before it existed: the one Redis)
@@ -246,6 +267,9 @@ def main(argv: list[str] | None = None) -> int:
     scannable = valid + cancelled
 
     args.out.mkdir(parents=True, exist_ok=True)
+    if _BAR is not None:  # the rows of the files below, roughly (es1 and manual: every permit with a card)
+        _BAR.update(0, total=args.hot + args.cold + 5 * args.bad + args.cards + args.partner_lookups
+                    + 2 * sum(1 for r in valid if r.cn is not None and r.ssn is not None))
     now = int(time.time())
     twin, as_of = simulator_twin(upstream, int(info.get("permits") or len(records)), info["seed"])
     # The twin mints from the seeded permits: leave out any that an event changed since.

@@ -29,6 +29,7 @@ from typing import Any
 from loadtests import capacity, plan as plans, report
 from loadtests.monitor import Monitor, Watched
 from loadtests.scenarios import SCENARIOS, listed, scenario as scenario_named
+from verifier.lib.progress import Bar
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -82,10 +83,14 @@ def run_generators(the_plan: dict[str, Any], out: Path, monitor: Monitor | None 
         if monitor is not None:
             monitor.processes.append(Watched("generator master", master.pid))
             monitor.processes += [Watched("generator worker", p.pid) for p in started[1:]]
-        try:
-            master.wait(timeout=run_time + MASTER_GRACE_S)
-        except subprocess.TimeoutExpired:
-            pass
+        planned = round(float(the_plan["total_s"]) + float(the_plan["drain_s"]))
+        deadline = time.monotonic() + run_time + MASTER_GRACE_S
+        with Bar("load test", planned, unit="s") as bar:  # drawn only where a person watches
+            began = time.monotonic()
+            while master.poll() is None and time.monotonic() < deadline:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    master.wait(timeout=0.5)
+                bar.update(min(planned, round(time.monotonic() - began)))
     finally:
         for process in reversed(started):  # only what this run started, by pid
             if process.poll() is None:
@@ -378,5 +383,12 @@ def main(argv: list[str] | None = None) -> int:
     run_parser(sub)
     ceiling_parser(sub)
     report_parser(sub)
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                        help="a progress bar on stderr (default: when stderr is a terminal; never on CI)")
     args = parser.parse_args(argv)
+    from verifier.lib.progress import configure_progress, progress_override
+    from verifier.lib.settings import Settings
+
+    settings = Settings.from_env(progress=progress_override(args.progress))
+    configure_progress(settings.progress, settings.log_format)
     return {"run": cmd_run, "ceiling": cmd_ceiling, "report": cmd_report}[args.command](args)

@@ -3,4 +3,4 @@
 Fixtures of one capability belong in that capability's own ``tests/<folder>/conftest.py``.
 """
 
-pytest_plugins = ["tests.support.redis_fixtures"]
+pytest_plugins = ["tests.support.redis_fixtures", "tests.support.log_privacy"]

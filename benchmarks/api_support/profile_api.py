@@ -1,6 +1,6 @@
 """Per-request server CPU of the API, in process, with an optional profile.
 
-    python3 -m benchmarks.api_support.profile_api [qr-cold|qr-repeat|lookup|anchor|all] [--profile] [-n N]
+    python3 -m benchmarks.api_support.profile_api [qr-cold|qr-repeat|lookup|anchor|ab|all] [--profile] [-n N]
 
 A private Redis (``EmbeddedRedis``) holds a real index of 20,000 simulator permits,
 the trust list and API keys; the app is ``create_app`` with its lifespan running, and
@@ -8,6 +8,13 @@ each request is one ASGI call (scope, body, response) in one event loop: the
 figure is the app's own cost, without uvicorn and httptools (which the anchor pays
 alike). ``anchor`` times the bench's bare Litestar endpoint the same way. With
 ``--profile`` the run is under cProfile and the top functions are printed.
+
+``ab``: the API's cold path and the anchor in the same event loop, in alternating
+blocks of 100 requests (so that a noisy machine slows both alike), each block's
+process CPU read on its own, and a third block of the API with its hot route taken
+out (Litestar's layers, as before issue 15); printed: the median CPU per request of
+each and the differences, the app's own cost above the anchor. ``--profile`` with ``ab`` profiles
+the API's blocks only, with CPU time as cProfile's clock.
 
 A tool for finding where the time goes, not a benchmark of record
 (``benchmarks/test_bench_api.py`` is that).
@@ -103,7 +110,7 @@ async def _time(label: str, fn: Any, n: int, profile: bool) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("what", nargs="?", default="all", choices=["qr-cold", "qr-cold-miss", "qr-repeat", "lookup", "anchor", "all"])
+    parser.add_argument("what", nargs="?", default="all", choices=["qr-cold", "qr-cold-miss", "qr-repeat", "lookup", "anchor", "ab", "all"])
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("-n", type=int, default=0)
     args = parser.parse_args()
@@ -133,7 +140,7 @@ def main() -> None:
         save_trust_list_sync(sync, orjson.dumps(twin.trust_list()))
         today = dt.datetime.now(CST).date().isoformat()
         usable = [r for r in records if r.status == "active" and r.vf <= today < r.vt]
-        wanted = max(args.n, 3000) + 10
+        wanted = max(args.n, 3000) + 10 + (2 * (args.n or 20_000) if args.what == "ab" else 0)
         now = int(time.time())
         codes = [twin.mint_wp1(usable[i % len(usable)].pn, iat=now - 60 - i // len(usable))[0] for i in range(wanted)]
 
@@ -164,6 +171,10 @@ def main() -> None:
                     assert status == 200, status
 
             jobs = []
+            if args.what == "ab":
+                await many("/v1/verify/qr", bodies[:200], qr_headers, 200)
+                await runtime.index.permits([r.pn for r in usable], time.time())
+                await _ab(app, bodies[200:-1], qr_headers, codes[0], twin.trust_list(), state, args)
             if args.what in ("qr-cold", "qr-cold-miss", "all"):
                 cold = bodies[:-1]
                 await many("/v1/verify/qr", cold[:200], qr_headers, 200)  # warm the code paths
@@ -189,6 +200,70 @@ def main() -> None:
             asyncio.run(_anchor(codes[0], twin.trust_list(), state, args))
     finally:
         server.stop()
+
+
+async def _ab(api: Any, bodies: list[bytes], headers: Any, code: str, trust: dict[str, Any], state: Path,
+              args: Any) -> None:
+    """Alternating blocks of the API's cold path (a new code each request) and of the anchor."""
+    import statistics
+
+    from benchmarks.api_support.anchor_app import ANCHOR_ENV, create_anchor_app
+    from benchmarks.api_support.cose_parts import signed_parts
+
+    signed, signature, public_key = signed_parts(code, trust)
+    vector = state / "anchor.json"
+    vector.write_text(json.dumps({"signed_hex": signed.hex(), "signature_hex": signature.hex(),
+                                  "public_key_hex": public_key.hex()}))
+    os.environ[ANCHOR_ENV] = str(vector)
+    anchor = create_anchor_app()
+    task, inbox = await _lifespan(anchor)
+    anchor_body = msgspec.json.encode({"qr": code, "terminal": "bench-1"})
+    block = 100
+    n = min(args.n or 20_000, len(bodies) // 2) // block * block
+    profiler = cProfile.Profile(time.process_time) if args.profile else None
+    api_us: list[float] = []
+    full_us: list[float] = []
+    anchor_us: list[float] = []
+    hot_route = api.state.hot_route
+    gc.collect()
+    for start in range(0, n, block):
+        cpu = time.process_time()
+        for _ in range(block):
+            status, _ = await _call(anchor, "POST", "/verify", anchor_body, [])
+            assert status == 200
+        anchor_us.append((time.process_time() - cpu) / block * 1e6)
+        if profiler:
+            profiler.enable()
+        cpu = time.process_time()
+        for body in bodies[2 * start:2 * start + block]:
+            status, _ = await _call(api, "POST", "/v1/verify/qr", body, headers)
+            assert status == 200
+        api_us.append((time.process_time() - cpu) / block * 1e6)
+        if profiler:
+            profiler.disable()
+        await asyncio.sleep(0)  # the API's background tasks (audit and metrics flush) run between blocks too
+        # the same app with the hot route taken out (verifier/api/qr/hot_route.py): Litestar's layers
+        hot_route.enabled = False
+        cpu = time.process_time()
+        for body in bodies[2 * start + block:2 * start + 2 * block]:
+            status, _ = await _call(api, "POST", "/v1/verify/qr", body, headers)
+            assert status == 200
+        full_us.append((time.process_time() - cpu) / block * 1e6)
+        hot_route.enabled = True
+        await asyncio.sleep(0)
+    a, f, b = statistics.median(api_us), statistics.median(full_us), statistics.median(anchor_us)
+    print(f"ab: {n} requests each, blocks of {block}, median us of CPU a request: anchor {b:.1f}; "
+          f"API cold {a:.1f} ({a - b:+.1f}); through Litestar's layers (hot route out) {f:.1f} ({f - b:+.1f}) "
+          f"(means {statistics.fmean(anchor_us):.1f} / {statistics.fmean(api_us):.1f} / {statistics.fmean(full_us):.1f})")
+    if profiler:
+        out = io.StringIO()
+        pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(40)
+        print(out.getvalue())
+        out = io.StringIO()
+        pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(60)
+        print(out.getvalue())
+    await inbox.put({"type": "lifespan.shutdown"})
+    await task
 
 
 async def _anchor(code: str, trust: dict[str, Any], state: Path, args: Any) -> None:

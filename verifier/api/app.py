@@ -23,7 +23,9 @@ from verifier.api.middleware import metrics_middleware
 from verifier.api.openapi import COMPONENTS, add_links
 from verifier.api.permits.controller import PermitController
 from verifier.api.qr.controller import QrController
+from verifier.api.qr.hot_route import install_hot_route
 from verifier.api.receipts.controller import ReceiptController
+from verifier.api.request_id import request_id_layer
 from verifier.api.runtime import Runtime
 from verifier.api.status_lists.controller import StatusListController
 from verifier.api.trust.controller import TrustController
@@ -86,6 +88,10 @@ def create_app(settings: Settings, *, redis: AsyncRedisClient | None = None, sto
         debug=False,
     )
     _allow_every_method(app)
+    # The plain case of POST /v1/verify/qr without the framework's layers (anything else goes on to them).
+    install_hot_route(app, runtime, cors=bool(settings.cors_origins))
+    # Outside the routing, so that every answer (a 404 too) names its request.
+    app.asgi_handler = request_id_layer(app.asgi_handler)
     # The bodies are decoded by the handlers (verifier/api/body.py), so Litestar does
     # not know their models: add their schemas to the generated document.
     app.openapi_schema.components.schemas.update(request_components())  # type: ignore[union-attr]

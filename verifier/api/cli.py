@@ -99,6 +99,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                         help="from this time: epoch seconds, a date or an RFC 3339 time (UTC if no offset)")
     export.add_argument("--until", default=None, metavar="ISO_OR_EPOCH", help="up to this time (default: now)")
     _add_redis_flag(export)
+    from verifier.lib.progress import add_progress_flag
+
+    add_progress_flag(export)
     export.set_defaults(func=_audit_export)
 
     verify = audit_commands.add_parser(
@@ -282,7 +285,12 @@ def _audit_export(args: argparse.Namespace) -> int:
         until = parse_since(args.until) if args.until else None
     except ValueError as exc:
         return _usage_error(f"--since/--until: {exc}")
-    count = _with_redis(args, lambda r: export_audit(r, sys.stdout, since, until))
+    from verifier.lib.progress import bar_enabled, configure_progress, progress_override
+    from verifier.lib.settings import Settings
+
+    settings = Settings.from_env(progress=progress_override(args.progress))
+    configure_progress(settings.progress, settings.log_format)
+    count = _with_redis(args, lambda r: export_audit(r, sys.stdout, since, until, progress=bar_enabled()))
     sys.stdout.flush()
     print(f"exported {count} audit records", file=sys.stderr)
     return 0

@@ -13,6 +13,8 @@ import signal
 import sys
 from pathlib import Path
 
+from verifier.lib.logging import add_log_flags
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     from verifier.lib.settings import DEFAULT_CARD_BRIDGE_PORT
@@ -32,6 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                         help="no reader: the software card of 'verifier mint card --out DIR'")
     bridge.add_argument("--simulator", default=None, metavar="URL", help="no reader: a card of the upstream simulator")
     bridge.add_argument("--pn", default=None, help="with --simulator: the permit whose card it is")
+    add_log_flags(bridge)
     bridge.set_defaults(func=_card_bridge)
 
 
@@ -43,7 +46,15 @@ def _card_bridge(args: argparse.Namespace) -> int:
     from verifier.issuing.keys import KeyFileError
     from verifier.lib.settings import parse_origins
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    from verifier.lib.logging import configure_logging, notice
+    from verifier.lib.settings import Settings
+
+    try:
+        settings = Settings.from_env(log_level=args.log_level, log_format=args.log_format)
+    except ValueError as exc:
+        print(f"verifier card-bridge: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level, settings.log_format)
     try:
         origins = parse_origins(",".join(args.allow_origin))
         source = choose_source(card_folder=args.card, simulator=args.simulator, pn=args.pn, reader=args.reader,
@@ -52,7 +63,8 @@ def _card_bridge(args: argparse.Namespace) -> int:
     except (ValueError, CardError, KeyFileError, OSError, httpx.HTTPError) as exc:
         print(f"verifier card-bridge: {exc}", file=sys.stderr)
         return 2
-    print(f"card bridge on {server.url} ({source.kind}: {source.reader()}) for {', '.join(origins)}", flush=True)
+    notice(logging.getLogger("verifier.cardbridge"),
+           f"card bridge on {server.url} ({source.kind}: {source.reader()}) for {', '.join(origins)}")
     signal.signal(signal.SIGTERM, _stop)
     try:
         server.serve_forever()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
+import traceback
 from typing import Any
 
 import msgspec
@@ -190,15 +191,32 @@ def http_exception_handler(request: Request[Any, Any, Any], exc: HTTPException) 
     return problem_response(status, detail, errors=errors, headers=headers)
 
 
+def redacted_traceback(exc: BaseException) -> str:
+    """Where it happened, not what it said: the frames (file, line, function) and the
+    exception types of the chain, without their messages or source lines, which may quote
+    a code, a permit number or a name (no personal data in any log)."""
+    parts: list[str] = []
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        frames = "".join(f'  File "{f.filename}", line {f.lineno}, in {f.name}\n'
+                         for f in traceback.extract_tb(current.__traceback__))
+        parts.append(f"Traceback (most recent call last):\n{frames}{type(current).__module__}."
+                     f"{type(current).__qualname__} (message withheld)")
+        current = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
+    return "\n\nwhich was raised while handling:\n".join(parts)
+
+
 def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[ProblemDocument]:
     """A bug: log it with its traceback (no request body, no personal data), answer a bare 500."""
     log.error(
-        "internal error on %s %s: %s",
+        "internal error on %s %s: %s\n%s",
         request.method,
         # the handler's name, not the path: a path may hold a permit number
         getattr(request.scope.get("route_handler"), "handler_name", "?"),
         type(exc).__name__,
-        exc_info=exc,
+        redacted_traceback(exc),
     )
     return problem_response(HTTP_500_INTERNAL_SERVER_ERROR)
 

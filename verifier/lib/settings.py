@@ -98,6 +98,11 @@ class Settings:
     """A Status List's ``exp - iat``: how long a copy may be used at most (an offline scanner's bound)."""
     log_level: str = "INFO"
     """Application log level."""
+    log_format: str = "text"
+    """Log lines as ``text`` or ``json`` (JSON lines), the same in every process (verifier.lib.logging)."""
+    progress: str = "auto"
+    """Progress bars of the long commands: ``auto`` (stderr a terminal), ``on``, ``off``; always off on CI
+    (``$CI`` set) and in JSON log mode (verifier.lib.progress)."""
     cors_origins: tuple[str, ...] = ()
     """Origins of other web front ends allowed to call the API from a browser (CORS); default none."""
     card_bridge_origin: str = DEFAULT_CARD_BRIDGE_ORIGIN
@@ -173,6 +178,8 @@ class Settings:
             "status_list_ttl_s": int(_env("VERIFIER_STATUS_LIST_TTL_S", "300")),
             "status_list_lifetime_s": int(_env("VERIFIER_STATUS_LIST_LIFETIME_S", "3600")),
             "log_level": _env("VERIFIER_LOG_LEVEL", "INFO"),
+            "log_format": _env("VERIFIER_LOG_FORMAT", "text"),
+            "progress": _env("VERIFIER_PROGRESS", "auto"),
             "cors_origins": parse_origins(_env("VERIFIER_CORS_ORIGINS", "")),
             "card_bridge_origin": _env("VERIFIER_CARD_BRIDGE_ORIGIN", DEFAULT_CARD_BRIDGE_ORIGIN),
             "counter_clear_s": float(_env("VERIFIER_COUNTER_CLEAR_S", "30")),
@@ -205,6 +212,14 @@ class Settings:
         env["card_bridge_origin"] = check_card_bridge_origin(str(env["card_bridge_origin"]))
         if not 1 <= float(env["counter_clear_s"]) <= 3600:  # type: ignore[arg-type]
             raise ValueError("the counter's verdict clear time is 1 to 3600 seconds")
+        env["progress"] = str(env["progress"]).lower()
+        if env["progress"] not in ("auto", "on", "off"):
+            raise ValueError(f"progress is auto, on or off, not {env['progress']!r} (VERIFIER_PROGRESS)")
+        if _env("CI", "").lower() not in ("", "0", "false", "no"):
+            env["progress"] = "off"  # never a bar in a CI log, whatever a flag says
+        env["log_format"] = str(env["log_format"]).lower()
+        if env["log_format"] not in ("text", "json"):
+            raise ValueError(f"the log format is text or json, not {env['log_format']!r} (VERIFIER_LOG_FORMAT)")
         return cls(**env)  # type: ignore[arg-type]
 
     def to_env(self) -> dict[str, str]:
@@ -230,6 +245,8 @@ class Settings:
             "VERIFIER_STATUS_LIST_TTL_S": str(self.status_list_ttl_s),
             "VERIFIER_STATUS_LIST_LIFETIME_S": str(self.status_list_lifetime_s),
             "VERIFIER_LOG_LEVEL": self.log_level,
+            "VERIFIER_LOG_FORMAT": self.log_format,
+            "VERIFIER_PROGRESS": self.progress,
             "VERIFIER_CORS_ORIGINS": ",".join(self.cors_origins),
             "VERIFIER_CARD_BRIDGE_ORIGIN": self.card_bridge_origin,
             "VERIFIER_COUNTER_CLEAR_S": repr(self.counter_clear_s),

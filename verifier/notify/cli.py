@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import signal
 import sys
 from pathlib import Path
 from typing import Any
+
+from verifier.lib.logging import add_log_flags
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -34,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--metrics-port", type=int, default=None,
                         help="serve Prometheus /metrics on this port (default: $VERIFIER_NOTIFY_METRICS_PORT; 0 none)")
     parser.add_argument("--concurrency", type=int, default=None, help="deliveries at once (default 64)")
-    parser.add_argument("--log-level", default=None, help="log level (default: settings, INFO)")
+    add_log_flags(parser)
     parser.set_defaults(func=_run)
     commands = parser.add_subparsers(dest="notify_command", metavar="COMMAND")
 
@@ -59,6 +60,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     receiver.add_argument("--secret-file", type=Path, default=None,
                           help='JSON {"secret": "whsec_...", "public_key": "whpk_..."} to check signatures with')
     receiver.add_argument("--record", type=Path, default=None, help="also append one JSON line per delivery here")
+    add_log_flags(receiver, level_default="warning")
     receiver.set_defaults(func=_receiver)
 
 
@@ -71,10 +73,13 @@ def _settings(args: argparse.Namespace, **more: Any) -> Any:
 def _run(args: argparse.Namespace) -> int:
     from verifier.lib.logging import configure_logging
 
-    settings = _settings(args, notify_metrics_port=args.metrics_port, notify_concurrency=args.concurrency,
-                         log_level=args.log_level)
-    configure_logging(settings.log_level)
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    try:
+        settings = _settings(args, notify_metrics_port=args.metrics_port, notify_concurrency=args.concurrency,
+                             log_level=args.log_level, log_format=args.log_format)
+    except ValueError as exc:  # a setting of the environment that is not one (VERIFIER_LOG_FORMAT=xml)
+        print(f"verifier notify: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level, settings.log_format)
     if not settings.redis_url:
         print("verifier notify: no Redis URL: set REDIS_URL or pass --redis, or run `verifier demo` in this folder (its URL is then found in .state/redis.url)", file=sys.stderr)
         return 2
@@ -142,7 +147,11 @@ def _dead_letters(args: argparse.Namespace) -> int:
 
 
 def _receiver(args: argparse.Namespace) -> int:
+    from verifier.lib.logging import configure_logging
+    from verifier.lib.settings import Settings
     from verifier.notify.receiver import serve_receiver
 
+    settings = Settings.from_env(log_format=args.log_format)
+    configure_logging(args.log_level or "WARNING", settings.log_format)
     serve_receiver(args.host, args.port, args.secret_file, args.record)
     return 0

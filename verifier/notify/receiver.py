@@ -17,13 +17,18 @@ by ``webhook-id``, order by ``data.seq`` per permit, answer 2xx fast.
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import time
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any, TextIO
 
+from verifier.lib.logging import json_mode, notice
+
 from .signing import SignatureError, verify
+
+log = logging.getLogger("verifier.notify.receiver")
 
 __all__ = ["Receiver", "serve_receiver"]
 
@@ -95,9 +100,13 @@ class Receiver:
         self.received += 1
         delay = f"{arrived - event_time:.2f}s" if event_time is not None else "?"
         seq = data.get("seq", "-") if isinstance(data, dict) else "-"
-        self.out.write(f"{time.strftime('%H:%M:%S', time.localtime(arrived))} {event_type:<18} seq={seq} "
-                       f"id={webhook_id} signature={matched} after={delay}{' (repeat: ignored)' if repeat else ''}\n")
-        self.out.flush()
+        if json_mode():  # the demo's --log-format json: its lines too
+            notice(log, f"{event_type} seq={seq}", event_type=event_type, seq=seq, webhook_id=webhook_id,
+                   signature=matched, after=delay, repeat=repeat)
+        else:
+            self.out.write(f"{time.strftime('%H:%M:%S', time.localtime(arrived))} {event_type:<18} seq={seq} "
+                           f"id={webhook_id} signature={matched} after={delay}{' (repeat: ignored)' if repeat else ''}\n")
+            self.out.flush()
         if self.record is not None:
             self.record.write(json.dumps({"type": event_type, "seq": seq, "id": webhook_id, "event_time": event_time,
                                           "arrived": arrived}) + "\n")
@@ -124,5 +133,6 @@ def serve_receiver(host: str, port: int, secret_file: Path | None, record: Path 
     import uvicorn
 
     app = Receiver(secret_file, record=record)
-    print(f"webhook receiver: http://{host}:{port}/ (prints one line per delivery)", flush=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, lifespan="off")
+    notice(log, f"webhook receiver: http://{host}:{port}/ (prints one line per delivery)")
+    uvicorn.run(app, host=host, port=port, log_level=logging.getLogger().getEffectiveLevel(), log_config=None,
+                access_log=False, lifespan="off")

@@ -6,6 +6,8 @@ workers (``Settings.to_env``); each worker reads them once here and builds the a
 
 from __future__ import annotations
 
+import logging
+
 from litestar import Litestar
 
 from verifier.lib.settings import Settings
@@ -18,5 +20,7 @@ def create_app_from_env() -> Litestar:
     from verifier.lib.logging import configure_logging
 
     settings = Settings.from_env()
-    configure_logging(settings.log_level)  # the worker's own lines (its shutdown line among them)
+    configure_logging(settings.log_level, settings.log_format)
+    # uvicorn's level for its own loggers (its start-up chatter only when debugging)
+    logging.getLogger("uvicorn.error").setLevel("DEBUG" if settings.log_level.upper() == "DEBUG" else "WARNING")
     return create_app(settings, tune_gc=True)  # a serving worker: see verifier.api.runtime.tune_gc

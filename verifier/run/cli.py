@@ -16,6 +16,7 @@ from pathlib import Path
 
 from verifier.api.cli import STORE_HELP
 from verifier.api.counter.flags import add_counter_flags, counter_overrides
+from verifier.lib.logging import add_log_flags
 
 
 def _at_least_one(text: str) -> int:
@@ -48,7 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     serve.add_argument("--state-dir", type=Path, default=None, help="private Redis data (default: .state)")
     serve.add_argument("--audit-dir", default=None,
                        help="the audit's append-only files (default: $VERIFIER_AUDIT_DIR or STATE_DIR/audit)")
-    serve.add_argument("--log-level", default=None, help="log level (default: $VERIFIER_LOG_LEVEL or INFO)")
+    add_log_flags(serve)
     add_counter_flags(serve)
     serve.set_defaults(func=_serve)
 
@@ -56,7 +57,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "demo",
         help="run everything on this machine and print keys and sample requests",
         description="Start two private Redis-protocol servers (the index's and the store of record's), the upstream simulator with demo permits, the sync "
-        "job and the API; print the URL, one API key per role and ready-to-paste curl commands. Ctrl-C stops all.",
+        "job and the API; print the URL, one API key per role and ready-to-paste curl commands. A process that dies "
+        "is started again (--restarts). Ctrl-C stops all.",
     )
     demo.add_argument("--port", type=int, default=8000, help="API port, 0 for a free one (default 8000)")
     demo.add_argument("--host", default="127.0.0.1", help="API bind address (default 127.0.0.1)")
@@ -77,6 +79,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     demo.add_argument("--redis", default=None, help="use this Redis for the index instead of a private one")
     demo.add_argument("--store", default=None, help="use this Redis for the store of record instead of a private "
                       "one (default: --redis's when given)")
+    add_log_flags(demo)
+    demo.add_argument("--restarts", type=int, default=5, metavar="N",
+                      help="restart a process that dies up to N times (with back-off) before giving up (default 5; "
+                      "0: stop everything at the first death)")
     demo.set_defaults(func=_demo)
 
 
@@ -117,7 +123,7 @@ def _serve(args: argparse.Namespace) -> int:
         settings = Settings.from_env(
             redis_url=args.redis, store_url=args.store, upstream_url=args.upstream, host=args.host, port=args.port,
             audit_dir=args.audit_dir, workers=args.workers, state_dir=args.state_dir, log_level=args.log_level,
-            **counter_overrides(args),
+            log_format=args.log_format, **counter_overrides(args),
         )
     except ValueError as exc:  # a CORS or card-bridge origin that is not one
         return _usage_error(str(exc))
@@ -137,7 +143,12 @@ def _demo(args: argparse.Namespace) -> int:
 
     if args.permits < 10:
         return _usage_error("--permits must be at least 10")
-    settings = Settings.from_env(state_dir=args.state_dir)
+    try:
+        settings = Settings.from_env(state_dir=args.state_dir, log_level=args.log_level, log_format=args.log_format)
+    except ValueError as exc:
+        return _usage_error(str(exc))
+    if args.restarts < 0:
+        return _usage_error("--restarts must be 0 or more")
     try:
         if port_in_use(args.host, args.port):
             return _usage_error(_busy_port(args.host, args.port, "demo"))
@@ -147,4 +158,5 @@ def _demo(args: argparse.Namespace) -> int:
         state_dir=settings.state_dir, host=args.host, port=args.port, workers=args.workers,
         permits=args.permits, seed=args.seed, event_rate=args.event_rate, rate_limit_per_s=args.rate_limit,
         info_file=args.info, redis_url=args.redis or "", store_url=args.store or "", issuer_alg=args.issuer_alg,
+        log_level=settings.log_level, log_format=settings.log_format, max_restarts=args.restarts,
     ))

@@ -20,14 +20,19 @@ waits until the API says the index is ready, creates one API key per role (print
 once, stored only hashed; the previous demo's keys are revoked), and prints the URL,
 the counter page's URL, the keys and ready-to-paste ``curl`` commands with real codes,
 and writes a QR image (PNG) of a real code to show to the counter's camera. ``--info FILE`` writes
-the same as JSON. Ctrl-C or SIGTERM stops everything it started, API first and Redis
-last, and reaps every process.
+the same as JSON. A process that dies is started again (:meth:`DemoStack.supervise`:
+one line saying which, its exit code and its restart count; a back-off; a limit of
+``--restarts`` deaths in a row, past which everything stops as it did before), so the
+faults of issue 11 can be tried on the demo itself. Ctrl-C or SIGTERM stops everything
+it started, API first and Redis last, and reaps every process. ``--log-format json``
+makes every process log JSON lines (verifier.lib.logging).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import shlex
 import signal
@@ -42,12 +47,22 @@ import httpx
 import msgspec
 
 from verifier.index.status_lists import PATH as STATUS_LISTS_PATH
+from verifier.lib.logging import configure_logging, notice
 from verifier.lib.redis_server import free_port
 from verifier.lib.settings import Settings
 from verifier.run.private_redis import INDEX, STORE, private_redis_child, wait_for_url
 from verifier.run.processes import Child, ChildFailed, http_ok, wait_until
 
 __all__ = ["DemoOptions", "DemoStack", "run_demo"]
+
+log = logging.getLogger("verifier.demo")
+
+BACKOFF_S = 0.5
+"""Wait before the first restart of a child that died; doubled for each death in a row ..."""
+BACKOFF_CAP_S = 8.0
+"""... up to this."""
+STABLE_S = 30.0
+"""A child up this long has recovered: its next death starts a new row of restarts."""
 
 DEMO_KEY_PREFIX = "demo "
 """API keys the demo made carry this name prefix, so the next demo can revoke them."""
@@ -77,6 +92,12 @@ class DemoOptions:
     """An existing Redis to use for the index instead of starting a private one."""
     store_url: str = ""
     """An existing Redis for the store of record; empty: a private one, or ``redis_url``'s when that is given."""
+    log_level: str = ""
+    """Every process's log level (empty: each one's default)."""
+    log_format: str = "text"
+    """Every process's log format: text or json (verifier.lib.logging)."""
+    max_restarts: int = 5
+    """A process that dies is started again up to this many times in a row (0: stop everything instead)."""
     stop_event: threading.Event = field(default_factory=threading.Event)
 
 
@@ -88,6 +109,12 @@ class DemoStack:
         self.state_dir = options.state_dir.resolve()
         self.log_dir = self.state_dir / "logs"
         self.children: list[Child] = []
+        self._restart_due: dict[str, float] = {}
+        """Children that died, by name: when (monotonic) they are started again."""
+        self._streak: dict[str, int] = {}
+        """Restarts in a row of each child that did not stay up ``STABLE_S``."""
+        self._redis_ports: dict[str, int] = {}
+        """The private Redis servers' ports: a restart keeps its port (and its AOF file)."""
         self.redis_url = options.redis_url
         self.store_url = options.store_url or options.redis_url
         self.audit_path = self.state_dir / "audit"
@@ -118,12 +145,16 @@ class DemoStack:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         if not self.redis_url:
             redis, url_file = private_redis_child(self.state_dir, self.log_dir, INDEX)
+            redis.env = self._env()
             self._start(redis)
             self.redis_url = wait_for_url(url_file, self._abort_if_needed)
+            self._redis_ports[INDEX.name] = _port_of(self.redis_url)
         if not self.store_url:
             store, url_file = private_redis_child(self.state_dir, self.log_dir, STORE)
+            store.env = self._env()
             self._start(store)
             self.store_url = wait_for_url(url_file, self._abort_if_needed)
+            self._redis_ports[STORE.name] = _port_of(self.store_url)
 
         self.api_port = options.port or free_port()
         url_host = "127.0.0.1" if options.host in ("0.0.0.0", "::") else options.host
@@ -136,8 +167,8 @@ class DemoStack:
             "upstream", "--host", "127.0.0.1", "--port", str(self.upstream_port),
             "--permits", str(options.permits), "--seed", str(options.seed),
             "--event-rate", str(options.event_rate), "--alg", options.issuer_alg,
-            "--status-lists", status_lists,
-        ], self.log_dir))
+            "--status-lists", status_lists, *self._level_flag(),
+        ], self.log_dir, self._env()))
         wait_until(lambda: http_ok(f"{self.upstream_url}/admin/state"), timeout_s=120,
                    what="the upstream simulator", abort=self._abort_if_needed)
 
@@ -148,6 +179,7 @@ class DemoStack:
             rate_limit_per_s=options.rate_limit_per_s,
             rate_limit_burst=int(options.rate_limit_per_s * 2) if options.rate_limit_per_s else None,
             card_bridge_origin=self.bridge_url,
+            log_level=options.log_level or None, log_format=options.log_format,
         )
         self.audit_path = settings.audit_path.resolve()
         env = {**os.environ, **settings.to_env()}
@@ -186,9 +218,20 @@ class DemoStack:
         self._start(Child.verifier("card-bridge", [
             "card-bridge", "--port", str(self.bridge_port), "--simulator", self.upstream_url, "--pn", permit_number,
             "--allow-origin", f"http://127.0.0.1:{port}", "--allow-origin", f"http://localhost:{port}",
-        ], self.log_dir))
+            *self._level_flag(),
+        ], self.log_dir, self._env()))
         wait_until(lambda: http_ok(f"{self.bridge_url}/v1/status"), timeout_s=30, what="the card bridge",
                    abort=self._abort_if_needed)
+
+    def _env(self) -> dict[str, str]:
+        """The environment of a child that gets no settings of its own: the log format and level."""
+        env = {**os.environ, "VERIFIER_LOG_FORMAT": self.options.log_format}
+        if self.options.log_level:
+            env["VERIFIER_LOG_LEVEL"] = self.options.log_level
+        return env
+
+    def _level_flag(self) -> list[str]:
+        return ["--log-level", self.options.log_level] if self.options.log_level else []
 
     # -- running and stopping ----------------------------------------------------
 
@@ -196,6 +239,48 @@ class DemoStack:
         """Raise :class:`ChildFailed` if any child has died."""
         for child in self.children:
             child.check_running()
+
+    def supervise(self) -> None:
+        """Start again every child that died (one line each: which, its exit code, the restart count),
+        after a back-off that doubles with each death in a row (``BACKOFF_S`` up to ``BACKOFF_CAP_S``);
+        a child that stayed up ``STABLE_S`` starts a new row. Raises :class:`ChildFailed` when one died
+        more than ``max_restarts`` times in a row (then everything is stopped, as before)."""
+        now = time.monotonic()
+        for child in self.children:
+            if child.running:
+                if now - child.started_at >= STABLE_S:
+                    self._streak.pop(child.name, None)
+                continue
+            if child.name in self._restart_due:
+                if now >= self._restart_due[child.name]:
+                    del self._restart_due[child.name]
+                    self._restart(child)
+                continue
+            code = child.reap_dead()
+            streak = self._streak.get(child.name, 0) + 1
+            if streak > self.options.max_restarts:
+                raise ChildFailed(f"{child.name} exited with code {_exit_text(code)} and was restarted "
+                                  f"{child.restarts} time(s), {streak - 1} in a row: giving up; see "
+                                  f"{child.log_path}:\n{child.log_tail()}")
+            self._streak[child.name] = streak
+            delay = min(BACKOFF_CAP_S, BACKOFF_S * 2 ** (streak - 1))
+            self._restart_due[child.name] = time.monotonic() + delay
+            notice(log, f"verifier demo: {child.name} exited with code {_exit_text(code)}; restarting it in "
+                   f"{delay:.1f} s (restart {child.restarts + 1}, {streak} of {self.options.max_restarts} in a row)",
+                   child=child.name, exit_code=code, restarts=child.restarts + 1)
+
+    def _restart(self, child: Child) -> None:
+        if child.name in self._redis_ports:  # the same port: the others know its URL, its AOF is named after it
+            fresh, _url_file = private_redis_child(self.state_dir, self.log_dir,
+                                                   INDEX if child.name == INDEX.name else STORE,
+                                                   port=self._redis_ports[child.name])
+            child.argv = fresh.argv
+        child.restarts += 1
+        child.start()
+
+    @property
+    def restarts(self) -> dict[str, int]:
+        return {c.name: c.restarts for c in self.children if c.restarts}
 
     @property
     def pids(self) -> dict[str, int]:
@@ -275,6 +360,18 @@ def _check_samples(api_url: str, tokens: dict[str, str], samples: dict[str, Any]
     return problems
 
 
+def _port_of(url: str) -> int:
+    return int(url.rsplit(":", 1)[1].split("/")[0])
+
+
+def _exit_text(code: int | None) -> str:
+    """``-9 (SIGKILL)`` for a signal, else the code."""
+    if code is not None and code < 0:
+        with contextlib.suppress(ValueError):
+            return f"{code} ({signal.Signals(-code).name})"
+    return str(code)
+
+
 def _write_atomically(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
@@ -344,6 +441,7 @@ def run_demo(options: DemoOptions) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+    configure_logging(options.log_level or "INFO", options.log_format)
     stack = DemoStack(options)
     started = time.monotonic()
     try:
@@ -385,7 +483,15 @@ def run_demo(options: DemoOptions) -> int:
                 _write_atomically(options.info_file, msgspec.json.format(msgspec.json.encode(info)))
             _print_banner(info, samples, problems)
             while not options.stop_event.wait(0.5):
-                stack.check()
+                if not options.max_restarts:
+                    stack.check()
+                    continue
+                before = stack.restarts
+                stack.supervise()
+                if stack.restarts != before and options.info_file is not None:
+                    # the info file names the processes as they are now (a stale pid may be reused)
+                    info["pids"], info["restarts"] = stack.pids, stack.restarts
+                    _write_atomically(options.info_file, msgspec.json.format(msgspec.json.encode(info)))
             print("\nverifier demo: stopping ...", flush=True)
         print("verifier demo: stopped.", flush=True)
         return 0

@@ -18,6 +18,7 @@ records; the parent stops it last.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import signal
 import sys
@@ -26,8 +27,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from verifier.lib.logging import configure_logging, notice
 from verifier.lib.redis_server import EmbeddedRedis
+from verifier.lib.settings import Settings
 from verifier.run.processes import Child, wait_until
+
+log = logging.getLogger("verifier.redis")
 
 
 @dataclass(frozen=True)
@@ -44,13 +49,17 @@ STORE = PrivateServer("store", "always")
 """The store of record's server."""
 
 
-def private_redis_child(state_dir: Path, log_dir: Path, server: PrivateServer = INDEX) -> tuple[Child, Path]:
-    """The server as a (not yet started) child keeping its data in ``state_dir/<name>``, and its URL file."""
+def private_redis_child(state_dir: Path, log_dir: Path, server: PrivateServer = INDEX, *,
+                        port: int | None = None) -> tuple[Child, Path]:
+    """The server as a (not yet started) child keeping its data in ``state_dir/<name>``, and its URL file.
+    ``port``: that port (a restart: the AOF file is named after it, and the other processes know the URL)."""
     url_file = state_dir / f"{server.name}.url"
     url_file.unlink(missing_ok=True)
     argv = [sys.executable, "-m", "verifier.run.private_redis",
             "--state-dir", str(state_dir / server.name), "--url-file", str(url_file),
             "--appendfsync", server.appendfsync]
+    if port is not None:
+        argv += ["--port", str(port)]
     return Child(server.name, argv, log_dir / f"{server.name}.log"), url_file
 
 
@@ -65,22 +74,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--state-dir", required=True, type=Path)
     parser.add_argument("--url-file", required=True, type=Path)
     parser.add_argument("--appendfsync", default="everysec", choices=("always", "everysec"))
+    parser.add_argument("--port", type=int, default=None, help="this port (default: a free one)")
     args = parser.parse_args(argv)
+    settings = Settings.from_env()
+    configure_logging(settings.log_level, settings.log_format)
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    server = EmbeddedRedis(args.state_dir, persist=True, appendfsync=args.appendfsync)
+    server = EmbeddedRedis(args.state_dir, persist=True, appendfsync=args.appendfsync, port=args.port)
     server.start()
     try:
         partial = args.url_file.with_name(args.url_file.name + ".partial")
         partial.write_text(server.url + "\n")
         os.replace(partial, args.url_file)  # the parent never reads half a URL
-        print(f"private Redis-protocol server {server.binary} at {server.url}, data in {args.state_dir} "
-              f"(appendfsync {args.appendfsync})", flush=True)
+        notice(log, f"private Redis-protocol server {server.binary} at {server.url}, data in {args.state_dir} "
+               f"(appendfsync {args.appendfsync})")
         while not stop.wait(0.5):
             if not server.running:
-                print("the Redis-protocol server exited on its own", file=sys.stderr, flush=True)
+                log.error("the Redis-protocol server exited on its own")
                 return 1
         return 0
     finally:

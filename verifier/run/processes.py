@@ -38,6 +38,10 @@ class Child:
         self.log_path = log_path
         self.env = env
         self.process: subprocess.Popen[bytes] | None = None
+        self.started_at = 0.0
+        """``time.monotonic()`` of the last start."""
+        self.restarts = 0
+        """How many times a supervisor started it again after it died (``verifier demo``)."""
 
     @classmethod
     def verifier(cls, name: str, args: Sequence[str], log_dir: Path, env: dict[str, str] | None = None) -> "Child":
@@ -54,6 +58,7 @@ class Child:
 
     def start(self) -> "Child":
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.started_at = time.monotonic()
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
                 self.argv,
@@ -69,6 +74,22 @@ class Child:
     def check_running(self) -> None:
         if self.process is not None and self.process.poll() is not None:
             raise ChildFailed(f"{self.name} exited with code {self.process.returncode}; see {self.log_path}:\n{self.log_tail()}")
+
+    def reap_dead(self, grace_s: float = 5.0) -> int | None:
+        """After the child itself died: give what is left of its group (a Redis server that got
+        SIGTERM from PR_SET_PDEATHSIG, uvicorn's workers) ``grace_s`` to finish, SIGTERM it, then
+        ``stop()`` (SIGKILL). Returns the child's exit code."""
+        process = self.process
+        if process is None or process.poll() is None:
+            return None
+        code = process.returncode
+        pgid = process.pid
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGTERM)
+        with contextlib.suppress(TimeoutError):
+            wait_until(lambda: not _group_alive(pgid), timeout_s=grace_s, what=f"what is left of {self.name}")
+        self.stop()
+        return code
 
     def log_tail(self, lines: int = 20) -> str:
         try:

@@ -18,6 +18,7 @@ from contextlib import contextmanager
 
 import uvicorn
 
+from verifier.lib.logging import configure_logging, notice
 from verifier.lib.settings import Settings
 from verifier.run.asgi import APP_FACTORY
 from verifier.run.drain import PROTOCOL, Supervisor
@@ -36,14 +37,17 @@ UVICORN_OPTIONS: dict[str, object] = {
 }
 
 
-def run_uvicorn(app: str, *, host: str, port: int, workers: int, log_level: str = "warning") -> int:
-    """Serve the factory ``app`` ("module:function") until SIGINT or SIGTERM; 0 on a clean stop."""
-    config = uvicorn.Config(app, host=host, port=port, workers=workers, log_level=log_level.lower(), **UVICORN_OPTIONS)  # type: ignore[arg-type]
+def run_uvicorn(app: str, *, host: str, port: int, workers: int, log_level: str = "warning",
+                log_config: object = uvicorn.config.LOGGING_CONFIG) -> int:
+    """Serve the factory ``app`` ("module:function") until SIGINT or SIGTERM; 0 on a clean stop.
+    ``log_config=None``: uvicorn's lines go to the process's own handlers (``verifier serve``)."""
+    config = uvicorn.Config(app, host=host, port=port, workers=workers, log_level=log_level.lower(),  # type: ignore[arg-type]
+                            log_config=log_config, **UVICORN_OPTIONS)  # type: ignore[arg-type]
     server = uvicorn.Server(config)
     # Bind here, in the parent, so `--port 0` works and every worker shares the socket.
     sock = config.bind_socket()
     bound_port = sock.getsockname()[1]
-    print(f"verifier: serving on http://{_url_host(host)}:{bound_port} with {workers} worker(s)", flush=True)
+    notice(log, f"verifier: serving on http://{_url_host(host)}:{bound_port} with {workers} worker(s)")
     try:
         if workers > 1:
             Supervisor(config, sockets=[sock]).run()
@@ -103,9 +107,7 @@ def private_redis_if_unset(settings: Settings) -> Iterator[Settings]:
 
 
 def serve(settings: Settings) -> int:
-    from verifier.lib.logging import configure_logging
-
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     with private_redis_if_unset(settings) as settings:
         # Settings reach the workers through the environment they inherit at spawn.
         os.environ.update(settings.to_env())
@@ -116,6 +118,7 @@ def serve(settings: Settings) -> int:
             workers=settings.workers,
             # uvicorn's own start-up chatter stays out of the logs unless debugging
             log_level="debug" if settings.log_level.upper() == "DEBUG" else "warning",
+            log_config=None,  # one format: the workers set it up from the settings (verifier.run.asgi)
         )
 
 

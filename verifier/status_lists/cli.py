@@ -13,11 +13,13 @@ public parts only. Exit codes: 0 done, 2 a usage error or an unusable store.
 from __future__ import annotations
 
 import argparse
-import logging
 import signal
 import sys
 import threading
 from typing import Any
+
+from verifier.lib.logging import add_log_flags, configure_logging
+from verifier.lib.progress import add_progress_flag, configure_progress, progress_override
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -38,7 +40,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     run.add_argument("--base", default=None, metavar="URL",
                      help="the URI prefix of the lists (default: $VERIFIER_STATUS_LIST_BASE_URL, else "
                      "http://HOST:PORT/v1/status-lists of the API's settings)")
-    run.add_argument("--log-level", default=None, help="log level (default: settings, INFO)")
+    add_log_flags(run)
+    add_progress_flag(run)
     run.set_defaults(func=_run)
 
     keys = commands.add_parser("keys", help="the Status List signing keys in the store of record")
@@ -68,9 +71,15 @@ def _settings(args: argparse.Namespace, **extra: Any) -> Any:
 
 
 def _run(args: argparse.Namespace) -> int:
-    settings = _settings(args, status_list_ttl_s=args.ttl, status_list_lifetime_s=args.lifetime,
-                         status_list_base_url=args.base, log_level=args.log_level)
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        settings = _settings(args, status_list_ttl_s=args.ttl, status_list_lifetime_s=args.lifetime,
+                             status_list_base_url=args.base, log_level=args.log_level, log_format=args.log_format,
+                             progress=progress_override(args.progress))
+    except ValueError as exc:  # a setting of the environment that is not one (VERIFIER_LOG_FORMAT=xml)
+        print(f"verifier status-lists run: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level, settings.log_format)
+    configure_progress(settings.progress, settings.log_format)
     if not settings.redis_url:
         print("verifier status-lists run: no Redis URL: set REDIS_URL or pass --redis, or run `verifier demo` in this folder (its URL is then found in .state/redis.url)", file=sys.stderr)
         return 2

@@ -53,6 +53,7 @@ from verifier.index.status_lists import (
 )
 from verifier.index.trust_store import TRUST_CHANNEL
 from verifier.issuing.keys import IssuerKey, KeyRing
+from verifier.lib.progress import Bar
 from verifier.lib.redis_client import SyncRedisClient, sync_client
 from verifier.lib.redis_errors import REDIS_UNAVAILABLE
 from verifier.lib.settings import Settings
@@ -328,6 +329,10 @@ class StatusListWriter:
     def _build(self) -> bool:
         """Every record of the live generation to new entries; False when the index is not ready."""
         started = time.monotonic()
+        total = None
+        with contextlib.suppress(Exception):  # only the bar's total: the build finds out for itself
+            total = self.index.freshness().count
+        bar = Bar("status lists: build", total)
         try:
             records = 0
 
@@ -337,12 +342,17 @@ class StatusListWriter:
                     records += 1
                     if records % 50_000 == 0:
                         self._check_lock()
+                    if records % 1000 == 0:
+                        bar.update(records)
                     yield record
 
             built = ListEntries.build(counted())
+            bar.update(records)
         except IndexNotReady as exc:
             log.info("status lists: the index is not ready (%s); waiting for the sync job", exc)
             return False
+        finally:
+            bar.finish()
         previous, self.entries = self.entries, built
         self._built_at = time.monotonic()
         self.counts.builds += 1

@@ -44,6 +44,7 @@ from verifier.index.errors import IndexNotReady
 from verifier.index.reader import SyncPermitIndex
 from verifier.index.records import PermitRecord, encode_record
 from verifier.index.writer import IndexWriter
+from verifier.lib.progress import Bar
 from verifier.lib.redis_client import SyncRedisClient
 from verifier.sync.upstream_client import CursorTooOld, UpstreamClient, UpstreamError
 
@@ -126,9 +127,11 @@ def _check_once(redis_client: SyncRedisClient, upstream: UpstreamClient, *, name
         try:
             header = stream.header
             snapshot: dict[str, bytes] = {}
-            for batch in stream.batches():
-                for record in batch:
-                    snapshot[record.pn] = encode_record(record)
+            with Bar("index check: reading the upstream", header.count) as bar:
+                for batch in stream.batches():
+                    for record in batch:
+                        snapshot[record.pn] = encode_record(record)
+                    bar.update(len(snapshot))
         finally:
             response.close()
     except UpstreamError as exc:
@@ -161,12 +164,16 @@ def _check_once(redis_client: SyncRedisClient, upstream: UpstreamClient, *, name
     mismatched: dict[str, PermitRecord | None] = {}
     seen: set[str] = set()
     try:
-        for record in reader.iter_records():
-            if record.pn in seen:
-                continue  # SCAN may return a key twice
-            seen.add(record.pn)
-            if snapshot.get(record.pn) != encode_record(record):
-                mismatched[record.pn] = record
+        with Bar("index check: walking the index", len(snapshot)) as bar:
+            for record in reader.iter_records():
+                if record.pn in seen:
+                    continue  # SCAN may return a key twice
+                seen.add(record.pn)
+                if snapshot.get(record.pn) != encode_record(record):
+                    mismatched[record.pn] = record
+                if len(seen) % 1000 == 0:
+                    bar.update(len(seen))
+            bar.update(len(seen))
     except IndexNotReady as exc:
         raise _Restart(f"the index switched generations during the walk ({exc})") from None
     except Exception as exc:

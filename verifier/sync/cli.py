@@ -11,10 +11,12 @@ while both sides keep changing: :mod:`verifier.sync.check`.
 from __future__ import annotations
 
 import argparse
-import logging
 import signal
 import sys
 import threading
+
+from verifier.lib.logging import add_log_flags, configure_logging
+from verifier.lib.progress import add_progress_flag, configure_progress, progress_override
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -37,7 +39,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                         help="switch in an upstream state older than the index's without waiting for "
                         "`verifier index accept-regression` (still alerts)")
     parser.add_argument("--page-size", type=int, default=None, help="events per feed page (default 1000)")
-    parser.add_argument("--log-level", default=None, help="log level (default: settings, INFO)")
+    add_log_flags(parser)
+    add_progress_flag(parser)
     parser.set_defaults(func=_run)
 
     index = subparsers.add_parser("index", help="operate on the permit index in Redis")
@@ -54,6 +57,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                        help="seconds to wait for the index to reach the snapshot's sequence (default 60)")
     check.add_argument("--json", action="store_true", help="print the report as one JSON object")
     check.add_argument("--max-listed", type=int, default=50, help="differences to list (default 50)")
+    add_progress_flag(check)
     check.set_defaults(func=_check)
 
     accept = commands.add_parser(
@@ -72,19 +76,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 def _run(args: argparse.Namespace) -> int:
     from verifier.lib.settings import Settings
 
-    settings = Settings.from_env(
-        redis_url=args.redis,
-        upstream_url=args.upstream,
-        sync_poll_interval_s=args.poll_interval,
-        sync_lock_ttl_s=args.lock_ttl,
-        sync_instance=args.instance,
-        sync_accept_regression=args.accept_regression,
-        sync_page_size=args.page_size,
-        log_level=args.log_level,
-    )
-    logging.basicConfig(level=settings.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
+    try:
+        settings = Settings.from_env(
+            redis_url=args.redis,
+            upstream_url=args.upstream,
+            sync_poll_interval_s=args.poll_interval,
+            sync_lock_ttl_s=args.lock_ttl,
+            sync_instance=args.instance,
+            sync_accept_regression=args.accept_regression,
+            sync_page_size=args.page_size,
+            log_level=args.log_level,
+            log_format=args.log_format,
+            progress=progress_override(args.progress),
+        )
+    except ValueError as exc:  # a setting of the environment that is not one (VERIFIER_LOG_FORMAT=xml)
+        print(f"verifier sync: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level, settings.log_format)  # httpx held at WARNING: a line per request otherwise
+    configure_progress(settings.progress, settings.log_format)
     if not settings.redis_url:
         print("verifier sync: no Redis URL: set REDIS_URL or pass --redis, or run `verifier demo` in this folder (its URL is then found in .state/redis.url)", file=sys.stderr)
         return 2
@@ -118,8 +127,14 @@ def _check(args: argparse.Namespace) -> int:
     from verifier.sync.check import CheckError, check_index
     from verifier.sync.upstream_client import UpstreamClient
 
-    settings = Settings.from_env(redis_url=args.redis, upstream_url=args.upstream)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s %(message)s")
+    try:
+        settings = Settings.from_env(redis_url=args.redis, upstream_url=args.upstream,
+                                     progress=progress_override(args.progress))
+    except ValueError as exc:
+        print(f"verifier index check: {exc}", file=sys.stderr)
+        return 2
+    configure_logging("WARNING", settings.log_format)
+    configure_progress(settings.progress, settings.log_format)
     if not settings.redis_url or not settings.upstream_url:
         print("verifier index check: needs --redis (or REDIS_URL) and --upstream (or UPSTREAM_URL)",
               file=sys.stderr)

@@ -8,6 +8,8 @@ import logging
 import sys
 import time
 
+from verifier.lib.logging import add_log_flags, configure_logging, notice
+
 log = logging.getLogger("verifier.upstream")
 
 
@@ -39,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                         "address, http://127.0.0.1:8000/v1/status-lists)")
     parser.add_argument("--warm", action=argparse.BooleanOptionalAction, default=None,
                         help="encode the whole snapshot before serving (default: on above 100,000 permits)")
-    parser.add_argument("--log-level", default="warning")
+    add_log_flags(parser, level_default="warning")
     parser.set_defaults(func=_run)
 
 
@@ -49,7 +51,12 @@ def _run(args: argparse.Namespace) -> int:
     from verifier.upstream.server import serve
     from verifier.upstream.simulator import Upstream
 
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        settings = Settings.from_env(log_format=args.log_format)
+    except ValueError as exc:
+        print(f"verifier upstream: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(args.log_level or settings.log_level, settings.log_format)
     key_ring = None
     if args.keys:
         from verifier.issuing import KeyFileError, KeyRing
@@ -63,7 +70,7 @@ def _run(args: argparse.Namespace) -> int:
         upstream = Upstream.create(
             permits=args.permits, seed=args.seed, as_of=args.as_of, event_rate=args.event_rate,
             retain=args.retain, key_ring=key_ring, issuer_alg=args.alg,
-            status_list_base=args.status_lists or base_uri(Settings.from_env()),
+            status_list_base=args.status_lists or base_uri(settings),
         )
     except ValueError as exc:
         print(f"verifier upstream: {exc}", file=sys.stderr)
@@ -72,9 +79,9 @@ def _run(args: argparse.Namespace) -> int:
     if warm:
         started = time.perf_counter()
         upstream.warm()
-        print(f"upstream: snapshot of {args.permits} permits encoded in {time.perf_counter() - started:.1f} s",
-              file=sys.stderr, flush=True)
-    print(f"upstream: http://{args.host}:{args.port} permits={args.permits} seed={args.seed} "
-          f"feed_id={upstream.feed_id}", file=sys.stderr, flush=True)
-    serve(upstream, host=args.host, port=args.port, log_level=args.log_level)
+        notice(log, f"upstream: snapshot of {args.permits} permits encoded in {time.perf_counter() - started:.1f} s",
+               stream=sys.stderr)
+    notice(log, f"upstream: http://{args.host}:{args.port} permits={args.permits} seed={args.seed} "
+           f"feed_id={upstream.feed_id}", stream=sys.stderr)
+    serve(upstream, host=args.host, port=args.port, log_level=(args.log_level or settings.log_level).lower())
     return 0

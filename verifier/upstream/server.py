@@ -18,6 +18,7 @@ def _config(upstream: Upstream, log_level: str) -> uvicorn.Config:
     return uvicorn.Config(
         create_upstream_app(upstream),
         log_level=log_level,
+        log_config=None,  # uvicorn's lines go through the process's one format (verifier.lib.logging)
         access_log=False,
         lifespan="on",
         timeout_graceful_shutdown=2,

@@ -84,16 +84,47 @@ async def entries(store: AsyncRedisClient, start: str = "-", end: str = "+") -> 
         start = "(" + (last.decode() if isinstance(last, bytes) else last)
 
 
-async def export_audit(store: AsyncRedisClient, out: TextIO, since: float = 0.0, until: float | None = None) -> int:
+async def export_audit(store: AsyncRedisClient, out: TextIO, since: float = 0.0, until: float | None = None,
+                       *, progress: bool = False) -> int:
     """Write every audit record made from ``since`` (epoch s) up to ``until`` as one JSON object a line,
-    oldest batch first; returns the count."""
+    oldest batch first; returns the count. ``progress``: a bar (verifier.lib.progress) over the time
+    span, by the stream entries' times."""
     since_ms = int(since * 1000)
     until_ms = int(until * 1000) if until is not None else None
     count = 0
-    async for _entry, records in entries(store, f"{max(0, since_ms - _CLOCK_MARGIN_MS)}-0"):
-        for record in records:
-            t = int(record.get("t", 0))
-            if t >= since_ms and (until_ms is None or t < until_ms):
-                out.write(orjson.dumps(exported_form(record)).decode() + "\n")
-                count += 1
+    start_ms = max(0, since_ms - _CLOCK_MARGIN_MS)
+    bar = None
+    if progress:
+        from verifier.lib.progress import Bar
+
+        end_ms = until_ms if until_ms is not None else await _last_entry_ms(store, start_ms)
+        bar = Bar("audit export", round(max(0, end_ms - start_ms) / 1000), unit="s of the stream")
+    try:
+        async for entry, records in entries(store, f"{start_ms}-0"):
+            if bar is not None:
+                bar.update(min(bar.total or 0, round((int(entry.split("-", 1)[0]) - start_ms) / 1000)))
+            count += _write(out, records, since_ms, until_ms)
+        if bar is not None:
+            bar.update(bar.total or 0)
+    finally:
+        if bar is not None:
+            bar.finish()
+    return count
+
+
+async def _last_entry_ms(store: AsyncRedisClient, floor_ms: int) -> int:
+    last = await store.xrevrange(AUDIT_STREAM, count=1)
+    if not last:
+        return floor_ms
+    entry_id = last[0][0]
+    return int((entry_id.decode() if isinstance(entry_id, bytes) else entry_id).split("-", 1)[0])
+
+
+def _write(out: TextIO, records: list[Any], since_ms: int, until_ms: int | None) -> int:
+    count = 0
+    for record in records:
+        t = int(record.get("t", 0))
+        if t >= since_ms and (until_ms is None or t < until_ms):
+            out.write(orjson.dumps(exported_form(record)).decode() + "\n")
+            count += 1
     return count

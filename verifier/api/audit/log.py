@@ -36,7 +36,8 @@ A record: ``t`` (epoch ms, as the worker saw it), ``key`` (key id), ``role``,
 ``terminal``, ``kind`` (qr, card, manual, permit, lookup; sign_in, match and holder_*
 for the e-card platform's holder calls; checkpoint for the chain's seals), ``profile``, ``pn`` (permit number; a bulk look-up names the permits it
 showed, comma-separated, with the counts ``asked`` and ``missing``), ``result``; then
-``id`` and ``h`` (chain.py). :func:`verifier.api.audit.export.export_audit` writes one
+``rid`` (the request id, ``X-Request-Id``: verifier/api/request_id.py) when the record
+was made while serving a request; then ``id`` and ``h`` (chain.py). :func:`verifier.api.audit.export.export_audit` writes one
 NDJSON line per record.
 """
 
@@ -55,6 +56,7 @@ from verifier.api.audit.chain import CHECKPOINT_INTERVAL_S, CHECKPOINT_KIND, Cha
 from verifier.api.audit.files import AuditFiles
 from verifier.api.audit.history import HistoryPolicy
 from verifier.api.audit.stream import AUDIT_STREAM, Delivered, Numbered, deliver, hash_of, head_key, publish_key
+from verifier.lib.logging import REQUEST_ID
 from verifier.lib.redis_client import AsyncRedisClient
 from verifier.lib.redis_errors import REDIS_UNAVAILABLE
 
@@ -153,6 +155,9 @@ class AuditLog:
             "pn": permit_number,
             "result": result,
         }
+        request_id = REQUEST_ID.get()
+        if request_id:
+            entry["rid"] = request_id
         if extra:
             entry.update(extra)
         self._buffer.append(entry)

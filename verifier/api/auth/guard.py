@@ -13,6 +13,7 @@ Missing or bad key -> 401; a role not admitted -> 403; over the key's rate ->
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from litestar import Request
@@ -23,22 +24,28 @@ from verifier.api.ratelimit.limiter import retry_after
 from verifier.lib.problems import Problem
 from verifier.lib.redis_errors import REDIS_UNAVAILABLE
 
-__all__ = ["CALLER_SCOPE_KEY", "caller_of", "require_key"]
+__all__ = ["CALLER_SCOPE_KEY", "caller_of", "require_key", "token_from_headers"]
 
 CALLER_SCOPE_KEY = "pv.caller"
 _CHALLENGE_HEADERS = {"WWW-Authenticate": 'Bearer realm="permit-verifier"'}
 
 
-def _token(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
-    # The raw header list: cheaper than building Litestar's Headers for two look-ups.
+def token_from_headers(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
+    """The API key a request carries: its first ``Authorization: Bearer`` (which decides,
+    a malformed one giving None), else its last ``X-API-Key``. The raw header list:
+    cheaper than building Litestar's Headers for two look-ups."""
     api_key = None
-    for name, value in connection.scope["headers"]:
+    for name, value in headers:
         if name == b"authorization":
             scheme, _, credentials = value.decode("latin-1").partition(" ")
             return credentials.strip() if scheme.lower() == "bearer" and credentials else None
         if name == b"x-api-key":
             api_key = value.decode("latin-1")
     return api_key
+
+
+def _token(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
+    return token_from_headers(connection.scope["headers"])
 
 
 async def require_key(connection: Request[Any, Any, Any]) -> None:

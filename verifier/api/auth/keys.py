@@ -236,7 +236,7 @@ async def revoke_api_key(redis: AsyncRedisClient, key_id: str) -> bool:
 class KeyVerifier:
     """One worker's key checker, with its small cache of key records."""
 
-    __slots__ = ("_redis", "_cache", "stale_limit_s", "_retry_at")
+    __slots__ = ("_redis", "_cache", "_tokens", "stale_limit_s", "_retry_at")
 
     def __init__(self, redis: AsyncRedisClient, stale_limit_s: float = STALE_LIMIT_S) -> None:
         self._redis = redis
@@ -245,6 +245,9 @@ class KeyVerifier:
         """After a failed read: no read of a record this worker holds before this (monotonic) time."""
         # key id -> (fetched_at, digest or None for "no such live key", caller)
         self._cache: dict[str, tuple[float, str | None, Caller | None]] = {}
+        # token -> the cache entry it matched (see known()); like the request that brought it,
+        # the token is in this worker's memory only, never written anywhere
+        self._tokens: dict[str, tuple[float, str | None, Caller | None]] = {}
 
     async def authenticate(self, token: str) -> Caller | None:
         """The caller behind a token, or None for a missing, malformed, unknown or revoked key.
@@ -274,12 +277,34 @@ class KeyVerifier:
             return None
         if not hmac.compare_digest(_digest(token), digest):
             return None
+        tokens = self._tokens
+        if len(tokens) >= _CACHE_LIMIT:
+            tokens.clear()
+        tokens[token] = entry
+        return caller
+
+    def known(self, token: str) -> Caller | None:
+        """The caller behind ``token`` when this worker checked that very token against the
+        key record it holds, and that record is still the one in force and within
+        ``CACHE_TTL_S``: no regular expression, hash or round trip. None: ask
+        :meth:`authenticate` (which decides for every other case, failures included).
+
+        The entry is compared by identity: a record read again, dropped by a revocation
+        or by ``forget()`` is another object (or none), so a token is never taken on an
+        entry it was not checked against."""
+        entry = self._tokens.get(token)
+        if entry is None:
+            return None
+        caller = entry[2]  # only entries of live keys are held here: never None
+        if caller is None or self._cache.get(caller.key_id) is not entry or time.monotonic() - entry[0] > CACHE_TTL_S:
+            return None
         return caller
 
     def forget(self, key_id: str | None = None) -> None:
         """Drop a key's cached record (a revocation was announced), or every record."""
         if key_id is None:
             self._cache.clear()
+            self._tokens.clear()
         else:
             self._cache.pop(key_id, None)
 

@@ -117,10 +117,7 @@ class RateLimiter:
         if lease is None:
             lease = self._leases[key_id] = _Lease()
         while True:
-            if lease.tokens >= 1 and time.monotonic() < lease.expires:
-                lease.tokens -= 1
-                if lease.tokens < self._top_up_below and lease.refill is None:
-                    lease.refill = asyncio.ensure_future(self._refill(key_id, lease))
+            if self._take_leased(key_id, lease):
                 return None
             refill = lease.refill
             if refill is None:
@@ -132,6 +129,14 @@ class RateLimiter:
             if outcome is not None:
                 return outcome  # type: ignore[return-value]
             # tokens arrived (or another waiter took them first): look again
+
+    def _take_leased(self, key_id: str, lease: _Lease) -> bool:
+        if lease.tokens >= 1 and time.monotonic() < lease.expires:
+            lease.tokens -= 1
+            if lease.tokens < self._top_up_below and lease.refill is None:
+                lease.refill = asyncio.ensure_future(self._refill(key_id, lease))
+            return True
+        return False
 
     async def _refill(self, key_id: str, lease: _Lease) -> float | None | _Fallback:
         """Take up to a lease of tokens from the shared bucket into ``lease``; returns None
