@@ -234,3 +234,23 @@ def test_repeated_scans_use_the_verdict_cache_and_the_near_cache(client: Any, wo
     body = client.get("/metrics").text
     assert 'pv_signature_cache_total{outcome="hit"}' in body
     assert 'pv_near_cache_total{outcome="hit"}' in body
+
+
+@pytest.mark.parametrize(
+    ("floor", "result", "reason"),
+    [
+        (None, "STATUS_UNAVAILABLE", "status.index_behind"),     # no regression: the index lags
+        (6, "STATUS_UNAVAILABLE", "status.index_behind"),        # the lost versions stopped below 7
+        (7, "SUPERSEDED", "status.upstream_regressed"),         # v7 was lost by an accepted regression
+        (9, "SUPERSEDED", "status.upstream_regressed"),
+    ],
+)
+def test_a_token_from_a_version_an_accepted_regression_took_away(
+        client: Any, world: World, floor: int | None, result: str, reason: str) -> None:
+    # verifier.index.regression: the floors the sync job keeps when the operator accepts an
+    # upstream restored to an older state; never VALID either way.
+    pn = PERMITS["valid"].pn
+    if floor is not None:
+        world.redis_sync.hset("{pv}:regression:floors", pn, floor)
+    verdict = verify(client, world, world.wp1(msgspec.structs.replace(PERMITS["valid"], v=7)))
+    assert (verdict["result"], verdict["reasons"]) == (result, [reason])

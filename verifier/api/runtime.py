@@ -503,6 +503,11 @@ class Runtime:
                               value("lag_s")),
             metrics_lib.gauge("pv_sync_errors", "Failures the leading sync job has seen since it started",
                               value("errors")),
+            metrics_lib.gauge("pv_sync_upstream_regression",
+                              "Permits the upstream took back to lower versions, held back until the operator "
+                              "accepts (verifier index accept-regression); 0 when none waits",
+                              float(status.regression.permits) if status is not None and status.regression is not None
+                              and status.regression.accepted_at is None else 0.0 if status is not None else None),
             metrics_lib.gauge("pv_sync_report_age_seconds", "Seconds since the sync job last reported",
                               time.time() - status.updated_at if status is not None and status.updated_at else None),
         ]

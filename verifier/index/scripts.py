@@ -26,8 +26,12 @@ local t = redis.call('TIME')
 local now = string.format('%d.%06d', t[1], t[2])
 """
 
-# KEYS: 1 leader, 2 fence counter. ARGV: 1 owner, 2 ttl ms.
+# KEYS: 1 leader, 2 fence counter. ARGV: 1 owner, 2 ttl ms, 3 the lock's value to take over
+# ('' = none: only a free lock is taken).
 # Returns the fencing token (re-entrant for the same owner), or nil when held by another.
+# ARGV[3] lets a restarted sync job reclaim the lock of its own dead predecessor at once
+# (verifier.sync.job: same instance identity, predecessor's pid gone) instead of waiting
+# out the TTL; the new token is higher, so the predecessor's writes are refused anyway.
 ACQUIRE = """
 local v = redis.call('GET', KEYS[1])
 if v then
@@ -36,7 +40,9 @@ if v then
     redis.call('PEXPIRE', KEYS[1], ARGV[2])
     return tonumber(f)
   end
-  return false
+  if ARGV[3] == '' or v ~= ARGV[3] then
+    return false
+  end
 end
 if redis.call('EXISTS', KEYS[2]) == 0 then
   -- Seed from the clock (us) so tokens keep growing across a FLUSHALL.
@@ -69,6 +75,8 @@ return 0
 
 # KEYS: 1 gens, 2 leader, 3 meta of the new generation.
 # ARGV: 1 generation, 2 fence, 3 buckets.
+# 'loaded' is the resync cursor: the snapshot records (stream positions) written so far
+# (LOAD moves it with each chunk, atomically), so a leader that takes over resumes there.
 BEGIN = (
     _CHECK_FENCE
     + _NOW
@@ -78,8 +86,51 @@ if redis.call('EXISTS', KEYS[3]) == 1 then
 end
 redis.call('SADD', KEYS[1], ARGV[1])
 redis.call('HSET', KEYS[3], 'state', 'loading', 'created', now, 'fence', ARGV[2],
-           'buckets', ARGV[3], 'seq', '0', 'count', '0')
+           'buckets', ARGV[3], 'seq', '0', 'count', '0', 'loaded', '0')
 return now
+"""
+)
+
+# A new leader takes over a load its dead predecessor left (the resync resumes).
+# KEYS: 1 leader, 2 meta of the loading generation. ARGV: 1 (unused), 2 fence.
+# Returns the resync cursor ('loaded'); later LOADs of the old fence are refused.
+ADOPT = (
+    _CHECK_FENCE.replace("KEYS[2]", "KEYS[1]")
+    + """
+if redis.call('HGET', KEYS[2], 'state') ~= 'loading' then
+  return redis.error_reply('SNAPSHOT_ABORTED the generation is not loading')
+end
+redis.call('HSET', KEYS[2], 'fence', ARGV[2])
+return redis.call('HGET', KEYS[2], 'loaded')
+"""
+)
+
+# One chunk of a snapshot load: the records and the resync cursor together, fenced.
+# KEYS: 1 leader, 2 meta of the loading generation, 3.. record keys.
+# ARGV: 1 resync cursor after this chunk (stream position), 2 fence, 3.. the records' bytes.
+# Refused for a stale fence (the lock's) or a load another leader adopted (the meta's).
+LOAD = (
+    _CHECK_FENCE.replace("KEYS[2]", "KEYS[1]")
+    + """
+local meta = redis.call('HMGET', KEYS[2], 'state', 'fence')
+if meta[1] ~= 'loading' then
+  return redis.error_reply('SNAPSHOT_ABORTED the generation is not loading')
+end
+if meta[2] ~= ARGV[2] then
+  return redis.error_reply('STALE_FENCE the load was taken over by fence ' .. tostring(meta[2]))
+end
+if #KEYS > 2 then
+  local pairs = {}
+  for i = 3, #KEYS do
+    pairs[2 * i - 5] = KEYS[i]
+    pairs[2 * i - 4] = ARGV[i]
+  end
+  redis.call('MSET', unpack(pairs))  -- one call: a chunk is at most 500 records (1,000 values)
+end
+if tonumber(ARGV[1]) > tonumber(redis.call('HGET', KEYS[2], 'loaded') or '0') then
+  redis.call('HSET', KEYS[2], 'loaded', ARGV[1])
+end
+return 1
 """
 )
 

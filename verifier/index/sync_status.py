@@ -21,11 +21,12 @@ import msgspec
 from verifier.lib.redis_client import AsyncRedisClient, SyncRedisClient
 
 from .keys import DEFAULT_NAMESPACE, KeyLayout
+from .regression import Regression
 
 __all__ = ["SyncStatus", "read_sync_status", "read_sync_status_sync", "status_key", "write_sync_status"]
 
 SyncRole = Literal["leader", "standby", "stopped"]
-SyncState = Literal["starting", "waiting", "resyncing", "following", "failing", "stopped"]
+SyncState = Literal["starting", "waiting", "resyncing", "following", "failing", "regressed", "stopped"]
 
 
 class SyncStatus(msgspec.Struct, kw_only=True, omit_defaults=False):
@@ -72,6 +73,11 @@ class SyncStatus(msgspec.Struct, kw_only=True, omit_defaults=False):
     """Records loaded so far by the running full resync."""
     resync_total: int | None = None
     """Records the running full resync's snapshot holds."""
+    resync_resumed_from: int | None = None
+    """The running (or last) resync took over a dead leader's load at this record (None: began anew)."""
+    regression: Regression | None = None
+    """The last upstream regression found (versions went back): waiting for the operator's
+    acceptance while ``accepted_at`` is None (state ``regressed``). See verifier.index.regression."""
     started_at: float = 0.0
     updated_at: float = 0.0
 

@@ -134,6 +134,8 @@ class IndexWriter:
         self._renew = redis_client.register_script(scripts.RENEW)
         self._release = redis_client.register_script(scripts.RELEASE)
         self._begin = redis_client.register_script(scripts.BEGIN)
+        self._adopt = redis_client.register_script(scripts.ADOPT)
+        self._load = redis_client.register_script(scripts.LOAD)
         self._commit = redis_client.register_script(scripts.COMMIT)
         self._apply = redis_client.register_script(scripts.APPLY)
         self._heartbeat = redis_client.register_script(scripts.HEARTBEAT)
@@ -162,16 +164,26 @@ class IndexWriter:
 
     # -- leadership ------------------------------------------------------------
 
-    def acquire_leadership(self, owner: str, ttl_s: float) -> int | None:
+    def acquire_leadership(self, owner: str, ttl_s: float, *, take_over: str | None = None) -> int | None:
         """Take the sync job's leader lock for ``ttl_s`` seconds.
 
         Returns the fencing token (a number that grows with every new leader, also
         across a FLUSHALL), or None when another owner holds the lock. Re-entrant: the
         current holder gets its own token back (and the TTL renewed).
+
+        ``take_over``: the lock's value (``"<fence>:<owner>"``) as read, when the caller
+        knows that holder is dead (a restarted job reclaiming its predecessor's lock):
+        the lock is taken if it still holds exactly that value. The new token is higher,
+        so the dead holder's writes would be refused even if it were not dead.
         """
         fence = self._call(self._acquire, [self.keys.leader, self.keys.fence],
-                           [owner, max(1, int(ttl_s * 1000))])
+                           [owner, max(1, int(ttl_s * 1000)), take_over or ""])
         return None if fence is None else int(fence)
+
+    def leader(self) -> str | None:
+        """The lock's value (``"<fence>:<owner>"``), or None when nobody holds it."""
+        value = self._io(self.redis.get, self.keys.leader)
+        return value.decode() if value is not None else None
 
     def renew_leadership(self, owner: str, fence: int, ttl_s: float) -> bool:
         """Extend the lock; False when it was lost (expired, or taken): stop writing."""
@@ -316,6 +328,43 @@ class IndexWriter:
                    [generation, fence, buckets])
         return SnapshotLoad(self, Pointer(generation, buckets), fence)
 
+    def interrupted_load(self) -> tuple[int, int, int] | None:
+        """The newest load a dead leader left unfinished: ``(generation, buckets,
+        resync cursor)`` (the cursor counts the snapshot records it wrote), or None."""
+        pointer = self.pointer()
+        for generation in reversed(self.generations()):
+            if pointer is not None and generation == pointer.generation:
+                continue
+            state, buckets, loaded = self._io(self.redis.hmget, self.keys.meta(generation),
+                                              ("state", "buckets", "loaded"))
+            if state == b"loading" and buckets and loaded is not None:
+                return generation, int(buckets), int(loaded)
+        return None
+
+    def resume_snapshot(self, fence: int, generation: int, buckets: int) -> "SnapshotLoad":
+        """Take over the unfinished load of ``generation`` (see :meth:`interrupted_load`):
+        the other orphans are dropped, the load's fence becomes ours (the old leader's
+        chunks are refused from now on), and the returned load checks the records below
+        the resync cursor against the new snapshot stream instead of writing them again
+        (:meth:`SnapshotLoad.add`)."""
+        pointer = self.pointer()
+        for other in self.generations():
+            if other != generation and (pointer is None or other != pointer.generation):
+                self.drop_generation(other)
+        loaded = self._call(self._adopt, [self.keys.leader, self.keys.meta(generation)], ["", fence])
+        # The look-ups are written from the stream at commit; a kill during that write
+        # may have left some, of the older stream: start them afresh.
+        for prefix in (self.keys.ssn_prefix(generation), self.keys.cn_prefix(generation)):
+            try:
+                stale = list(self.redis.scan_iter(match=prefix + b"*", count=1000))
+                for at in range(0, len(stale), 1000):
+                    self.redis.unlink(*stale[at:at + 1000])
+            except REDIS_UNAVAILABLE as exc:
+                raise redis_unavailable(exc, IndexUnavailable) from exc
+        load = SnapshotLoad(self, Pointer(generation, buckets), fence)
+        load.verify_until = int(loaded or 0)
+        return load
+
     def generations(self) -> list[int]:
         """Every generation that exists (live, loading or orphaned)."""
         return sorted(int(g) for g in self._io(self.redis.smembers, self.keys.gens))
@@ -377,6 +426,12 @@ class SnapshotLoad:
         self.pointer = pointer
         self.fence = fence
         self.count = 0
+        """Records of the snapshot stream taken so far (written, or found already there)."""
+        self.verify_until = 0
+        """Stream positions below this were written by a leader before us (a resumed load):
+        compare them with what is stored and write only those that differ."""
+        self.written = 0
+        """Records actually written by this load (less than ``count`` when resumed)."""
         self.started = time.monotonic()
         self._record_prefix = writer.keys.record_prefix(pointer.generation)
         self._meta = writer.keys.meta(pointer.generation)
@@ -386,27 +441,36 @@ class SnapshotLoad:
         self._ssn: dict[int, bytearray] = {}
         self._cn: dict[int, bytearray] = {}
         self._done = False
+        writer._io(writer.redis.script_load, scripts.LOAD)  # pipelined as EVALSHA below
 
     @property
     def generation(self) -> int:
         return self.pointer.generation
 
     def add(self, records: Iterable[PermitRecord]) -> int:
-        """Write a batch of records (any size; pipelined). Returns how many."""
+        """Write a batch of records (any size; pipelined). Returns how many were taken.
+
+        Each chunk of records goes with the resync cursor (the stream position after
+        it) in one fenced script (``scripts.LOAD``): a leader that takes the load over
+        knows how far it got, and a paused old leader cannot write into it any more.
+        On a resumed load, the records below the cursor are read back (MGET) and only
+        those the new stream holds otherwise (changed since, or missing) are written.
+        """
         if self._done:
             raise SnapshotAborted("this snapshot load is finished")
         prefix = self._record_prefix
         mask = self._mask
         ssn_buf, cn_buf = self._ssn, self._cn
         crc32 = zlib.crc32  # keys.bucket_of, inlined: this loop runs a million times
-        pipe = self.writer._pipeline()
-        pipe.exists(self._meta)
-        chunk: list[bytes] = []
-        added = 0
-        for record in records:
+        batch = records if isinstance(records, list) else list(records)
+        position = self.count
+        keys: list[bytes] = []
+        values: list[bytes] = []
+        for record in batch:
             check_identifiers(record)
             pn = record.pn.encode()
-            chunk += (prefix + pn, encode_record(record))
+            keys.append(prefix + pn)
+            values.append(encode_record(record))
             if record.ssn:
                 ident = record.ssn.encode()
                 bucket = crc32(ident) & mask
@@ -421,18 +485,61 @@ class SnapshotLoad:
                 if buf is None:
                     buf = cn_buf[bucket] = bytearray()
                 buf += ident + b"\0" + pn + b"\0"
-            added += 1
-            if len(chunk) >= 2 * _MSET_CHUNK:
-                pipe.execute_command("MSET", *chunk)
-                chunk = []
-        if chunk:
-            pipe.execute_command("MSET", *chunk)
-        result = self.writer._io(pipe.execute)
-        if not result[0]:
-            self._done = True
-            raise SnapshotAborted(f"generation {self.generation} was dropped while loading")
-        self.count += added
-        return added
+        total = len(keys)
+        # Stream positions after each record written; None: all of them, in order.
+        ends: list[int] | None = None
+        verify = max(0, min(total, self.verify_until - position))
+        if verify:
+            stored: list[bytes | None] = []
+            for at in range(0, verify, _MSET_CHUNK):
+                stored += self.writer._io(self.redis_mget, keys[at:min(verify, at + _MSET_CHUNK)])
+            keep = [i for i in range(verify) if stored[i] != values[i]] + list(range(verify, total))
+            ends = [position + i + 1 for i in keep]
+            keys = [keys[i] for i in keep]
+            values = [values[i] for i in keep]
+        if keys or not self.count:
+            self._write(keys, values, ends, position)
+        self.count += total
+        self.written += len(keys)
+        return total
+
+    def redis_mget(self, keys: list[bytes]) -> list[bytes | None]:
+        # execute_command: redis-py's cluster client splits mget() by slot; one tag, one slot.
+        return self.writer.redis.execute_command("MGET", *keys)  # type: ignore[no-any-return]
+
+    def _write(self, keys: list[bytes], values: list[bytes], ends: list[int] | None, position: int,
+               retried: bool = False) -> None:
+        """LOAD the records in chunks, each with the stream position after its last record."""
+        w = self.writer
+        pipe = w._pipeline()
+        sha = w._load.sha
+        leader, meta, fence = w.keys.leader, self._meta, self.fence
+        for at in range(0, max(1, len(keys)), _MSET_CHUNK):
+            chunk_keys = keys[at:at + _MSET_CHUNK]
+            n = len(chunk_keys)
+            if n == 0:
+                cursor = position
+            else:
+                cursor = ends[at + n - 1] if ends is not None else position + at + n
+            pipe.evalsha(sha, 2 + n, leader, meta, *chunk_keys, cursor, fence, *values[at:at + _MSET_CHUNK])
+        try:
+            pipe.execute()
+        except redis.exceptions.NoScriptError:
+            if retried:
+                raise IndexUnavailable("the LOAD script vanished twice (Redis restarting?)") from None
+            w._io(w.redis.script_load, scripts.LOAD)  # a restarted Redis: load it, go again
+            return self._write(keys, values, ends, position, retried=True)
+        except redis.ResponseError as exc:
+            # A pipeline's error reads "Command # 1 (...) of pipeline caused error: CODE ...".
+            text = str(exc).rpartition("caused error: ")[2]
+            mapped = _script_error(redis.ResponseError(text))
+            if isinstance(mapped, (SnapshotAborted, StaleFence)):
+                self._done = True
+            if mapped is not None:
+                raise mapped from None
+            raise redis_unavailable(exc, IndexUnavailable) from exc
+        except REDIS_UNAVAILABLE as exc:
+            raise redis_unavailable(exc, IndexUnavailable) from exc
 
     def _write_lookups(self) -> None:
         w = self.writer

@@ -78,8 +78,15 @@ class Settings:
     """Requests an API key may make in a burst above the sustained rate."""
     sync_poll_interval_s: float = 0.2
     """How often the sync job polls the upstream change feed."""
-    sync_lock_ttl_s: float = 10.0
-    """Expiry of the sync job's leader lock: a standby takes over this long after the leader died."""
+    sync_lock_ttl_s: float = 1.0
+    """Expiry of the sync job's leader lock (renewed every third of it): a standby takes over at
+    most this long (plus its 0.1 s poll) after the leader died."""
+    sync_accept_regression: bool = False
+    """Let the sync job switch in an upstream state older than the index's (a regression) without
+    waiting for ``verifier index accept-regression`` (it still alerts)."""
+    sync_instance: str = ""
+    """The sync job's identity (no ':'); empty: the host name. A restarted job of the same identity
+    reclaims its dead predecessor's lock at once (see verifier.sync.job)."""
     sync_page_size: int = 1000
     """Events the sync job asks the upstream feed for per page (each page is applied atomically)."""
     status_list_base_url: str = ""
@@ -163,7 +170,9 @@ class Settings:
             "rate_limit_per_s": float(_env("VERIFIER_RATE_LIMIT_PER_S", "200")),
             "rate_limit_burst": int(_env("VERIFIER_RATE_LIMIT_BURST", "400")),
             "sync_poll_interval_s": float(_env("VERIFIER_SYNC_POLL_INTERVAL_S", "0.2")),
-            "sync_lock_ttl_s": float(_env("VERIFIER_SYNC_LOCK_TTL_S", "10")),
+            "sync_lock_ttl_s": float(_env("VERIFIER_SYNC_LOCK_TTL_S", "1.0")),
+            "sync_instance": _env("VERIFIER_SYNC_INSTANCE", ""),
+            "sync_accept_regression": _env("VERIFIER_SYNC_ACCEPT_REGRESSION", "") in ("1", "true", "yes"),
             "sync_page_size": int(_env("VERIFIER_SYNC_PAGE_SIZE", "1000")),
             "status_list_base_url": _env("VERIFIER_STATUS_LIST_BASE_URL", ""),
             "status_list_ttl_s": int(_env("VERIFIER_STATUS_LIST_TTL_S", "300")),
@@ -229,6 +238,8 @@ class Settings:
             "VERIFIER_RATE_LIMIT_BURST": str(self.rate_limit_burst),
             "VERIFIER_SYNC_POLL_INTERVAL_S": repr(self.sync_poll_interval_s),
             "VERIFIER_SYNC_LOCK_TTL_S": repr(self.sync_lock_ttl_s),
+            "VERIFIER_SYNC_INSTANCE": self.sync_instance,
+            "VERIFIER_SYNC_ACCEPT_REGRESSION": "1" if self.sync_accept_regression else "",
             "VERIFIER_SYNC_PAGE_SIZE": str(self.sync_page_size),
             "VERIFIER_STATUS_LIST_BASE_URL": self.status_list_base_url,
             "VERIFIER_STATUS_LIST_TTL_S": str(self.status_list_ttl_s),

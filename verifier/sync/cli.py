@@ -31,7 +31,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--poll-interval", type=float, default=None,
                         help="seconds between polls of the feed once caught up (default: settings, 0.2)")
     parser.add_argument("--lock-ttl", type=float, default=None,
-                        help="leader lock expiry in seconds (default: settings, 10)")
+                        help="leader lock expiry in seconds, renewed every third of it (default: settings, 1.0)")
+    parser.add_argument("--instance", default=None,
+                        help="this job's identity across restarts (no ':'; default: $VERIFIER_SYNC_INSTANCE, "
+                        "else the host name): a restarted job reclaims its dead predecessor's lock at once")
+    parser.add_argument("--accept-regression", action="store_true", default=None,
+                        help="switch in an upstream state older than the index's without waiting for "
+                        "`verifier index accept-regression` (still alerts)")
     parser.add_argument("--page-size", type=int, default=None, help="events per feed page (default 1000)")
     add_log_flags(parser)
     add_progress_flag(parser)
@@ -54,6 +60,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     add_progress_flag(check)
     check.set_defaults(func=_check)
 
+    accept = commands.add_parser(
+        "accept-regression",
+        help="accept the upstream's older state the sync job is holding back (versions went back)",
+        description="The sync job found that the upstream's snapshot takes permits back to lower versions "
+        "than the index holds (the upstream was restored to an older state) and waits, the index going "
+        "stale. This accepts it: the sync job switches the older state in and keeps the former versions "
+        "as floors, so codes minted from the lost versions answer SUPERSEDED. Exit 0 accepted, 1 nothing "
+        "to accept, 2 Redis unusable.",
+    )
+    accept.add_argument("--redis", default=None, help="Redis URL (default: $REDIS_URL)")
+    accept.set_defaults(func=_accept_regression)
+
 
 def _run(args: argparse.Namespace) -> int:
     from verifier.lib.settings import Settings
@@ -64,6 +82,8 @@ def _run(args: argparse.Namespace) -> int:
             upstream_url=args.upstream,
             sync_poll_interval_s=args.poll_interval,
             sync_lock_ttl_s=args.lock_ttl,
+            sync_instance=args.instance,
+            sync_accept_regression=args.accept_regression,
             sync_page_size=args.page_size,
             log_level=args.log_level,
             log_format=args.log_format,
@@ -144,3 +164,33 @@ def _check(args: argparse.Namespace) -> int:
         if len(report.differences) > args.max_listed:
             print(f"  ... and {len(report.differences) - args.max_listed} more")
     return 0 if report.identical else 1
+
+
+def _accept_regression(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from verifier.index.regression import accept_pending
+    from verifier.lib.redis_client import sync_client
+    from verifier.lib.redis_errors import REDIS_UNAVAILABLE
+    from verifier.lib.settings import Settings
+
+    settings = Settings.from_env(redis_url=args.redis)
+    if not settings.redis_url:
+        print("verifier index accept-regression: needs --redis (or REDIS_URL)", file=sys.stderr)
+        return 2
+    redis_client = sync_client(settings.redis_url)
+    try:
+        found = accept_pending(redis_client)
+    except REDIS_UNAVAILABLE as exc:
+        print(f"verifier index accept-regression: Redis: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        redis_client.close()
+    if found is None:
+        print("no upstream regression is waiting for acceptance")
+        return 1
+    when = dt.datetime.fromtimestamp(found.detected_at, dt.timezone.utc).isoformat(timespec="seconds")
+    print(f"accepted the upstream regression found at {when}: {found.permits} permits go back "
+          f"(index feed {found.index_feed_id} seq {found.index_seq} -> upstream feed {found.upstream_feed_id} "
+          f"seq {found.upstream_seq}); the sync job switches it in")
+    return 0

@@ -201,7 +201,8 @@ class UpstreamClient:
                         raise
                     raise UpstreamError(f"{what}: {type(exc).__name__}: {exc}") from exc
                 delay = self.backoff.delay(attempt)
-                log.warning("upstream %s failed (%s: %s); retry %d in %.2fs",
+                # debug: the sync job logs one line per change of state, not per retry.
+                log.debug("upstream %s failed (%s: %s); retry %d in %.2fs",
                             what, type(exc).__name__, exc, attempt + 1, delay)
                 attempt += 1
                 self.wait(delay)

@@ -31,16 +31,19 @@ from verifier.api.verdicts.replay import ReplayGuard
 from verifier.api.verdicts.schemas import PermitView, VerdictOut
 from verifier.api.verdicts.status import (
     R_CHALLENGE_UNKNOWN,
+    R_INDEX_BEHIND,
     R_MANUAL_NO_MATCH,
     R_REPLAYED,
     R_TRUST_UNAVAILABLE,
     R_UNAVAILABLE,
+    R_UPSTREAM_REGRESSED,
     check_permit,
     cst_today,
     rfc3339,
 )
 from verifier.api.verdicts.views import ViewSpec, view_spec
 from verifier.index.records import PermitRecord
+from verifier.index.regression import floor_of
 from verifier.lib.metrics import Metrics
 from verifier.lib.redis_errors import REDIS_UNAVAILABLE
 
@@ -202,6 +205,8 @@ class Verifications:
         permit: dict[str, Any] = verdict.permit  # type: ignore[assignment]
         view = answer.spec.of_token(permit, record)
         failed = check_permit(record, cst_today(answer.now), token_version=permit["v"], card_number=permit.get("cn"))
+        if failed is not None and failed[1] == (R_INDEX_BEHIND,):
+            failed = await self._behind_or_regressed(permit, failed)
         if failed is not None:
             return answer.give(failed[0], failed[1], verdict.profile, view, state)
         repeat = False
@@ -216,6 +221,18 @@ class Verifications:
                 return answer.give(codes.REPLAYED, (R_REPLAYED,), verdict.profile, view, state)
             repeat = outcome == "repeat"
         return answer.give(codes.VALID, (), verdict.profile, view, state, repeat=repeat)
+
+    async def _behind_or_regressed(self, permit: dict[str, Any], failed: tuple[str, tuple[str, ...]]
+                                   ) -> tuple[str, tuple[str, ...]]:
+        """A token above the index's version: behind, unless an accepted upstream regression
+        took that version away (verifier.index.regression): then the code is superseded."""
+        try:
+            floor = await floor_of(self.index.index.redis, permit["pn"])
+        except REDIS_UNAVAILABLE:
+            return failed
+        if floor is not None and permit["v"] <= floor:
+            return codes.SUPERSEDED, (R_UPSTREAM_REGRESSED,)
+        return failed
 
     # --- card reads --------------------------------------------------------
     async def card(

@@ -20,6 +20,7 @@ R_UNAVAILABLE = "status.unavailable"            # Redis could not be asked
 R_INDEX_NOT_READY = "status.index_not_ready"    # first load unfinished, or data lost
 R_INDEX_STALE = "status.index_stale"            # older than settings.staleness_bound_s
 R_INDEX_BEHIND = "status.index_behind"          # the token is newer than the index (v above the index's)
+R_UPSTREAM_REGRESSED = "status.upstream_regressed"  # the token's v was lost by an accepted upstream regression
 R_TRUST_UNAVAILABLE = "status.trust_list_unavailable"  # no trust list loaded yet
 R_NOT_FOUND = "status.not_found"
 R_CANCELLED = "status.cancelled"
