@@ -129,12 +129,20 @@ def _serve(args: argparse.Namespace) -> int:
         return _usage_error(str(exc))
     if settings.workers < 1:
         return _usage_error("--workers must be at least 1")
-    try:
-        if port_in_use(settings.host, settings.port):
-            return _usage_error(_busy_port(settings.host, settings.port, "serve"))
-    except OSError as exc:  # an address this machine does not have
-        return _usage_error(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}")
+    refused = _cannot_listen(settings.host, settings.port, "serve")
+    if refused is not None:
+        return refused
     return serve(settings)
+
+
+def _cannot_listen(host: str, port: int, command: str) -> int | None:
+    """The usage error (exit 2) when ``host:port`` is taken or not this machine's, else None."""
+    try:
+        if port_in_use(host, port):
+            return _usage_error(_busy_port(host, port, command))
+    except OSError as exc:  # an address this machine does not have
+        return _usage_error(f"cannot listen on {host}:{port}: {exc.strerror}")
+    return None
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -149,11 +157,9 @@ def _demo(args: argparse.Namespace) -> int:
         return _usage_error(str(exc))
     if args.restarts < 0:
         return _usage_error("--restarts must be 0 or more")
-    try:
-        if port_in_use(args.host, args.port):
-            return _usage_error(_busy_port(args.host, args.port, "demo"))
-    except OSError as exc:
-        return _usage_error(f"cannot listen on {args.host}:{args.port}: {exc.strerror}")
+    refused = _cannot_listen(args.host, args.port, "demo")
+    if refused is not None:
+        return refused
     return run_demo(DemoOptions(
         state_dir=settings.state_dir, host=args.host, port=args.port, workers=args.workers,
         permits=args.permits, seed=args.seed, event_rate=args.event_rate, rate_limit_per_s=args.rate_limit,
