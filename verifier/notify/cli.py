@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from verifier.lib.logging import add_log_flags
+from verifier.lib.long_running import NO_REDIS_URL
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -81,7 +82,7 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     configure_logging(settings.log_level, settings.log_format)
     if not settings.redis_url:
-        print("verifier notify: no Redis URL: set REDIS_URL or pass --redis, or run `verifier demo` in this folder (its URL is then found in .state/redis.url)", file=sys.stderr)
+        print(f"verifier notify: {NO_REDIS_URL}", file=sys.stderr)
         return 2
     from verifier.notify.notifier import Notifier
 

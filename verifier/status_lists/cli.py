@@ -13,12 +13,11 @@ public parts only. Exit codes: 0 done, 2 a usage error or an unusable store.
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import threading
 from typing import Any
 
 from verifier.lib.logging import add_log_flags, configure_logging
+from verifier.lib.long_running import NO_REDIS_URL, run_until_signalled
 from verifier.lib.progress import add_progress_flag, configure_progress, progress_override
 
 
@@ -81,24 +80,11 @@ def _run(args: argparse.Namespace) -> int:
     configure_logging(settings.log_level, settings.log_format)
     configure_progress(settings.progress, settings.log_format)
     if not settings.redis_url:
-        print("verifier status-lists run: no Redis URL: set REDIS_URL or pass --redis, or run `verifier demo` in this folder (its URL is then found in .state/redis.url)", file=sys.stderr)
+        print(f"verifier status-lists run: {NO_REDIS_URL}", file=sys.stderr)
         return 2
     from verifier.status_lists.writer import StatusListWriter
 
-    stop = threading.Event()
-
-    def _stop(signum: int, frame: object) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-    try:
-        writer = StatusListWriter(settings, stop)
-    except ValueError as exc:
-        print(f"verifier status-lists run: {exc}", file=sys.stderr)
-        return 2
-    writer.run()
-    return 0
+    return run_until_signalled("status-lists run", lambda stop: StatusListWriter(settings, stop))
 
 
 def _keys(args: argparse.Namespace) -> int:

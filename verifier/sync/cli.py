@@ -11,11 +11,10 @@ while both sides keep changing: :mod:`verifier.sync.check`.
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import threading
 
 from verifier.lib.logging import add_log_flags, configure_logging
+from verifier.lib.long_running import NO_REDIS_URL, run_until_signalled
 from verifier.lib.progress import add_progress_flag, configure_progress, progress_override
 
 
@@ -95,7 +94,7 @@ def _run(args: argparse.Namespace) -> int:
     configure_logging(settings.log_level, settings.log_format)  # httpx held at WARNING: a line per request otherwise
     configure_progress(settings.progress, settings.log_format)
     if not settings.redis_url:
-        print("verifier sync: no Redis URL: set REDIS_URL or pass --redis, or run `verifier demo` in this folder (its URL is then found in .state/redis.url)", file=sys.stderr)
+        print(f"verifier sync: {NO_REDIS_URL}", file=sys.stderr)
         return 2
     if not settings.upstream_url:
         print("verifier sync: no upstream URL: set UPSTREAM_URL or pass --upstream", file=sys.stderr)
@@ -103,20 +102,7 @@ def _run(args: argparse.Namespace) -> int:
 
     from verifier.sync.job import SyncJob
 
-    stop = threading.Event()
-
-    def _stop(signum: int, frame: object) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-    try:
-        job = SyncJob(settings, stop)
-    except ValueError as exc:
-        print(f"verifier sync: {exc}", file=sys.stderr)
-        return 2
-    job.run()
-    return 0
+    return run_until_signalled("sync", lambda stop: SyncJob(settings, stop))
 
 
 def _check(args: argparse.Namespace) -> int:
