@@ -127,19 +127,16 @@ def free_port(*, with_cluster_bus: bool = False) -> int:
     take it first.
     """
     low, high = _ephemeral_range()
-
-    def usable(port: int) -> bool:
-        if port in FORBIDDEN_PORTS or port in _handed_out or low <= port <= high:
-            return False
-        return not with_cluster_bus or (
-            port + 10000 <= 65535 and port + 10000 not in FORBIDDEN_PORTS and not low <= port + 10000 <= high)
-
+    bus = 10000 if with_cluster_bus else 0
     first, last = _LOW_PORTS
-    if with_cluster_bus:
-        last = min(last, low - 10001)
-    for _ in range(400 if first < last else 0):
+    if first < low:  # the port (and its bus port) under the range
+        last = min(last, low - 1 - bus)
+    elif high + 1 > first:  # a range low enough to end before 30000: above it
+        first = high + 1
+    for _ in range(400 if first <= last else 0):
         port = _pick.randint(first, last)
-        if usable(port) and _bindable(port) and (not with_cluster_bus or _bindable(port + 10000)):
+        if (port not in FORBIDDEN_PORTS and port + bus not in FORBIDDEN_PORTS and port not in _handed_out
+                and _bindable(port) and (not bus or _bindable(port + bus))):
             _handed_out.add(port)
             return port
     for _ in range(200):  # no room below the ephemeral range: any port the kernel gives
