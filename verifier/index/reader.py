@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from functools import partial
+from itertools import compress
 from typing import Any, Generic, Literal, TypeVar
 from zlib import crc32
 
@@ -143,38 +144,45 @@ class _Reads(Generic[Client]):
         for _ in range(_MAX_SWITCH_RETRIES):
             pointer = self.pointer or (yield from self.live_pointer())  # no sub-generator when known
             if by == "pn":
-                if self.key_runs:  # the keys packed straight from the permit numbers
-                    run = KeyRun(self.keys.record_prefix(pointer.generation).decode(), wanted)
-                    values = yield partial(self.redis.execute_command, "MGET", self.keys.current, run)
-                else:
-                    # the pointer first: the keys then make one uniform run for the client to pack
-                    values = yield partial(self.redis.mget, [self.keys.current, *self.record_keys(pointer, wanted)])
-                if values[0] != pointer.raw:
-                    self.switched(values[0])
+                values = yield from self.read_records(pointer, wanted)
+                if values is None:
                     continue
-                return self.decode_many(wanted, values[1:])
+                return self.decode_many(wanted, values)
+            # Two round trips: the ids' permit numbers (the LOOKUP script, which checks the
+            # generation), then their records (one MGET, which checks it again).
             keys, args = self.lookup_args(pointer, by, wanted)
             out = yield partial(self.lookup, keys=keys, args=args)
-            found = self.lookup_result(by, wanted, out)
-            if found is None:
+            if out and out[0] == -1:
                 self.switched(out[1])
                 continue
-            return found
+            hit_ids, pns, spans = self.mapped_pns(wanted, out)
+            values = yield from self.read_records(pointer, pns)
+            if values is None:
+                continue
+            return self.lookup_result(by, hit_ids, pns, spans, values)
         raise IndexUnavailable("the index switched generations repeatedly during a read")
+
+    def read_records(self, pointer: Pointer, pns: Sequence[str]) -> _Read[list[bytes | None] | None]:
+        """The stored records of ``pns`` from ``pointer``'s generation, in order; None (and
+        the pointer re-read) when that generation is no longer the live one."""
+        if self.key_runs:  # the keys packed straight from the permit numbers
+            run = KeyRun(self.keys.record_prefix(pointer.generation).decode(), pns)
+            values = yield partial(self.redis.execute_command, "MGET", self.keys.current, run)
+        else:
+            # the pointer first: the keys then make one uniform run for the client to pack
+            values = yield partial(self.redis.mget, [self.keys.current, *self.record_keys(pointer, pns)])
+        if values[0] != pointer.raw:
+            self.switched(values[0])
+            return None
+        del values[0]
+        return values  # type: ignore[no-any-return]
 
     def get_many_stored(self, pns: Sequence[str]) -> _Read[list[bytes | None]]:
         for _ in range(_MAX_SWITCH_RETRIES):
             pointer = self.pointer or (yield from self.live_pointer())
-            if self.key_runs:  # the keys packed straight from the permit numbers
-                run = KeyRun(self.keys.record_prefix(pointer.generation).decode(), pns)
-                values = yield partial(self.redis.execute_command, "MGET", self.keys.current, run)
-            else:
-                values = yield partial(self.redis.mget, [self.keys.current, *self.record_keys(pointer, pns)])
-            if values[0] != pointer.raw:
-                self.switched(values[0])
-                continue
-            del values[0]
-            return values  # type: ignore[no-any-return]
+            values = yield from self.read_records(pointer, pns)
+            if values is not None:
+                return values
         raise IndexUnavailable("the index switched generations repeatedly during a read")
 
     def freshness(self) -> _Read[Freshness]:
@@ -212,36 +220,55 @@ class _Reads(Generic[Client]):
         return keys, [pointer.raw, self.keys.record_prefix(generation), *idents]
 
     @staticmethod
-    def lookup_result(by: LookupBy, ids: Sequence[str], out: list[Any]) -> dict[str, PermitRecord] | None:
-        """Records by id from the LOOKUP script's answer; None when the generation switched."""
-        if out and out[0] == -1:
-            return None
+    def mapped_pns(ids: Sequence[str], out: list[Any]) -> tuple[list[str], list[str], list[int] | None]:
+        """From the LOOKUP script's answer: the ids that have a mapping, the permit numbers
+        to read (in the order of those ids), and ``spans`` (how many permit numbers each
+        of those ids has), or None when each has one (nearly always)."""
+        hit_ids = list(compress(ids, out))
+        held = list(filter(None, out))
+        try:
+            # one join, one decode and one split for all: ~1 ms less than 10,000 decodes
+            pns = b" ".join(held).decode().split(" ")
+        except UnicodeDecodeError as exc:  # a corrupt mapping is an outage, not "not found"
+            raise IndexUnavailable(f"undecodable look-up mapping in the index: {exc}") from exc
+        if len(pns) == len(held):
+            return hit_ids, pns, None
+        return hit_ids, pns, [value.count(b" ") + 1 for value in held]
+
+    @staticmethod
+    def lookup_result(
+        by: LookupBy, ids: Sequence[str], pns: Sequence[str], spans: Sequence[int] | None,
+        values: Sequence[bytes | None],
+    ) -> dict[str, PermitRecord]:
+        """Records by id, from :meth:`mapped_pns` and the records read for its ``pns``. A
+        stale mapping (a record gone, or one without the id asked for) is ignored, as in
+        :func:`choose_record`."""
         found: dict[str, PermitRecord] = {}
         decode = _decoder.decode
         try:
-            if by == "ssn":
-                for ident, raw in zip(ids, out):
-                    if raw.__class__ is bytes:
-                        record = decode(raw)
-                        # A stale mapping (a record without that id) is ignored, as in choose_record.
-                        if record.ssn == ident:
-                            found[ident] = record
-                    elif raw:
-                        chosen = choose_record(by, ident, [decode(r) for r in raw])
-                        if chosen is not None:
-                            found[ident] = chosen
-            else:
-                for ident, raw in zip(ids, out):
-                    if raw.__class__ is bytes:
-                        record = decode(raw)
-                        for card in record.cards:
-                            if card.cn == ident:
+            if spans is None:
+                if by == "ssn":
+                    for ident, raw in zip(ids, values):
+                        if raw is not None:
+                            record = decode(raw)
+                            if record.ssn == ident:
                                 found[ident] = record
-                                break
-                    elif raw:
-                        chosen = choose_record(by, ident, [decode(r) for r in raw])
-                        if chosen is not None:
-                            found[ident] = chosen
+                else:
+                    for ident, raw in zip(ids, values):
+                        if raw is not None:
+                            record = decode(raw)
+                            for card in record.cards:
+                                if card.cn == ident:
+                                    found[ident] = record
+                                    break
+                return found
+            at = 0
+            for ident, span in zip(ids, spans):
+                records = [decode(raw) for raw in values[at:at + span] if raw is not None]
+                at += span
+                chosen = choose_record(by, ident, records)
+                if chosen is not None:
+                    found[ident] = chosen
         # a corrupt record is an outage, not "not found" (msgspec reports bad UTF-8 as UnicodeDecodeError)
         except (msgspec.DecodeError, UnicodeDecodeError) as exc:
             raise IndexUnavailable(f"undecodable permit record in the index: {exc}") from exc
