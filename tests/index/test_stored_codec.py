@@ -323,3 +323,22 @@ def test_cards_as_a_list_are_written_as_a_tuple_would_be() -> None:
     record = RECORDS[7]
     as_list = msgspec.structs.replace(record, cards=list(record.cards))
     assert both_encode(as_list) == both_encode(record)
+
+
+def test_an_object_that_only_claims_to_be_a_record_or_a_card_is_refused() -> None:
+    # the compiled encoder reads the fields at their slots: the type decides, not __class__
+    def impostor(of: type) -> Any:
+        class Impostor:
+            @property  # type: ignore[misc]
+            def __class__(self) -> type:
+                return of
+
+        return Impostor()
+
+    assert isinstance(impostor(Card), Card) and isinstance(impostor(PermitRecord), PermitRecord)
+    record = msgspec.structs.replace(RECORDS[0], cards=(impostor(Card),))
+    for module in (C, PY):
+        with pytest.raises(StoredRecordError):
+            module.encode_stored(record)
+        with pytest.raises(TypeError):
+            module.encode_stored(impostor(PermitRecord))

@@ -17,9 +17,9 @@ each field of ``PermitRecord`` and ``Card`` is a member descriptor of its type).
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_Check, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.long cimport PyLong_Check, PyLong_FromLongLong, PyLong_FromUnsignedLongLong
-from cpython.object cimport PyObject
+from cpython.object cimport PyObject, PyObject_TypeCheck, PyTypeObject
 from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
-from cpython.list cimport PyList_Check, PyList_GET_ITEM, PyList_GET_SIZE
+from cpython.list cimport PyList_Check
 from cpython.tuple cimport PyTuple_Check, PyTuple_GET_ITEM, PyTuple_GET_SIZE
 from cpython.ref cimport Py_INCREF
 from cpython.unicode cimport PyUnicode_Check, PyUnicode_DecodeUTF8
@@ -57,6 +57,8 @@ cdef tuple STATUSES = ("active", "cancelled")
 cdef tuple CARD_STATUSES = ("active", "lost", "replaced")
 
 _legacy_decode = msgspec.msgpack.Decoder(PermitRecord).decode
+cdef object _RECORD = PermitRecord  # a StructMeta, a subclass of type
+cdef object _CARD = Card
 
 
 # --- the slots of a record and of a card, for the encoder -----------------------------------
@@ -592,12 +594,11 @@ cdef bytes _encode(object record):
     if has_ssn:
         _utf8(value, &ssn, b"ssn")
     cards = _slot(record, _RECORD_SLOT[R_CARDS])
-    if PyTuple_Check(cards):
-        count = PyTuple_GET_SIZE(cards)
-    elif PyList_Check(cards):
-        count = PyList_GET_SIZE(cards)
-    else:
+    if PyList_Check(cards):
+        cards = tuple(cards)  # held here: nothing can change it between the two passes
+    elif not PyTuple_Check(cards):
         raise StoredRecordError("permit record: cards is a tuple of Card")
+    count = PyTuple_GET_SIZE(cards)
     value = _slot(record, _RECORD_SLOT[R_SI])
     has_si = value is not None
     if has_si:
@@ -612,8 +613,8 @@ cdef bytes _encode(object record):
             + (1 if count <= 15 else 3 if count <= 0xFFFF else 5)
             + (_uint_size(si) if has_si else 1) + (_uint_size(ci) if has_ci else 1))
     for i in range(count):  # each card checked, and its size
-        card = <object>PyTuple_GET_ITEM(cards, i) if PyTuple_Check(cards) else <object>PyList_GET_ITEM(cards, i)
-        if not isinstance(card, Card):
+        card = <object>PyTuple_GET_ITEM(cards, i)
+        if not PyObject_TypeCheck(card, <PyTypeObject*>_CARD):  # by its type: its slots are read
             raise StoredRecordError("permit record: cards is a tuple of Card")
         _utf8(_slot(card, _CARD_SLOT[0]), &cn, b"a card number")
         _choice(_slot(card, _CARD_SLOT[1]), CARD_STATUSES, b"card status")
@@ -651,8 +652,8 @@ cdef bytes _encode(object record):
         out[3] = <char>(count >> 8)
         out[4] = <char>count
         out += 5
-    for i in range(count):  # checked above: the tuple or list cannot have changed (no Python ran)
-        card = <object>PyTuple_GET_ITEM(cards, i) if PyTuple_Check(cards) else <object>PyList_GET_ITEM(cards, i)
+    for i in range(count):  # checked above (a tuple, of frozen cards)
+        card = <object>PyTuple_GET_ITEM(cards, i)
         _utf8(_slot(card, _CARD_SLOT[0]), &cn, b"a card number")
         out[0] = <char>0x92
         out = _w_str(out + 1, cn.s, cn.n)
@@ -677,7 +678,7 @@ cdef bytes _encode(object record):
 
 def encode_stored(record):
     """See ``_stored_py.encode_stored``: the same contract, the same bytes."""
-    if not isinstance(record, PermitRecord):
+    if not PyObject_TypeCheck(record, <PyTypeObject*>_RECORD):  # by its type (not __class__): its slots are read
         raise TypeError("encode_stored takes a PermitRecord")
     try:
         return _encode(record)

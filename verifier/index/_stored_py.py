@@ -165,7 +165,7 @@ def encode_stored(record: PermitRecord) -> bytes:
     """The compact stored value of ``record`` (without its permit number). Raises
     :class:`StoredRecordError` for a record the layout cannot hold (PermitRecord's
     constructor checks no types: a negative ``v``, a category outside A/B/C...)."""
-    if not isinstance(record, PermitRecord):
+    if not issubclass(type(record), PermitRecord):  # by its type, as the compiled twin (it reads slots)
         raise TypeError("encode_stored takes a PermitRecord")
     _check_unsigned(record.v, "v")
     for name in ("n", "nat", "emp"):
@@ -180,7 +180,7 @@ def encode_stored(record: PermitRecord) -> bytes:
         raise StoredRecordError("permit record: cards is a tuple of Card")
     cards = []
     for card in record.cards:
-        if not isinstance(card, Card):
+        if not issubclass(type(card), Card):
             raise StoredRecordError("permit record: cards is a tuple of Card")
         _check_str(card.cn, "a card number")
         if card.status not in CARD_STATUSES or not isinstance(card.status, str):
