@@ -398,3 +398,12 @@ def test_a_compact_value_with_a_character_to_escape_at_every_position(special: s
             assert items == both([text], [encode_record(record)])
             found = msgspec.json.decode(b"[" + items[0] + b"]")[0]
             assert found["id"] == text and found["permit"]["pn"] == text and found["permit"]["cn"] == text
+
+
+@pytest.mark.parametrize("cards", [
+    (Card("C1", "replaced"), Card("C1", "active"), Card("C2", "active")),  # the first active; its first status
+    (Card("C1", "lost"),), (), (Card("", "active"),),
+])
+def test_a_compact_values_cards_render_as_the_legacy_values(cards: tuple[Card, ...]) -> None:
+    record = msgspec.structs.replace(RECORDS[0], cards=cards)
+    assert both([record.pn], [encode_stored(record)]) == both([record.pn], [encode_record(record)])
