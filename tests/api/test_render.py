@@ -2,8 +2,11 @@
 
 The Python twin (msgspec decode -> views -> msgspec encode) is the reference; the
 compiled twin must give the same bytes for every record msgspec accepts, and
-refuse (RecordError) every record msgspec refuses. Run against both twins
-(ids ``c`` and ``py``), with a test that fails when the compiled twin did not load.
+refuse (RecordError) every record msgspec refuses. Stored values in the compact
+layout (verifier.index.stored: no pn, the id asked is it) must render as the legacy
+value of the same record, and be refused by both where the stored codec refuses them.
+Run against both twins (ids ``c`` and ``py``), with a test that fails when the
+compiled twin did not load.
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ from verifier.api.auth.roles import Role
 from verifier.api.permits import render
 from verifier.api.permits._render_errors import RecordError
 from verifier.api.verdicts.views import view_spec
+from verifier.index import _stored_c, _stored_py
 from verifier.index.records import Card, PermitRecord, encode_record
+from verifier.index.stored import encode_stored
 from verifier.upstream.simulator import Upstream
 from tests.support import twins as support_twins
 from tests.support.twins import TWINS
@@ -301,3 +306,104 @@ def test_a_character_to_escape_or_decode_at_every_position(special: str) -> None
             items, _missing, _shown = both([text], [encode_record(record)])
             found = msgspec.json.decode(b"[" + items + b"]")[0]
             assert found["id"] == text and found["permit"]["n"] == text and found["permit"]["cn"] == text
+
+
+# --- the compact stored layout (verifier.index.stored): the pn is the id asked ----------------
+
+COMPACT = [encode_stored(r) for r in RECORDS]
+
+
+def test_the_compact_values_are_the_stored_codecs_in_both_its_twins() -> None:
+    assert COMPACT == [_stored_py.encode_stored(r) for r in RECORDS] == [_stored_c.encode_stored(r) for r in RECORDS]
+
+
+@pytest.mark.parametrize("fields", FIELD_SETS, ids=lambda f: str(len(f)))
+def test_a_compact_value_renders_as_the_legacy_value_of_its_record(twin: ModuleType, fields: tuple[str, ...]) -> None:
+    for employers in (None, frozenset({RECORDS[0].emp, RECORDS[9].emp})):
+        legacy = twin.render_found(IDS, VALUES, fields, employers)
+        assert twin.render_found(IDS, COMPACT, fields, employers) == legacy
+        mixed = [c if i % 2 else v for i, (v, c) in enumerate(zip(VALUES, COMPACT))]  # during an upgrade
+        assert twin.render_found(IDS, mixed, fields, employers) == legacy
+
+
+def test_twins_agree_on_the_simulators_records_stored_compact() -> None:
+    for fields in FIELD_SETS:
+        both(IDS, COMPACT, fields)
+        both([*IDS, "WP-UNKNOWN"], [*COMPACT, None], fields, frozenset({RECORDS[5].emp}))
+
+
+def _storable(record: PermitRecord) -> PermitRecord:
+    # the compact layout holds a v >= 0 and Status List entries under 2**64 (as the legacy one)
+    return msgspec.structs.replace(record, v=abs(record.v) % 2**64)
+
+
+DATES = st.sampled_from(["1985-04-12", "1985-4-12", "1985-02-30", "", "0000-01-01", "0001-01-01", "9999-12-31",
+                         "2000-02-29", "1900-02-29", "1969-12-31"]) | TEXT
+
+
+@SETTINGS
+@given(record=records(), fields=st.sampled_from(FIELD_SETS), dob=DATES, vf=DATES, vt=DATES)
+def test_any_record_stored_compact_renders_as_its_legacy_value(
+    record: PermitRecord, fields: tuple[str, ...], dob: str, vf: str, vt: str
+) -> None:
+    record = msgspec.structs.replace(_storable(record), dob=dob, vf=vf, vt=vt)
+    compact = both([record.pn], [encode_stored(record)], fields)
+    assert compact == both([record.pn], [encode_record(record)], fields)
+    assert compact[2] == [record.pn]
+
+
+@SETTINGS
+@given(record=records(), cut=st.integers(min_value=0, max_value=400), junk=st.binary(max_size=8),
+       flips=st.lists(st.tuples(st.integers(min_value=0, max_value=400), st.integers(1, 255)), max_size=3))
+def test_a_damaged_compact_value_is_refused_by_both_or_rendered_alike(
+    record: PermitRecord, cut: int, junk: bytes, flips: list[tuple[int, int]]
+) -> None:
+    data = bytearray(encode_stored(_storable(record)))
+    for at, mask in flips:
+        if data:
+            data[at % len(data)] ^= mask
+    both(["X"], [bytes(data[: cut % (len(data) + 1)]) + junk])
+
+
+def test_every_truncation_and_byte_change_of_a_compact_value() -> None:
+    data = encode_stored(msgspec.structs.replace(RECORDS[7], n="MÜLLER, 李", vt="2027-2-3"))
+    for cut in range(len(data)):
+        assert both(["X"], [data[:cut]]) is RecordError
+    for at in range(len(data)):
+        for value in (0x00, 0x03, 0x7F, 0x80, 0x9C, 0xA0, 0xC0, 0xCC, 0xD0, 0xE0, 0xFF, data[at] ^ 0x01):
+            both(["X"], [data[:at] + bytes([value]) + data[at + 1:]])
+
+
+def test_what_the_stored_codec_refuses_the_renderers_refuse() -> None:
+    # the stored codec's own list of refused compact values (tests/index/test_stored_codec.py)
+    from tests.index import test_stored_codec as codec_tests
+
+    marks = next(m for m in codec_tests.test_what_the_reference_refuses_both_refuse.pytestmark
+                 if m.name == "parametrize")
+    for data in marks.args[1]:
+        assert both(["WP1"], [data]) is RecordError, data
+    marks = next(m for m in codec_tests.test_every_form_of_an_element_is_read_alike.pytestmark
+                 if m.name == "parametrize")
+    for data in marks.args[1]:
+        assert both(["WP1"], [data]) is not RecordError, data
+
+
+@pytest.mark.parametrize("special", ['"', "\\", "\x00", "\n", "é", "中", "\U0001F600"])
+def test_a_compact_value_with_a_character_to_escape_at_every_position(special: str) -> None:
+    for length in range(1, 20):
+        for at in range(length):
+            text = "a" * at + special + "b" * (length - at - 1)
+            record = msgspec.structs.replace(RECORDS[0], pn=text, n=text, vt=text, cards=(Card(text, "active"),))
+            items = both([text], [encode_stored(record)])
+            assert items == both([text], [encode_record(record)])
+            found = msgspec.json.decode(b"[" + items[0] + b"]")[0]
+            assert found["id"] == text and found["permit"]["pn"] == text and found["permit"]["cn"] == text
+
+
+@pytest.mark.parametrize("cards", [
+    (Card("C1", "replaced"), Card("C1", "active"), Card("C2", "active")),  # the first active; its first status
+    (Card("C1", "lost"),), (), (Card("", "active"),),
+])
+def test_a_compact_values_cards_render_as_the_legacy_values(cards: tuple[Card, ...]) -> None:
+    record = msgspec.structs.replace(RECORDS[0], cards=cards)
+    assert both([record.pn], [encode_stored(record)]) == both([record.pn], [encode_record(record)])

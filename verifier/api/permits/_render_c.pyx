@@ -10,10 +10,16 @@ refuses (wrong types, a Literal outside its values, invalid UTF-8, a 15th field,
 card that is not a pair, trailing bytes) and writes the JSON with msgspec's string
 escapes. A 1,000-permit look-up: ~1 ms through the reference, ~0.1 ms here.
 
-Record layout (``verifier.index.records.PermitRecord``, ``array_like``): pn, n, nat,
-dob, cat, emp, vf, vt (str), v (int), status (str, default "active"), ssn (str or
-nil, default nil), cards (array of [cn, status], default empty), si and ci (the
-Status List entries: an int >= 0 or nil, default nil; checked, not shown).
+Record layouts. The legacy one (``verifier.index.records.PermitRecord``,
+``array_like``): pn, n, nat, dob, cat, emp, vf, vt (str), v (int), status (str,
+default "active"), ssn (str or nil, default nil), cards (array of [cn, status],
+default empty), si and ci (the Status List entries: an int >= 0 or nil, default nil;
+checked, not shown). The compact one (``verifier.index._stored_py``, which says why):
+13 elements, v first (an int >= 0: how the layouts are told apart), no pn (the id
+asked is the record's permit number), dates as day numbers (or the str as it was),
+the category and the statuses as small integers; it is held to what
+``verifier.index.stored.decode_stored`` accepts, and renders as the legacy value of
+the same record does.
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_Check, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
@@ -156,6 +162,8 @@ cdef struct Cursor:
 
 cdef struct Record:
     Span text[8]          # pn, n, nat, dob, cat, emp, vf, vt
+    bint compact          # the compact layout: no pn in it (text[F_PN] is the id's, set by the caller)
+    unsigned char days[30]  # the compact layout's dates (dob, vf, vt) formatted, 10 bytes each
     bint v_negative
     uint64_t v_magnitude
     Span status
@@ -379,6 +387,7 @@ cdef int _parse(const unsigned char* data, Py_ssize_t size, Record* r) except -1
     c.p = data
     c.pos = 0
     c.end = size
+    r.compact = False
     _read_array(&c, &count)
     if count < REQUIRED or count > MAX_FIELDS:
         raise RecordError("permit record: wrong number of fields")
@@ -425,6 +434,158 @@ cdef int _parse(const unsigned char* data, Py_ssize_t size, Record* r) except -1
             c.pos = cards_end
     for i in range(12, count):  # si, ci: StatusIndex | None
         _read_status_index(&c)
+    if c.pos != c.end:
+        raise RecordError("permit record: trailing bytes")
+    return 0
+
+
+# --- the compact layout ------------------------------------------------------------
+
+cdef enum:
+    COMPACT_FIELDS = 13
+    MIN_DAY = -719162     # 0001-01-01
+    MAX_DAY = 2932896     # 9999-12-31
+
+cdef const char* _CATEGORIES[3]
+_CATEGORIES[:] = [b"A", b"B", b"C"]
+cdef const char* _STATUSES[2]
+_STATUSES[:] = [b"active", b"cancelled"]
+cdef const char* _CARD_STATUSES[3]
+_CARD_STATUSES[:] = [b"active", b"lost", b"replaced"]
+
+
+cdef inline bint _is_int_head(unsigned char kind) noexcept:
+    return kind <= 0x7F or 0xCC <= kind <= 0xD3 or kind >= 0xE0
+
+
+cdef inline bint _compact(const unsigned char* p, Py_ssize_t size) noexcept:
+    # As verifier.index._stored_py.is_compact: an array whose first element is an integer.
+    cdef Py_ssize_t at
+    if size == 0:
+        return False
+    if 0x90 <= p[0] <= 0x9F:
+        at = 1
+    elif p[0] == 0xDC:
+        at = 3
+    elif p[0] == 0xDD:
+        at = 5
+    else:
+        return False
+    return at < size and _is_int_head(p[at])
+
+
+cdef inline void _constant(Span* out, const char* text) noexcept:
+    out.p = <const unsigned char*>text
+    out.n = len(text)
+    out.limit = out.p + out.n
+
+
+cdef inline uint64_t _read_small(Cursor* c, uint64_t most) except? 0xFFFFFFFFFFFFFFFF:
+    cdef bint negative
+    cdef uint64_t magnitude
+    _read_int(c, &negative, &magnitude)
+    if negative or magnitude > most:
+        raise RecordError("permit record: an integer out of range")
+    return magnitude
+
+
+cdef inline int _read_date(Cursor* c, Span* out, unsigned char* buffer) except -1:
+    # A day number (years 1-9999), formatted into buffer (Howard Hinnant's civil_from_days),
+    # or a str as it is.
+    cdef bint negative
+    cdef uint64_t magnitude
+    cdef int64_t z, era, doe, yoe, doy, mp, y, m, d
+    _need(c, 1)
+    if not _is_int_head(c.p[c.pos]):
+        return _read_str(c, out)
+    _read_int(c, &negative, &magnitude)
+    if (negative and magnitude > -MIN_DAY) or (not negative and magnitude > MAX_DAY):
+        raise RecordError("permit record: a day number out of range")
+    z = (-<int64_t>magnitude if negative else <int64_t>magnitude) + 719468  # > 0 in the range
+    era = z // 146097
+    doe = z - era * 146097
+    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
+    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+    mp = (5 * doy + 2) // 153
+    d = doy - (153 * mp + 2) // 5 + 1
+    m = mp + 3 if mp < 10 else mp - 9
+    y = yoe + era * 400 + (m <= 2)
+    buffer[0] = <unsigned char>(48 + y // 1000)
+    buffer[1] = <unsigned char>(48 + y // 100 % 10)
+    buffer[2] = <unsigned char>(48 + y // 10 % 10)
+    buffer[3] = <unsigned char>(48 + y % 10)
+    buffer[4] = b'-'
+    buffer[5] = <unsigned char>(48 + m // 10)
+    buffer[6] = <unsigned char>(48 + m % 10)
+    buffer[7] = b'-'
+    buffer[8] = <unsigned char>(48 + d // 10)
+    buffer[9] = <unsigned char>(48 + d % 10)
+    out.p = buffer
+    out.n = 10
+    out.limit = buffer + 10
+    return 0
+
+
+cdef inline int _read_compact_card(Cursor* c, Span* cn, Span* status) except -1:
+    cdef Py_ssize_t count
+    _read_array(c, &count)
+    if count != 2:
+        raise RecordError("permit record: a card is [cn, status]")
+    _read_str(c, cn)
+    _constant(status, _CARD_STATUSES[_read_small(c, 2)])
+    return 0
+
+
+cdef int _parse_compact(const unsigned char* data, Py_ssize_t size, Record* r) except -1:
+    # Everything but the pn (text[F_PN]: the caller's, the id asked).
+    cdef Cursor c
+    cdef Py_ssize_t count, cards, i, cards_at, cards_end
+    cdef Span cn, status
+    c.p = data
+    c.pos = 0
+    c.end = size
+    _read_array(&c, &count)
+    if count != COMPACT_FIELDS:
+        raise RecordError("permit record: a compact value has 13 elements")
+    r.compact = True
+    _read_int(&c, &r.v_negative, &r.v_magnitude)
+    if r.v_negative:
+        raise RecordError("permit record: v below 0")
+    _read_str(&c, &r.text[F_N])
+    _read_str(&c, &r.text[F_NAT])
+    _read_date(&c, &r.text[F_DOB], r.days)
+    _constant(&r.text[F_CAT], _CATEGORIES[_read_small(&c, 2)])
+    _read_str(&c, &r.text[F_EMP])
+    _read_date(&c, &r.text[F_VF], r.days + 10)
+    _read_date(&c, &r.text[F_VT], r.days + 20)
+    _constant(&r.status, _STATUSES[_read_small(&c, 1)])
+    r.has_ssn = False
+    r.has_cn = False
+    _need(&c, 1)
+    if c.p[c.pos] == 0xC0:  # nil
+        c.pos += 1
+    else:
+        _read_str(&c, &r.ssn)
+        r.has_ssn = True
+    _read_array(&c, &cards)
+    cards_at = c.pos
+    for i in range(cards):  # every read is checked: a count from a damaged value ends at its end
+        _read_compact_card(&c, &cn, &status)
+        if not r.has_cn and status.n == 6:  # "active": the active card (the first, should there be two)
+            r.has_cn = True
+            r.cn = cn
+    if r.has_cn:
+        # its status is that of the first card with its number, as in _parse
+        cards_end = c.pos
+        c.pos = cards_at
+        for i in range(cards):
+            _read_compact_card(&c, &cn, &status)
+            if _same(cn, r.cn):
+                r.card_status = status
+                break
+        c.pos = cards_end
+    _read_status_index(&c)  # si
+    _read_status_index(&c)  # ci
     if c.pos != c.end:
         raise RecordError("permit record: trailing bytes")
     return 0
@@ -567,6 +728,8 @@ def render_found(list ids, list values, tuple fields, object employers):
     cdef Buffer b
     cdef Record r
     cdef const char* id_utf8
+    cdef const unsigned char* data
+    cdef Py_ssize_t size
     cdef Span id_span
     cdef char* out
     cdef bint first = True
@@ -589,16 +752,27 @@ def render_found(list ids, list values, tuple fields, object employers):
                 raise TypeError("a stored record is bytes or None")
             if not PyUnicode_Check(identifier):
                 raise TypeError("an identifier is a str")
-            _parse(<const unsigned char*>PyBytes_AS_STRING(raw), PyBytes_GET_SIZE(raw), &r)
+            data = <const unsigned char*>PyBytes_AS_STRING(raw)
+            size = PyBytes_GET_SIZE(raw)
+            if _compact(data, size):
+                _parse_compact(data, size, &r)
+            else:
+                _parse(data, size, &r)
             if employers is not None:
                 employer = PyUnicode_DecodeUTF8(<const char*>r.text[F_EMP].p, r.text[F_EMP].n, NULL)
                 if employer not in employers:
                     missing.append(identifier)  # another employer's permit looks exactly like an unknown one
                     continue
             id_utf8 = PyUnicode_AsUTF8AndSize(identifier, &id_size)
+            if r.compact:  # a compact value is the record of the permit asked
+                r.text[F_PN].p = <const unsigned char*>id_utf8
+                r.text[F_PN].n = id_size
+                r.text[F_PN].limit = r.text[F_PN].p + id_size
             # Room for the worst case: every byte of the record's strings and of the id
-            # escaped to 6, plus the keys and punctuation (under 256 bytes).
-            _reserve(&b, 6 * (PyBytes_GET_SIZE(raw) + id_size) + 256)
+            # (twice: the pn of a compact value is the id) escaped to 6, a compact value's
+            # day numbers and status numbers as text (under 6 * 30 bytes), plus the keys and
+            # punctuation (under 256 bytes).
+            _reserve(&b, 6 * (PyBytes_GET_SIZE(raw) + 2 * id_size + 30) + 256)
             out = b.data + b.length
             if not first:
                 out[0] = b","
@@ -613,7 +787,7 @@ def render_found(list ids, list values, tuple fields, object employers):
             out = _w_view(out, &r, mask)
             out[0] = b"}"
             b.length = out + 1 - b.data
-            if r.text[F_PN].n == id_size and memcmp(r.text[F_PN].p, id_utf8, id_size) == 0:
+            if r.compact or (r.text[F_PN].n == id_size and memcmp(r.text[F_PN].p, id_utf8, id_size) == 0):
                 shown.append(identifier)
             else:
                 shown.append(PyUnicode_DecodeUTF8(<const char*>r.text[F_PN].p, r.text[F_PN].n, NULL))

@@ -1,8 +1,10 @@
 """Stored permit records (msgpack) to a look-up's JSON: the readable twin.
 
-Each record is decoded by msgspec into a :class:`PermitRecord`, the role's views are
-built by :meth:`ViewSpec.found` and encoded by msgspec: the reference that the
-compiled twin (``_render_c.pyx``) must equal byte for byte.
+Each record is decoded into a :class:`PermitRecord` (``verifier.index.stored``: a
+legacy value by msgspec, a compact one, whose permit number is the id asked, by the
+stored codec), the role's views are built by :meth:`ViewSpec.found` and encoded by
+msgspec: the reference that the compiled twin (``_render_c.pyx``) must equal byte
+for byte.
 """
 
 from __future__ import annotations
@@ -15,10 +17,10 @@ from verifier.api.permits._render_errors import RecordError
 from verifier.api.permits.schemas import FIELD_ORDER, Found
 from verifier.api.verdicts.views import ViewSpec
 from verifier.index.records import PermitRecord
+from verifier.index.stored import StoredRecordError, decode_stored
 
 __all__ = ["FIELD_ORDER", "field_mask", "render_found"]
 
-_decode = msgspec.msgpack.Decoder(PermitRecord).decode
 _encode = msgspec.json.Encoder().encode
 _specs: dict[tuple[str, ...], ViewSpec] = {}
 
@@ -38,12 +40,13 @@ def render_found(
 ) -> tuple[bytes, list[str], list[str]]:
     """A bulk look-up by permit number, from the stored records to JSON.
 
-    ``values[i]``: the stored record of ``ids[i]`` (None: no such permit); ``fields``:
+    ``values[i]``: the stored record of ``ids[i]`` (None: no such permit), in either
+    layout (a compact value has no permit number: it is ``ids[i]``); ``fields``:
     the role's field set; ``employers``: a partner key's employers (their permits
     only), or None. Returns the ``found`` items as JSON without the brackets (the
     ``Found`` objects, comma-separated, in the order of ``ids``), the ids missing
     (unknown, or another employer's), and the permit numbers shown. Raises
-    :class:`RecordError` for a record msgspec cannot decode as a ``PermitRecord``.
+    :class:`RecordError` for a record that ``decode_stored`` refuses.
     """
     if len(ids) != len(values):
         raise ValueError("ids and values differ in length")
@@ -55,8 +58,8 @@ def render_found(
     for identifier, raw in zip(ids, values):
         if raw is not None:
             try:
-                records[identifier] = _decode(raw)
-            except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+                records[identifier] = decode_stored(identifier, raw)
+            except StoredRecordError as exc:
                 raise RecordError(f"undecodable permit record: {exc}") from None
     found, missing, shown = spec.found(ids, records.get, employers, Found)
     return _encode(found)[1:-1], missing, shown

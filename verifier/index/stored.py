@@ -1,0 +1,32 @@
+"""Which twin codes stored records: the compiled ``_stored_c`` when built, else ``_stored_py``.
+
+The compact stored layout (the permit number left out, dates as day numbers, the
+statuses as small integers: ~98 bytes a value against 154) is described in
+``_stored_py.py``; ``decode_stored`` reads the legacy layout too. The same switch
+as fastpath's (``FASTPATH_NO_EXTENSIONS=1`` builds and imports the Python twins
+only; ``fastpath.NO_EXTENSIONS`` is its one reading). An extension that exists but
+fails to import is a broken build, and that error propagates.
+"""
+
+from __future__ import annotations
+
+from importlib.util import find_spec
+
+from fastpath import NO_EXTENSIONS
+from verifier.index._stored_errors import StoredRecordError
+
+if not NO_EXTENSIONS and find_spec("verifier.index._stored_c") is not None:
+    from verifier.index._stored_c import (  # type: ignore[import-not-found]
+        decode_stored,
+        encode_stored,
+        is_compact,
+        stored_version,
+    )
+
+    IMPLEMENTATION = "c"
+else:
+    from verifier.index._stored_py import decode_stored, encode_stored, is_compact, stored_version
+
+    IMPLEMENTATION = "py"
+
+__all__ = ["IMPLEMENTATION", "StoredRecordError", "decode_stored", "encode_stored", "is_compact", "stored_version"]
