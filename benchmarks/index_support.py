@@ -14,7 +14,8 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from verifier.index.records import Card, PermitRecord, encode_record
+from verifier.index.records import Card, PermitRecord
+from verifier.index.stored import encode_stored
 
 _NATIONS = ("USA", "GBR", "DEU", "FRA", "JPN", "KOR", "CAN", "AUS", "RUS", "IND", "ITA", "ESP")
 _SURNAMES = ("SMITH", "MUELLER", "DUBOIS", "TANAKA", "KIM", "BROWN", "ROSSI", "GARCIA", "IVANOV")
@@ -93,7 +94,7 @@ def three_plain_keys(client: Any, records: list[PermitRecord], per_pipeline: int
     queued = 0
     for record in records:
         pn = record.pn.encode()
-        pipe.set(b"pv:p:" + pn, encode_record(record))
+        pipe.set(b"pv:p:" + pn, encode_stored(record))
         if record.ssn:
             pipe.set(b"pv:s:" + record.ssn.encode(), pn)
         for card in record.cards:

@@ -47,7 +47,8 @@ import pytest
 
 from verifier.index import ChangeEvent, IndexWriter, PermitIndex, SyncPermitIndex
 from verifier.index.keys import KeyLayout
-from verifier.index.records import PermitRecord, encode_record
+from verifier.index.records import PermitRecord
+from verifier.index.stored import encode_stored
 from verifier.lib.redis_client import async_client, sync_client
 from verifier.lib.redis_server import EmbeddedRedis
 
@@ -79,7 +80,7 @@ def _measure_loads(client: Any, records: list[PermitRecord], results: dict[str, 
 
     # Anchor keys as long as the index's record keys, so memory and bytes compare.
     anchor_prefix = KeyLayout("pb").record_prefix(1)
-    encoded = [(anchor_prefix + r.pn.encode(), encode_record(r)) for r in records]
+    encoded = [(anchor_prefix + r.pn.encode(), encode_stored(r)) for r in records]
     started, cpu = time.perf_counter(), time.process_time() + _server_cpu(client)
     bare_pipelined_set(client, iter(encoded))
     anchor_s = time.perf_counter() - started

@@ -41,10 +41,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import msgspec
 import pytest
 
 from verifier.index.changes import CHANGES_CHANNEL, decode_change
+from verifier.index.stored import encode_stored
 from verifier.index.writer import IndexWriter
 from verifier.lib.redis_client import sync_client
 from verifier.lib.redis_server import EmbeddedRedis, free_port
@@ -100,13 +100,13 @@ def upstream_url(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(scope="module")
 def records(upstream_url: str) -> list[bytes]:
-    """The snapshot's records as the index stores them (msgpack), read once."""
+    """The snapshot's records as the index stores them (the compact stored layout), read once."""
     encoded: list[tuple[bytes, bytes]] = []
     with UpstreamClient(upstream_url) as client:
         response, stream = client.open_snapshot()
         try:
             for batch in stream.batches():
-                encoded.extend((r.pn.encode(), msgspec.msgpack.encode(r)) for r in batch)
+                encoded.extend((r.pn.encode(), encode_stored(r)) for r in batch)
         finally:
             response.close()
     assert len(encoded) == PERMITS

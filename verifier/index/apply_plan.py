@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 from .changes import ChangeMessage, encode_change
 from .keys import KeyLayout, Pointer, bucket_of, lookup_field
 from .records import ChangeEvent, PermitRecord, encode_record
+from .stored import encode_stored
 
 __all__ = ["ApplyArgs", "LookupChange", "PagePlan", "apply_call", "check_identifiers", "page_permits", "plan_page"]
 
@@ -233,14 +234,16 @@ def apply_call(plan: PagePlan, keys: KeyLayout, pointer: Pointer, fence: int,
     script_keys = [keys.current, keys.leader, keys.meta(generation)]
     # Each record is encoded once: the last applied event of a permit carries the record
     # written (the same object), and a page rarely has two events of one permit.
-    encoded = {id(event.permit): encode_record(event.permit) for event, _before in plan.applied_events}
+    # In the generation's layout (keys.Pointer.compact); the change stream carries the same bytes.
+    encode = encode_stored if pointer.compact else encode_record
+    encoded = {id(event.permit): encode(event.permit) for event, _before in plan.applied_events}
     record_triples: list[tuple[int, int, bytes]] = []
     for pn in plan.changed:
         before, after = plan.held[pn], plan.written[pn]
         script_keys.append(record_prefix + pn.encode())
         raw = encoded.get(id(after))
         record_triples.append((before.v if before is not None else -1, after.v,
-                               raw if raw is not None else encode_record(after)))
+                               raw if raw is not None else encode(after)))
     prefixes = {SSN: keys.ssn_prefix(generation), CN: keys.cn_prefix(generation)}
     lookup_triples: list[tuple[bytes, bytes, str]] = []
     for change in plan.lookups:

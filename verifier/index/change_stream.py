@@ -40,7 +40,8 @@ from typing import Final, Literal
 
 import msgspec
 
-from .records import EventType, PermitRecord, decode_record
+from .records import EventType, PermitRecord
+from .stored import decode_stored
 
 __all__ = [
     "CURSOR_KIND",
@@ -105,7 +106,11 @@ def decode_entry(entry_id: bytes | str, fields: dict[bytes, bytes]) -> ChangeEnt
     raw = fields.get(b"r")
     if not kind or raw is None:
         raise ValueError(f"change stream entry {ident} has no kind or no record")
-    record = decode_record(raw)
+    # The record in the generation's stored layout; a compact one has no permit number
+    # of its own: the entry's "p" names it.
+    record = decode_stored(_text(fields, b"p"), raw)
+    if not record.pn:
+        raise ValueError(f"change stream entry {ident} names no permit")
     return ChangeEntry(ident, kind, feed, seq=_int(fields, b"s"), pn=record.pn, record=record,  # type: ignore[arg-type]
                        time=float(fields.get(b"t") or 0.0), previous_employer=_text(fields, b"pe"),
                        cursor_before=_int(fields, b"c0"))

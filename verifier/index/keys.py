@@ -4,13 +4,13 @@ All keys of one namespace share the hash tag ``{<namespace>}``, so every one of 
 in one Redis Cluster slot and any step may touch any of them atomically (one Lua
 script, or one MGET). ``<G>`` is a generation id, ``<B>`` a bucket number::
 
-    {pv}:current           string  "<G>:<buckets>" of the live generation; missing = not ready
+    {pv}:current           string  "<G>:<buckets>:hc" of the live generation; missing = not ready
     {pv}:genseq            counter  generation ids
     {pv}:gens              set      generation ids that exist (live, loading or orphaned)
     {pv}:leader            string   "<fence>:<owner>" with a TTL: the sync job's leader lock
     {pv}:fence             counter  fencing tokens (seeded from the server clock, in us)
     {pv}:g<G>:meta         hash     state, seq (cursor), feed, count, as_of, ... of generation G
-    {pv}:g<G>:p:<pn>       string   the permit record, msgspec msgpack (PermitRecord)
+    {pv}:g<G>:p:<pn>       string   the permit record, in the compact stored layout (verifier.index.stored)
     {pv}:g<G>:s:<B>        hash     crc32(ssn) -> "pn[ pn...]"  (listpack-small buckets)
     {pv}:g<G>:c:<B>        hash     crc32(cn)  -> "pn[ pn...]"
 
@@ -69,16 +69,26 @@ def lookup_field(identifier: bytes, hashed: bool = True) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class Pointer:
-    """The live generation as ``{ns}:current`` names it: ``<G>:<buckets>:h``."""
+    """The live generation as ``{ns}:current`` names it: ``<G>:<buckets>:hc``."""
 
     generation: int
     buckets: int
     hashed: bool = True
     """Bucket fields are the ids' crc32 (:func:`lookup_field`); False for a generation
     written before that layout (its pointer is ``<G>:<buckets>``)."""
+    compact: bool = False
+    """Records are written in the compact stored layout (:mod:`verifier.index.stored`:
+    no permit number, dates as day numbers; pointer ``<G>:<buckets>:hc``). Writers keep
+    a generation's layout: a generation loaded before it (``:h``) keeps msgspec's
+    layout until the next full load replaces it, so that a reader of the older code
+    reads it to the end; such a reader refuses a ``:hc`` pointer (an unknown layout)
+    instead of misreading its records. Readers tell the two layouts apart record by
+    record, so they read either."""
 
     @property
     def raw(self) -> bytes:
+        if self.compact:
+            return b"%d:%d:hc" % (self.generation, self.buckets)
         if self.hashed:
             return b"%d:%d:h" % (self.generation, self.buckets)
         return b"%d:%d" % (self.generation, self.buckets)
@@ -91,9 +101,9 @@ class Pointer:
             raw = raw.encode()
         generation, _, rest = raw.partition(b":")
         buckets, _, layout = rest.partition(b":")
-        if layout not in (b"", b"h"):
+        if layout not in (b"", b"h", b"hc"):
             raise ValueError(f"unknown index layout {layout!r} in the pointer")
-        return cls(int(generation), int(buckets), hashed=layout == b"h")
+        return cls(int(generation), int(buckets), hashed=layout != b"", compact=layout == b"hc")
 
 
 class KeyLayout:

@@ -29,14 +29,13 @@ from verifier.lib.redis_errors import REDIS_UNAVAILABLE, redis_unavailable
 
 from .errors import IndexNotReady, IndexUnavailable
 from .keys import DEFAULT_NAMESPACE, KeyLayout, Pointer
-from .records import PermitRecord, decode_record
+from .records import PermitRecord
 from .scripts import LOOKUP
+from .stored import StoredRecordError, decode_stored
 
 __all__ = ["Freshness", "LookupBy", "PermitIndex", "SyncPermitIndex", "choose_record"]
 
 log = logging.getLogger(__name__)
-
-_decoder = msgspec.msgpack.Decoder(PermitRecord)
 
 LookupBy = Literal["pn", "ssn", "cn"]
 
@@ -102,10 +101,10 @@ def _check_by(by: str) -> None:
         raise ValueError(f"look-up by {by!r}: expected 'pn', 'ssn' or 'cn'")
 
 
-def _decode(raw: bytes) -> PermitRecord:
+def _decode(pn: str, raw: bytes) -> PermitRecord:
     try:
-        return decode_record(raw)
-    except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # a corrupt record is an outage, not "not found"
+        return decode_stored(pn, raw)
+    except StoredRecordError as exc:  # a corrupt record is an outage, not "not found"
         raise IndexUnavailable(f"undecodable permit record in the index: {exc}") from exc
 
 
@@ -244,19 +243,19 @@ class _Reads(Generic[Client]):
         stale mapping (a record gone, or one without the id asked for) is ignored, as in
         :func:`choose_record`."""
         found: dict[str, PermitRecord] = {}
-        decode = _decoder.decode
+        decode = decode_stored
         try:
             if spans is None:
                 if by == "ssn":
-                    for ident, raw in zip(ids, values):
+                    for ident, pn, raw in zip(ids, pns, values):
                         if raw is not None:
-                            record = decode(raw)
+                            record = decode(pn, raw)
                             if record.ssn == ident:
                                 found[ident] = record
                 else:
-                    for ident, raw in zip(ids, values):
+                    for ident, pn, raw in zip(ids, pns, values):
                         if raw is not None:
-                            record = decode(raw)
+                            record = decode(pn, raw)
                             for card in record.cards:
                                 if card.cn == ident:
                                     found[ident] = record
@@ -264,23 +263,22 @@ class _Reads(Generic[Client]):
                 return found
             at = 0
             for ident, span in zip(ids, spans):
-                records = [decode(raw) for raw in values[at:at + span] if raw is not None]
+                records = [decode(pn, raw) for pn, raw in zip(pns[at:at + span], values[at:at + span])
+                           if raw is not None]
                 at += span
                 chosen = choose_record(by, ident, records)
                 if chosen is not None:
                     found[ident] = chosen
-        # a corrupt record is an outage, not "not found" (msgspec reports bad UTF-8 as UnicodeDecodeError)
-        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        except StoredRecordError as exc:  # a corrupt record is an outage, not "not found"
             raise IndexUnavailable(f"undecodable permit record in the index: {exc}") from exc
         return found
 
     @staticmethod
     def decode_many(pns: Sequence[str], values: Sequence[bytes | None]) -> dict[str, PermitRecord]:
-        decode = _decoder.decode  # no wrapper per record: this is the bulk look-up's hot loop
+        decode = decode_stored  # no wrapper per record: this is the bulk look-up's hot loop
         try:
-            return {pn: decode(raw) for pn, raw in zip(pns, values) if raw is not None}
-        # a corrupt record is an outage, not "not found" (msgspec reports bad UTF-8 as UnicodeDecodeError)
-        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+            return {pn: decode(pn, raw) for pn, raw in zip(pns, values) if raw is not None}
+        except StoredRecordError as exc:  # a corrupt record is an outage, not "not found"
             raise IndexUnavailable(f"undecodable permit record in the index: {exc}") from exc
 
     @staticmethod
@@ -409,4 +407,5 @@ class SyncPermitIndex:
         if values[-1] != pointer.raw:
             self._reads.pointer = None
             raise IndexNotReady("the live generation changed during the walk; start again")
-        return [_decode(v) for v in values[:-1] if v is not None]
+        skip = len(self.keys.record_prefix(pointer.generation))
+        return [_decode(key[skip:].decode(errors="replace"), v) for key, v in zip(keys, values) if v is not None]

@@ -32,7 +32,8 @@ import msgspec
 from verifier.lib.redis_client import AsyncRedisClient, SyncRedisClient
 
 from .keys import DEFAULT_NAMESPACE, KeyLayout, Pointer
-from .records import PermitRecord, decode_record
+from .records import PermitRecord
+from .stored import stored_version
 
 __all__ = [
     "Regression", "RegressionCounter", "accept_pending", "clear_pending", "floor_of", "read_acceptance",
@@ -132,7 +133,7 @@ class RegressionCounter:
         for record, raw in zip(batch, held):
             if raw is None:
                 continue
-            before = decode_record(raw).v
+            before = stored_version(raw)
             if record.v < before:
                 staged[record.pn] = before
         if staged:

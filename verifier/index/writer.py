@@ -29,7 +29,8 @@ from .errors import (
     StaleFence,
 )
 from .keys import DEFAULT_NAMESPACE, KeyLayout, Pointer, buckets_for
-from .records import ChangeEvent, PermitRecord, decode_record, encode_record
+from .records import ChangeEvent, PermitRecord, encode_record
+from .stored import StoredRecordError, decode_stored, encode_stored
 from . import scripts
 
 __all__ = ["ApplyResult", "IndexState", "IndexWriter", "SnapshotLoad"]
@@ -316,7 +317,10 @@ class IndexWriter:
             raise CursorMismatch(
                 f"cursor_before {cursor_before} is ahead of the index's cursor {stored}: "
                 "changes in between would be lost", stored=stored)
-        held = {pn: (decode_record(raw) if raw is not None else None) for pn, raw in zip(pns, records)}
+        try:
+            held = {pn: (decode_stored(pn, raw) if raw is not None else None) for pn, raw in zip(pns, records)}
+        except StoredRecordError as exc:  # a corrupt record is an outage, not "no such permit"
+            raise IndexUnavailable(f"undecodable permit record in the index: {exc}") from exc
         if len(events) >= 2 * APPLY_CHUNK and self._chunks_overlap():
             return self._apply_chunks(pointer, events, stored, stored_raw, feed or b"", held, fence, carried)
         plan = plan_page(events, stored, held)
@@ -441,7 +445,7 @@ class IndexWriter:
         buckets = buckets_for(expected_count)
         self._call(self._begin, [self.keys.gens, self.keys.leader, self.keys.meta(generation)],
                    [generation, fence, buckets])
-        return SnapshotLoad(self, Pointer(generation, buckets), fence)
+        return SnapshotLoad(self, Pointer(generation, buckets, compact=True), fence)
 
     def interrupted_load(self) -> tuple[int, int, int] | None:
         """The newest load a dead leader left unfinished: ``(generation, buckets,
@@ -476,7 +480,7 @@ class IndexWriter:
                     self.redis.unlink(*stale[at:at + 1000])
             except REDIS_UNAVAILABLE as exc:
                 raise redis_unavailable(exc, IndexUnavailable) from exc
-        load = SnapshotLoad(self, Pointer(generation, buckets), fence)
+        load = SnapshotLoad(self, Pointer(generation, buckets, compact=True), fence)
         load.verify_until = int(loaded or 0)
         return load
 
@@ -616,6 +620,7 @@ class SnapshotLoad:
         mask = self._mask
         ssn_buf, cn_buf = self._ssn, self._cn
         crc32 = zlib.crc32  # keys.bucket_of, inlined: this loop runs a million times
+        encode = encode_stored if self.pointer.compact else encode_record
         batch = records if isinstance(records, list) else list(records)
         position = self.count
         keys: list[bytes] = []
@@ -624,7 +629,7 @@ class SnapshotLoad:
             check_identifiers(record)
             pn = record.pn.encode()
             keys.append(prefix + pn)
-            values.append(encode_record(record))
+            values.append(encode(record))
             if record.ssn:
                 ident = record.ssn.encode()
                 bucket = crc32(ident) & mask

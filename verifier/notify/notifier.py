@@ -43,7 +43,7 @@ import redis.exceptions
 from verifier.index import scripts as lock_scripts
 from verifier.index.change_stream import ChangeEntry, decode_entry
 from verifier.index.keys import KeyLayout, Pointer
-from verifier.index.records import decode_record
+from verifier.index.stored import decode_stored
 from verifier.lib.redis_client import AsyncRedisClient, ClientOptions, async_client, sync_client
 from verifier.lib.redis_errors import REDIS_UNAVAILABLE
 from verifier.lib.settings import Settings
@@ -600,7 +600,9 @@ class Notifier:
                 state.reminders = None  # switched under the walk: start again shortly
                 state.next_reminders_at = time.monotonic() + 5.0
                 return
-            await self._remind([decode_record(v) for v in values[:-1] if v is not None], walk, state)
+            skip = len(self.index_keys.record_prefix(walk.pointer.generation))
+            await self._remind([decode_stored(key[skip:].decode(errors="replace"), v)
+                                for key, v in zip(keys, values) if v is not None], walk, state)
         if len(keys) < REMINDER_PAGE:
             await self.store_redis.hset(StoreKeys.cursors, "reminders_ms", int(now * 1000))
             log.info("notify: reminder walk done: %d reminders sent", walk.sent)
