@@ -59,8 +59,11 @@ and a snapshot load briefly holds two generations. That is far inside one node f
 by permit-number range under ``{pv:<part>}`` tags with per-part cursors is the way
 out if it ever is not.
 
-Storage: a record is a plain string key (msgspec msgpack array) so that a bulk look-up
-by permit number is one MGET; ssn -> permit and card number -> permit live in small
+Storage: a record is a plain string key (the compact stored layout of
+:mod:`verifier.index.stored`: a msgpack array without the permit number, which is the
+key's last part, dates as day numbers; ~95 bytes, so that jemalloc gives it 112 bytes
+instead of msgspec's ~150-byte record's 160) so that a bulk look-up by permit number is
+one MGET; ssn -> permit and card number -> permit live in small
 hashes of bucketed ids (crc32 of the id picks the bucket, ~64 ids a bucket, and is the
 id's field in it: a 4-byte listpack integer; listpack-encoded), which is what keeps
 1,000,000 permits with both look-ups well under 400 MB. An id held by
@@ -71,7 +74,11 @@ the record and keeps resolving to its permit, with its status.
 Upgrading: a generation whose pointer ends in ``:h`` has crc32 bucket fields; one
 without it (written by an older sync job) keeps its ids as fields, and this code reads
 and writes it that way until the next full load. An older reader cannot parse a
-``:h`` pointer: upgrade the API workers before the sync job.
+``:h`` pointer: upgrade the API workers before the sync job. Likewise a pointer ending in
+``:hc`` marks a generation of compact records; a ``:h`` generation keeps msgspec's
+record layout for the changes applied to it until the next full load, and readers tell
+the two layouts apart value by value (a compact value starts with ``v``, an integer; the
+older one with the permit number, a string).
 
 Readiness: ``{pv}:current`` exists only once a full load was committed; it vanishes
 with a FLUSHALL or a restart without data, and then readers raise

@@ -275,7 +275,10 @@ class IndexWriter:
         - A stale ``fence``: :class:`StaleFence`. No live generation: :class:`IndexNotReady`.
 
         A kill -9 at any instant leaves either the whole page applied with its cursor,
-        or nothing of it.
+        or nothing of it; a page of ``2 * APPLY_CHUNK`` events or more goes in chunks
+        (:meth:`_apply_chunks`), each atomic with its own cursor: a kill leaves a prefix
+        of the page applied with the cursor after it, and the page read again from that
+        cursor applies the rest.
         """
         carried = _Carried()
         for _attempt in range(5):
