@@ -18,7 +18,7 @@ FUZZ = Path(__file__).resolve().parents[2] / "fuzz"
 # Runs per harness: the SM2 one verifies with pure-Python gmalg in the Python twin
 # (~30 ms a signature), so fewer of its inputs fit the same time.
 RUNS = {"fuzz_verify_qr.py": 10000, "fuzz_card.py": 10000, "fuzz_status_list.py": 10000, "fuzz_offline.py": 10000,
-        "fuzz_sm2.py": 1000}
+        "fuzz_stored.py": 10000, "fuzz_sm2.py": 1000}
 
 
 @pytest.mark.slow
