@@ -23,16 +23,25 @@ from cpython.list cimport PyList_Check
 from cpython.tuple cimport PyTuple_Check, PyTuple_GET_ITEM, PyTuple_GET_SIZE
 from cpython.ref cimport Py_INCREF
 from cpython.unicode cimport PyUnicode_Check, PyUnicode_DecodeUTF8
+from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE, PyByteArray_Resize
+from cpython.dict cimport PyDict_GetItem, PyDict_SetItem
 from libc.stdint cimport int64_t, uint64_t
-from libc.string cimport memcmp, memcpy
+from libc.stdint cimport uint32_t
+from libc.stdlib cimport free, malloc
+from libc.string cimport memchr, memcmp, memcpy, memset
+from libc.stdio cimport snprintf
 
 import msgspec
 
 from verifier.index._stored_errors import StoredRecordError
-from verifier.index.records import Card, PermitRecord
+from verifier.index.records import Card, PermitRecord, check_identifiers
 
 
 cdef extern from "Python.h":
+    bint PyUnicode_IS_ASCII(object o)
+    Py_ssize_t PyUnicode_GET_LENGTH(object o)
+    Py_UCS4 PyUnicode_READ_CHAR(object o, Py_ssize_t index)
+    bint Py_UNICODE_ISSPACE(Py_UCS4 ch)
     const char* PyUnicode_AsUTF8AndSize(object unicode, Py_ssize_t* size) except NULL
     object PyUnicode_New(Py_ssize_t size, Py_UCS4 maxchar)
     void* PyUnicode_DATA(object o)
@@ -717,3 +726,240 @@ def is_compact(raw):
     if not PyBytes_Check(raw):
         raise TypeError("a stored record is bytes")
     return _compact(<const unsigned char*>PyBytes_AS_STRING(raw), PyBytes_GET_SIZE(raw))
+
+
+# --- a snapshot batch, prepared for the load (SnapshotLoad.prepare) --------------------------
+
+cdef uint32_t _CRC_TABLE[256]
+
+
+cdef void _crc_init() noexcept:
+    cdef uint32_t c
+    cdef int n, k
+    for n in range(256):
+        c = <uint32_t>n
+        for k in range(8):
+            c = (0xEDB88320 ^ (c >> 1)) if (c & 1) else (c >> 1)
+        _CRC_TABLE[n] = c
+
+
+_crc_init()
+
+
+cdef inline uint32_t _crc32(const unsigned char* p, Py_ssize_t n) noexcept:
+    """zlib.crc32 (the IEEE polynomial, reflected), a byte at a time."""
+    cdef uint32_t c = 0xFFFFFFFF
+    cdef Py_ssize_t i
+    for i in range(n):
+        c = _CRC_TABLE[(c ^ p[i]) & 0xFF] ^ (c >> 8)
+    return c ^ 0xFFFFFFFF
+
+
+def _crc32_py(bytes data):
+    """For the tests: the C crc32 the buckets are chosen by (must equal zlib.crc32)."""
+    return _crc32(<const unsigned char*>PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data))
+
+
+cdef inline bint _usable_pn(object pn) noexcept:
+    """check_identifiers' rule for a permit number: not empty, no white space (re's
+    ``\\s``, which is Py_UNICODE_ISSPACE), no NUL."""
+    cdef Py_ssize_t i, n = PyUnicode_GET_LENGTH(pn)
+    cdef Py_UCS4 ch
+    if n == 0:
+        return False
+    for i in range(n):
+        ch = PyUnicode_READ_CHAR(pn, i)
+        if ch == 0 or Py_UNICODE_ISSPACE(ch):
+            return False
+    return True
+
+
+cdef inline bint _usable_id(const char* p, Py_ssize_t n) noexcept:
+    return n > 0 and memchr(p, 0, n) == NULL
+
+
+cdef inline void _gather(dict buckets, uint32_t mask, const char* ident, Py_ssize_t n,
+                         const char* pn, Py_ssize_t m) except *:
+    """Append ``ident NUL pn NUL`` to bucket ``crc32(ident) & mask`` (made when first needed)."""
+    cdef object key = <uint32_t>(_crc32(<const unsigned char*>ident, n) & mask)
+    cdef PyObject* found = PyDict_GetItem(buckets, key)
+    cdef object buf
+    cdef Py_ssize_t at
+    cdef char* out
+    if found == NULL:
+        buf = bytearray()
+        PyDict_SetItem(buckets, key, buf)
+    else:
+        buf = <object>found
+    at = PyByteArray_GET_SIZE(buf)
+    PyByteArray_Resize(buf, at + n + m + 2)
+    out = PyByteArray_AS_STRING(buf) + at
+    memcpy(out, ident, n)
+    out[n] = 0
+    memcpy(out + n + 1, pn, m)
+    out[n + 1 + m] = 0
+
+
+cdef inline int _refuse(object record) except -1:
+    """A record the fast checks refused: check_identifiers says why (its ValueError, or
+    the TypeError of an odd type); what it lets through (a card that is not a Card) is
+    refused as encode_stored refuses it."""
+    check_identifiers(record)
+    raise StoredRecordError("permit record: cards is a tuple of Card")
+
+
+def prepare_load(list records, bytes prefix, mask, dict ssn_buckets, dict cn_buckets, encode=None):
+    """See ``_stored_py.prepare_load``: the same keys, values and buckets, the same errors."""
+    cdef uint32_t umask = mask
+    cdef list keys = []
+    cdef list values = []
+    cdef object record, pn, ssn, cards, card, cn, key
+    cdef const char* pn_utf8
+    cdef const char* id_utf8
+    cdef Py_ssize_t pn_len, id_len, plen = PyBytes_GET_SIZE(prefix)
+    if mask < 0 or mask > 0xFFFFFFFF:
+        raise ValueError("mask is a 32-bit bucket mask")
+    for record in records:
+        if not PyObject_TypeCheck(record, <PyTypeObject*>_RECORD):
+            raise TypeError("prepare_load takes PermitRecords")
+        pn = _slot(record, _RECORD_SLOT[R_PN])
+        ssn = _slot(record, _RECORD_SLOT[R_SSN])
+        cards = _slot(record, _RECORD_SLOT[R_CARDS])
+        # check_identifiers, in C; anything it would refuse goes to it for the words.
+        if not PyUnicode_Check(pn) or not _usable_pn(pn):
+            _refuse(record)
+        if ssn is not None:
+            if not PyUnicode_Check(ssn):
+                _refuse(record)
+            id_utf8 = PyUnicode_AsUTF8AndSize(ssn, &id_len)
+            if not _usable_id(id_utf8, id_len):
+                _refuse(record)
+        if not (PyTuple_Check(cards) or PyList_Check(cards)):
+            _refuse(record)
+        for card in cards:
+            if not PyObject_TypeCheck(card, <PyTypeObject*>_CARD):
+                _refuse(record)
+            cn = _slot(card, _CARD_SLOT[0])
+            if not PyUnicode_Check(cn):
+                _refuse(record)
+            id_utf8 = PyUnicode_AsUTF8AndSize(cn, &id_len)
+            if not _usable_id(id_utf8, id_len):
+                _refuse(record)
+        pn_utf8 = PyUnicode_AsUTF8AndSize(pn, &pn_len)
+        key = PyBytes_FromStringAndSize(NULL, plen + pn_len)
+        memcpy(PyBytes_AS_STRING(key), PyBytes_AS_STRING(prefix), plen)
+        memcpy(PyBytes_AS_STRING(key) + plen, pn_utf8, pn_len)
+        keys.append(key)
+        if encode is None:
+            try:
+                values.append(_encode(record))
+            except UnicodeEncodeError as exc:  # a lone surrogate
+                raise StoredRecordError(f"permit record: a string is not UTF-8: {exc}") from None
+        else:
+            values.append(encode(record))
+        if ssn is not None:
+            id_utf8 = PyUnicode_AsUTF8AndSize(ssn, &id_len)
+            _gather(ssn_buckets, umask, id_utf8, id_len, pn_utf8, pn_len)
+        for card in cards:
+            cn = _slot(card, _CARD_SLOT[0])
+            id_utf8 = PyUnicode_AsUTF8AndSize(cn, &id_len)
+            _gather(cn_buckets, umask, id_utf8, id_len, pn_utf8, pn_len)
+    return keys, values
+
+
+cdef struct _Field:
+    const char* p     # the field's bytes (in the entries, or in the digits buffer)
+    Py_ssize_t n
+    const char* pn
+    Py_ssize_t pn_n
+    uint32_t hash
+
+
+cdef inline char* _put_bulk(char* out, const char* p, Py_ssize_t n) noexcept:
+    """``$<n>\\r\\n<bytes>\\r\\n`` (RESP's bulk string)."""
+    out += snprintf(out, 24, "$%zd\r\n", n)
+    memcpy(out, p, n)
+    out += n
+    out[0] = 13
+    out[1] = 10
+    return out + 2
+
+
+def pack_lookup_bucket(bytes key, entries, bint hashed):
+    """See ``_stored_py.pack_lookup_bucket``: the same bytes, None in the same cases."""
+    cdef const char* data
+    cdef Py_ssize_t size, at = 0, end, count = 0, i, j, slots, bound
+    cdef _Field* fields = NULL
+    cdef Py_ssize_t* table = NULL
+    cdef char* digits = NULL
+    cdef char* buffer = NULL
+    cdef char* out
+    cdef uint32_t h
+    cdef Py_ssize_t k
+    if isinstance(entries, bytearray):
+        data = PyByteArray_AS_STRING(entries)
+        size = PyByteArray_GET_SIZE(entries)
+    elif PyBytes_Check(entries):
+        data = PyBytes_AS_STRING(entries)
+        size = PyBytes_GET_SIZE(entries)
+    else:
+        raise TypeError("look-up entries are bytes")
+    # count the pairs (and check the shape: id NUL pn NUL ...)
+    k = 0
+    for i in range(size):
+        if data[i] == 0:
+            k += 1
+    if k < 2 or k % 2 or data[size - 1] != 0:
+        raise ValueError("look-up entries are id NUL pn NUL pairs")
+    count = k // 2
+    slots = 16
+    while slots < 2 * count:
+        slots *= 2
+    try:
+        fields = <_Field*>malloc(count * sizeof(_Field))
+        table = <Py_ssize_t*>malloc(slots * sizeof(Py_ssize_t))
+        digits = <char*>malloc(count * 11 + 1)
+        if fields == NULL or table == NULL or digits == NULL:
+            raise MemoryError()
+        memset(table, 0xFF, slots * sizeof(Py_ssize_t))  # -1: empty
+        for i in range(count):
+            end = at
+            while data[end] != 0:
+                end += 1
+            fields[i].p = data + at
+            fields[i].n = end - at
+            h = _crc32(<const unsigned char*>(data + at), end - at)
+            at = end + 1
+            end = at
+            while data[end] != 0:
+                end += 1
+            fields[i].pn = data + at
+            fields[i].pn_n = end - at
+            at = end + 1
+            if hashed:
+                fields[i].n = snprintf(digits + 11 * i, 11, "%u", h)
+                fields[i].p = digits + 11 * i
+            fields[i].hash = h
+            # a field met before: None (the caller joins the permit numbers)
+            j = <Py_ssize_t>(h & <uint32_t>(slots - 1))
+            while table[j] >= 0:
+                k = table[j]
+                if fields[k].n == fields[i].n and memcmp(fields[k].p, fields[i].p, fields[i].n) == 0:
+                    return None
+                j = (j + 1) & (slots - 1)
+            table[j] = i
+        bound = 64 + PyBytes_GET_SIZE(key) + count * 56 + size + count * 11
+        buffer = <char*>malloc(bound)
+        if buffer == NULL:
+            raise MemoryError()
+        out = buffer + snprintf(buffer, 32, "*%zd\r\n$4\r\nHSET\r\n", 2 + 2 * count)
+        out = _put_bulk(out, PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key))
+        for i in range(count):
+            out = _put_bulk(out, fields[i].p, fields[i].n)
+            out = _put_bulk(out, fields[i].pn, fields[i].pn_n)
+        return PyBytes_FromStringAndSize(buffer, out - buffer)
+    finally:
+        free(fields)
+        free(table)
+        free(digits)
+        free(buffer)

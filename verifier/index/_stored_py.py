@@ -42,7 +42,10 @@ from typing import Annotated
 import msgspec
 
 from verifier.index._stored_errors import StoredRecordError
-from verifier.index.records import Card, PermitRecord
+import zlib
+from collections.abc import Callable
+
+from verifier.index.records import Card, PermitRecord, check_identifiers
 
 __all__ = ["StoredRecordError", "decode_stored", "encode_stored", "is_compact", "stored_version"]
 
@@ -228,3 +231,68 @@ def stored_version(raw: bytes) -> int:
     """The ``v`` of a stored value of either layout (the whole value is checked, as
     ``decode_stored`` checks it)."""
     return decode_stored("", raw).v
+
+
+def prepare_load(records: list[PermitRecord], prefix: bytes, mask: int, ssn_buckets: dict[int, bytearray],
+                 cn_buckets: dict[int, bytearray],
+                 encode: Callable[[PermitRecord], bytes] | None = None) -> tuple[list[bytes], list[bytes]]:
+    """A snapshot batch's keys and values, its secondary look-ups gathered into buckets.
+
+    For each record, in order: :func:`~verifier.index.records.check_identifiers` (its
+    ValueError stops the batch), the key ``prefix + pn`` and the value ``encode(record)``
+    (the compact :func:`encode_stored` when ``encode`` is None), and an entry
+    ``id NUL pn NUL`` appended to bucket ``crc32(id) & mask`` of ``ssn_buckets`` for the
+    ssn and of ``cn_buckets`` for each card number (a bucket made when first needed).
+    What the snapshot load (``SnapshotLoad.prepare``) does a million times; the
+    compiled twin must give the same lists and the same buckets, and raise the same.
+    """
+    if encode is None:
+        encode = encode_stored
+    crc32 = zlib.crc32
+    keys: list[bytes] = []
+    values: list[bytes] = []
+    for record in records:
+        if not issubclass(type(record), PermitRecord):
+            raise TypeError("prepare_load takes PermitRecords")
+        check_identifiers(record)
+        pn = record.pn.encode()
+        keys.append(prefix + pn)
+        values.append(encode(record))
+        if record.ssn:
+            ident = record.ssn.encode()
+            bucket = crc32(ident) & mask
+            buf = ssn_buckets.get(bucket)
+            if buf is None:
+                buf = ssn_buckets[bucket] = bytearray()
+            buf += ident + b"\0" + pn + b"\0"
+        for card in record.cards:
+            ident = card.cn.encode()
+            bucket = crc32(ident) & mask
+            buf = cn_buckets.get(bucket)
+            if buf is None:
+                buf = cn_buckets[bucket] = bytearray()
+            buf += ident + b"\0" + pn + b"\0"
+    return keys, values
+
+
+def pack_lookup_bucket(key: bytes, entries: bytes | bytearray, hashed: bool) -> bytes | None:
+    """One bucket of a secondary look-up as a RESP ``HSET key field pn ...`` command.
+
+    ``entries`` is what :func:`prepare_load` gathered for the bucket (``id NUL pn NUL``
+    ...); each field is the id, or with ``hashed`` the decimal crc32 of it (the
+    look-up's hashed field, ``keys.lookup_field``). None when two entries share a field
+    (an id on several permits, or a crc32 collision): the caller joins their permit
+    numbers (a rare case, left to Python). The compiled twin gives the same bytes.
+    """
+    parts = bytes(entries).split(b"\0")
+    if len(parts) < 3 or len(parts) % 2 != 1 or parts[-1] != b"":
+        raise ValueError("look-up entries are id NUL pn NUL pairs")
+    idents, pns = parts[0:-1:2], parts[1::2]
+    if hashed:
+        idents = [b"%d" % zlib.crc32(ident) for ident in idents]
+    if len(set(idents)) != len(idents):
+        return None
+    out = [b"*%d\r\n$4\r\nHSET\r\n$%d\r\n%s\r\n" % (2 + 2 * len(idents), len(key), key)]
+    for ident, pn in zip(idents, pns):
+        out.append(b"$%d\r\n%s\r\n$%d\r\n%s\r\n" % (len(ident), ident, len(pn), pn))
+    return b"".join(out)

@@ -13,14 +13,13 @@ change to the change stream (:mod:`verifier.index.change_stream`) in the same st
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from .changes import ChangeMessage, encode_change
 from .keys import KeyLayout, Pointer, bucket_of, lookup_field
-from .records import ChangeEvent, PermitRecord, encode_record
+from .records import ChangeEvent, PermitRecord, check_identifiers, encode_record
 from .stored import encode_stored
 
 __all__ = ["ApplyArgs", "LookupChange", "PagePlan", "apply_call", "check_identifiers", "page_permits", "plan_page"]
@@ -34,24 +33,6 @@ DEFAULT_STREAM_MAXLEN = 200_000
 # Kinds of secondary look-up in a mapping change.
 SSN = b"s"
 CN = b"c"
-
-_UNUSABLE_IN_PN = re.compile(r"[\s\x00]")
-
-
-def check_identifiers(record: PermitRecord) -> None:
-    """Refuse identifiers the index cannot store unambiguously: a permit number with
-    white space (look-up values are space-separated lists of permit numbers), or any
-    id with a NUL or empty. Raised as ValueError naming the permit: a corrupt upstream
-    record stops the sync rather than being indexed wrongly."""
-    pn = record.pn
-    if not pn or _UNUSABLE_IN_PN.search(pn):
-        raise ValueError(f"unusable permit number {pn!r}")
-    if record.ssn is not None and (not record.ssn or "\0" in record.ssn):
-        raise ValueError(f"unusable ssn on permit {pn!r}")
-    for card in record.cards:
-        if not card.cn or "\0" in card.cn:
-            raise ValueError(f"unusable card number on permit {pn!r}")
-
 
 class LookupChange(NamedTuple):
     """One secondary look-up entry to add or remove."""

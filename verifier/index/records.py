@@ -8,6 +8,7 @@ Records are stored as msgspec msgpack arrays (``array_like``) to keep the index 
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
 import msgspec
@@ -104,3 +105,21 @@ def encode_record(record: PermitRecord) -> bytes:
 
 def decode_record(data: bytes) -> PermitRecord:
     return _decoder.decode(data)
+
+
+_UNUSABLE_IN_PN = re.compile(r"[\s\x00]")
+
+
+def check_identifiers(record: PermitRecord) -> None:
+    """Refuse identifiers the index cannot store unambiguously: a permit number with
+    white space (look-up values are space-separated lists of permit numbers), or any
+    id with a NUL or empty. Raised as ValueError naming the permit: a corrupt upstream
+    record stops the sync rather than being indexed wrongly."""
+    pn = record.pn
+    if not pn or _UNUSABLE_IN_PN.search(pn):
+        raise ValueError(f"unusable permit number {pn!r}")
+    if record.ssn is not None and (not record.ssn or "\0" in record.ssn):
+        raise ValueError(f"unusable ssn on permit {pn!r}")
+    for card in record.cards:
+        if not card.cn or "\0" in card.cn:
+            raise ValueError(f"unusable card number on permit {pn!r}")

@@ -20,13 +20,23 @@ if not NO_EXTENSIONS and find_spec("verifier.index._stored_c") is not None:
         decode_stored,
         encode_stored,
         is_compact,
+        pack_lookup_bucket,
+        prepare_load,
         stored_version,
     )
 
     IMPLEMENTATION = "c"
 else:
-    from verifier.index._stored_py import decode_stored, encode_stored, is_compact, stored_version
+    from verifier.index._stored_py import (
+        decode_stored,
+        encode_stored,
+        is_compact,
+        pack_lookup_bucket,
+        prepare_load,
+        stored_version,
+    )
 
     IMPLEMENTATION = "py"
 
-__all__ = ["IMPLEMENTATION", "StoredRecordError", "decode_stored", "encode_stored", "is_compact", "stored_version"]
+__all__ = ["IMPLEMENTATION", "StoredRecordError", "decode_stored", "encode_stored", "is_compact",
+           "pack_lookup_bucket", "prepare_load", "stored_version"]

@@ -9,7 +9,7 @@ import logging
 import time
 import zlib
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 import redis
@@ -17,7 +17,7 @@ import redis
 from verifier.lib.redis_client import SyncRedisClient
 from verifier.lib.redis_errors import REDIS_UNAVAILABLE, redis_unavailable
 
-from .apply_plan import DEFAULT_STREAM_MAXLEN, apply_call, check_identifiers, page_permits, plan_page
+from .apply_plan import DEFAULT_STREAM_MAXLEN, apply_call, page_permits, plan_page
 from .changes import ChangeMessage, encode_change
 from .errors import (
     CursorMismatch,
@@ -30,7 +30,7 @@ from .errors import (
 )
 from .keys import DEFAULT_NAMESPACE, KeyLayout, Pointer, buckets_for
 from .records import ChangeEvent, PermitRecord, encode_record
-from .stored import StoredRecordError, decode_stored, encode_stored
+from .stored import StoredRecordError, decode_stored, pack_lookup_bucket, prepare_load
 from . import scripts
 
 __all__ = ["ApplyResult", "IndexState", "IndexWriter", "SnapshotLoad"]
@@ -573,6 +573,32 @@ class _Retry(Exception):
     """Internal: the state read before a script changed; read again."""
 
 
+def _joined_mapping(entries: bytearray, hashed: bool) -> dict[bytes, bytes]:
+    """A look-up bucket's gathered ``id NUL pn NUL`` entries as its hash: field (the id,
+    or its crc32 when ``hashed``) -> the permit numbers holding it, space-separated."""
+    parts = bytes(entries).split(b"\0")
+    idents, pns = parts[0:-1:2], parts[1::2]
+    if hashed:  # keys.lookup_field, inlined
+        idents = [b"%d" % zlib.crc32(ident) for ident in idents]
+    mapping: dict[bytes, bytes] = dict(zip(idents, pns))
+    if len(mapping) != len(idents):  # rare: one id on several permits
+        mapping = {}
+        for ident, pn in zip(idents, pns):
+            held = mapping.get(ident)
+            if held is None:
+                mapping[ident] = pn
+            elif pn not in held.split(b" "):
+                mapping[ident] = held + b" " + pn
+    return mapping
+
+
+class PreparedBatch(NamedTuple):
+    """A snapshot batch encoded for :meth:`SnapshotLoad.write` (from :meth:`SnapshotLoad.prepare`)."""
+
+    keys: list[bytes]
+    values: list[bytes]
+
+
 class SnapshotLoad:
     """A new generation being loaded beside the live one (from :meth:`IndexWriter.begin_snapshot`).
 
@@ -616,37 +642,39 @@ class SnapshotLoad:
         knows how far it got, and a paused old leader cannot write into it any more.
         On a resumed load, the records below the cursor are read back (MGET) and only
         those the new stream holds otherwise (changed since, or missing) are written.
+
+        ``add(batch)`` is ``write(prepare(batch))``: a caller may prepare the next
+        batch in another thread while this one is written (:meth:`prepare`).
+        """
+        return self.write(self.prepare(records))
+
+    def prepare(self, records: Iterable[PermitRecord]) -> PreparedBatch:
+        """The CPU half of :meth:`add`: check the identifiers, encode the records and
+        gather their secondary look-ups. Nothing is sent to Redis.
+
+        Batches must be prepared in stream order and each one written
+        (:meth:`write`) before the next is; preparing batch k+1 while batch k is
+        written is what this split is for. A batch prepared and never written (the
+        load failed) leaves its look-ups gathered, which is harmless: a failed load is
+        aborted or resumed by a new :class:`SnapshotLoad`, which gathers its own.
+        ValueError (an unusable identifier) is raised here, before anything of the
+        batch is written.
         """
         if self._done:
             raise SnapshotAborted("this snapshot load is finished")
-        prefix = self._record_prefix
-        mask = self._mask
-        ssn_buf, cn_buf = self._ssn, self._cn
-        crc32 = zlib.crc32  # keys.bucket_of, inlined: this loop runs a million times
-        encode = encode_stored if self.pointer.compact else encode_record
         batch = records if isinstance(records, list) else list(records)
+        keys, values = prepare_load(batch, self._record_prefix, self._mask, self._ssn, self._cn,
+                                    None if self.pointer.compact else encode_record)
+        return PreparedBatch(keys, values)
+
+    def write(self, prepared: PreparedBatch) -> int:
+        """The Redis half of :meth:`add`: write a batch :meth:`prepare` made. Returns
+        how many records of the stream it covers. Raises for this batch (SnapshotAborted,
+        StaleFence, IndexUnavailable) before returning."""
+        if self._done:
+            raise SnapshotAborted("this snapshot load is finished")
+        keys, values = prepared.keys, prepared.values
         position = self.count
-        keys: list[bytes] = []
-        values: list[bytes] = []
-        for record in batch:
-            check_identifiers(record)
-            pn = record.pn.encode()
-            keys.append(prefix + pn)
-            values.append(encode(record))
-            if record.ssn:
-                ident = record.ssn.encode()
-                bucket = crc32(ident) & mask
-                buf = ssn_buf.get(bucket)
-                if buf is None:
-                    buf = ssn_buf[bucket] = bytearray()
-                buf += ident + b"\0" + pn + b"\0"
-            for card in record.cards:
-                ident = card.cn.encode()
-                bucket = crc32(ident) & mask
-                buf = cn_buf.get(bucket)
-                if buf is None:
-                    buf = cn_buf[bucket] = bytearray()
-                buf += ident + b"\0" + pn + b"\0"
         total = len(keys)
         # Stream positions after each record written; None: all of them, in order.
         ends: list[int] | None = None
@@ -704,36 +732,70 @@ class SnapshotLoad:
             raise redis_unavailable(exc, IndexUnavailable) from exc
 
     def _write_lookups(self) -> None:
+        """Write the gathered secondary look-ups, one HSET a bucket.
+
+        With a standalone client the commands are packed in C (``pack_lookup_bucket``)
+        and sent in chunks on one connection, each chunk's replies read after the next
+        chunk is sent: Redis works through a chunk while the next one is packed. A
+        Cluster client pipelines ``hset`` calls (the keys share one slot: one node)."""
         w = self.writer
         hashed = self.pointer.hashed
-        crc32 = zlib.crc32
         for prefix, buffers in ((w.keys.ssn_prefix(self.generation), self._ssn),
                                 (w.keys.cn_prefix(self.generation), self._cn)):
-            pipe = w._pipeline()
-            queued = 0
-            for bucket, buf in buffers.items():
-                parts = bytes(buf).split(b"\0")
-                idents, pns = parts[0:-1:2], parts[1::2]
-                if hashed:  # keys.lookup_field, inlined
-                    idents = [b"%d" % crc32(ident) for ident in idents]
-                mapping: dict[bytes, bytes] = dict(zip(idents, pns))
-                if len(mapping) != len(idents):  # rare: one id on several permits
-                    mapping = {}
-                    for ident, pn in zip(idents, pns):
-                        held = mapping.get(ident)
-                        if held is None:
-                            mapping[ident] = pn
-                        elif pn not in held.split(b" "):
-                            mapping[ident] = held + b" " + pn
-                pipe.hset(prefix + b"%d" % bucket, mapping=mapping)
-                queued += 1
-                if queued >= _PIPELINE_COMMANDS:
+            if w._chunks_overlap():
+                self._stream_lookups(prefix, buffers, hashed)
+            else:
+                pipe = w._pipeline()
+                queued = 0
+                for bucket, buf in buffers.items():
+                    pipe.hset(prefix + b"%d" % bucket, mapping=_joined_mapping(buf, hashed))
+                    queued += 1
+                    if queued >= _PIPELINE_COMMANDS:
+                        w._io(pipe.execute)
+                        pipe = w._pipeline()
+                        queued = 0
+                if queued:
                     w._io(pipe.execute)
-                    pipe = w._pipeline()
-                    queued = 0
-            if queued:
-                w._io(pipe.execute)
             buffers.clear()
+
+    def _stream_lookups(self, prefix: bytes, buffers: dict[int, bytearray], hashed: bool) -> None:
+        w = self.writer
+        pool = w.redis.connection_pool
+        connection = w._io(pool.get_connection)
+        unread = 0  # replies of the chunk sent before the last one
+        chunk: list[bytes] = []
+
+        def send() -> None:
+            nonlocal unread
+            w._io(connection.send_packed_command, [b"".join(chunk)])
+            for _ in range(unread):
+                connection.read_response()
+            unread = len(chunk)
+            chunk.clear()
+
+        try:
+            for bucket, buf in buffers.items():
+                key = prefix + b"%d" % bucket
+                packed = pack_lookup_bucket(key, buf, hashed)
+                if packed is None:  # an id on several permits (or a crc32 collision): join them
+                    fields = [part for item in _joined_mapping(buf, hashed).items() for part in item]
+                    packed = b"".join(connection.pack_command("HSET", key, *fields))
+                chunk.append(packed)
+                if len(chunk) >= _PIPELINE_COMMANDS:
+                    send()
+            if chunk:
+                send()
+            for _ in range(unread):
+                connection.read_response()
+        except BaseException as exc:
+            connection.disconnect()  # replies may be left unread on it
+            if isinstance(exc, REDIS_UNAVAILABLE):
+                raise redis_unavailable(exc, IndexUnavailable) from exc
+            if isinstance(exc, redis.ResponseError):
+                raise IndexUnavailable(f"writing a look-up bucket was refused: {exc}") from exc
+            raise
+        finally:
+            pool.release(connection)
 
     def commit(self, seq: int, feed_id: str, *, upstream_time: float | None = None,
                drop_old: bool = True) -> Pointer | None:

@@ -54,6 +54,7 @@ import secrets
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any, TextIO
 
 import msgspec
@@ -80,8 +81,9 @@ from verifier.index.regression import (
 )
 from verifier.index.sync_status import SyncStatus, write_sync_status
 from verifier.index.trust_store import save_trust_list_sync
-from verifier.index.writer import IndexWriter
+from verifier.index.writer import IndexWriter, PreparedBatch
 from verifier.lib import upstream_wire as wire
+from verifier.lib.read_ahead import ReadAhead
 from verifier.lib.redis_client import SyncRedisClient
 from verifier.lib.redis_errors import REDIS_UNAVAILABLE, redis_unavailable
 from verifier.lib.settings import Settings
@@ -629,15 +631,23 @@ class SyncJob:
                 load = self.writer.begin_snapshot(self.fence, expected_count=header.count)
                 self._set_status(force=True, resync_resumed_from=None)
             progress = Progress(header.count, "resync", stream=self.progress_stream)
-            for batch in stream.batches():
-                if regression is not None:
-                    regression.check(batch)
-                load.add(batch)
-                progress.update(load.count)
-                self._check_leadership()
-                if self.stop.is_set():
-                    raise Stopped()
-                self._set_status(resync_loaded=load.count, resync_total=header.count)
+
+            def prepared() -> Iterator[PreparedBatch]:
+                # In the read-ahead thread: the next frame is read, checked and encoded
+                # while the one before is written (the GIL is free while Redis works).
+                for batch in stream.batches():
+                    if regression is not None:
+                        regression.check(batch)
+                    yield load.prepare(batch)
+
+            with ReadAhead(prepared, name="resync-read-ahead", interrupt=response.close) as batches:
+                for batch in batches:
+                    load.write(batch)
+                    progress.update(load.count)
+                    self._check_leadership()
+                    if self.stop.is_set():
+                        raise Stopped()
+                    self._set_status(resync_loaded=load.count, resync_total=header.count)
             response.close()
             if regression is not None and regression.permits:
                 self._hold_regression(regression, header, load)
