@@ -259,20 +259,19 @@ def prepare_load(records: list[PermitRecord], prefix: bytes, mask: int, ssn_buck
         keys.append(prefix + pn)
         values.append(encode(record))
         if record.ssn:
-            ident = record.ssn.encode()
-            bucket = crc32(ident) & mask
-            buf = ssn_buckets.get(bucket)
-            if buf is None:
-                buf = ssn_buckets[bucket] = bytearray()
-            buf += ident + b"\0" + pn + b"\0"
+            _gather(ssn_buckets, crc32, mask, record.ssn.encode(), pn)
         for card in record.cards:
-            ident = card.cn.encode()
-            bucket = crc32(ident) & mask
-            buf = cn_buckets.get(bucket)
-            if buf is None:
-                buf = cn_buckets[bucket] = bytearray()
-            buf += ident + b"\0" + pn + b"\0"
+            _gather(cn_buckets, crc32, mask, card.cn.encode(), pn)
     return keys, values
+
+
+def _gather(buckets: dict[int, bytearray], crc32: Callable[[bytes], int], mask: int, ident: bytes,
+            pn: bytes) -> None:
+    bucket = crc32(ident) & mask
+    buf = buckets.get(bucket)
+    if buf is None:
+        buf = buckets[bucket] = bytearray()
+    buf += ident + b"\0" + pn + b"\0"
 
 
 def pack_lookup_bucket(key: bytes, entries: bytes | bytearray, hashed: bool) -> bytes | None:

@@ -16,27 +16,20 @@ from fastpath import NO_EXTENSIONS
 from verifier.index._stored_errors import StoredRecordError
 
 if not NO_EXTENSIONS and find_spec("verifier.index._stored_c") is not None:
-    from verifier.index._stored_c import (  # type: ignore[import-not-found]
-        decode_stored,
-        encode_stored,
-        is_compact,
-        pack_lookup_bucket,
-        prepare_load,
-        stored_version,
-    )
+    from verifier.index import _stored_c as _twin  # type: ignore[attr-defined]
 
     IMPLEMENTATION = "c"
 else:
-    from verifier.index._stored_py import (
-        decode_stored,
-        encode_stored,
-        is_compact,
-        pack_lookup_bucket,
-        prepare_load,
-        stored_version,
-    )
+    from verifier.index import _stored_py as _twin
 
     IMPLEMENTATION = "py"
+
+decode_stored = _twin.decode_stored
+encode_stored = _twin.encode_stored
+is_compact = _twin.is_compact
+pack_lookup_bucket = _twin.pack_lookup_bucket
+prepare_load = _twin.prepare_load
+stored_version = _twin.stored_version
 
 __all__ = ["IMPLEMENTATION", "StoredRecordError", "decode_stored", "encode_stored", "is_compact",
            "pack_lookup_bucket", "prepare_load", "stored_version"]
