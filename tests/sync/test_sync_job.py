@@ -3,8 +3,10 @@ upstream after an incremental sync, a FLUSHALL, a feed reset, a cursor too old, 
 
 from __future__ import annotations
 
+import io
 import threading
 
+import pytest
 import redis
 
 from verifier.index.changes import CHANGES_CHANNEL, decode_change
@@ -13,6 +15,8 @@ from verifier.index.sync_status import read_sync_status_sync
 from verifier.index.trust_store import TRUST_KEY
 from verifier.index.writer import IndexWriter
 from verifier.lib.redis_client import sync_client
+from verifier.sync.job import SyncJob
+from verifier.sync.upstream_client import UpstreamError
 
 from .support import (
     assert_index_equals_upstream,
@@ -244,3 +248,33 @@ def test_a_trust_list_the_verifier_would_refuse_is_never_stored(sim, redis_url, 
         client.post("/admin/faults", json={"bad_trust_list": False}).raise_for_status()
         rotated = client.get("/trust-list").content
         wait_for(lambda: redis_sync.get(TRUST_KEY) == rotated, 10, "the rotated list to be stored")
+
+
+def test_a_snapshot_cut_off_mid_stream_keeps_its_load_and_the_next_resync_resumes_it(
+        sim, redis_url, redis_sync) -> None:
+    """The snapshot is read (and its records encoded) in the read-ahead thread: the
+    upstream's error there is the resync's error, at the frame where it happened; what
+    was written before stays (with its cursor) for the next resync to resume."""
+    upstream, server, client = sim
+    job = SyncJob(settings_for(redis_url, server.url), progress_stream=io.StringIO())
+    job.fence = job.writer.acquire_leadership(job.owner, 60.0)
+    assert job.fence is not None
+    client.post("/admin/faults", json={"truncate_rate": 1.0}).raise_for_status()
+    loaded = 0
+    for _ in range(20):  # the cut falls after a random number of frames (0 to all)
+        with pytest.raises(UpstreamError):
+            job.resync("test")
+        interrupted = job.writer.interrupted_load()
+        assert interrupted is not None  # kept, not aborted
+        loaded = interrupted[2]  # (generation, buckets, resync cursor)
+        if 0 < loaded < upstream.count:
+            break
+    assert 0 < loaded < upstream.count, loaded
+    assert not IndexWriter(redis_sync).state().ready  # nothing switched in
+    assert [t.name for t in threading.enumerate() if t.name == "resync-read-ahead"] == []
+    client.post("/admin/faults", json={"truncate_rate": 0.0}).raise_for_status()
+    job.resync("test, again")
+    assert job.counts.resyncs == 1 and job.counts.records_loaded == upstream.count - loaded
+    assert job.writer.interrupted_load() is None
+    assert_index_equals_upstream(upstream, redis_sync)
+    job.upstream.close()
