@@ -10,7 +10,9 @@ a loop over all of them of: the anchors, msgspec's decode of the legacy stored v
 (``records.decode_record``, what the index reads today) and msgspec's encode of the
 record (``records.encode_record``); the compiled codec's ``decode_stored`` of the
 compact value (with the permit number, as the reader passes it) and ``encode_stored``;
-and, for the record, the readable twin's. The figures are the median loop over
+and, for the record, the readable twin's; and the snapshot load's per-record loop
+(``prepare_load``: identifiers checked, key, compact value, look-up entries gathered
+into buckets), both twins, against ``encode_stored`` alone. The figures are the median loop over
 10,000, per record. The ratios are anchor time / codec time (1.0: as fast as msgspec;
 the targets: decode >= 1.0, encode >= 0.5), from those medians, and again as the
 median of 15 interleaved rounds (anchor, codec, anchor, codec...), less moved by a
@@ -76,6 +78,20 @@ def _encoding(module: Any) -> Callable[[], None]:
     return run
 
 
+def _preparing(module: Any) -> Callable[[], None]:
+    """The snapshot load's per-record loop (``SnapshotLoad.prepare``): frames of 1,024 records,
+    into the buckets of a million-permit generation."""
+    prepare = module.prepare_load
+
+    def run() -> None:
+        ssn: dict[int, bytearray] = {}
+        cn: dict[int, bytearray] = {}
+        for at in range(0, COUNT, 1024):
+            prepare(RECORDS[at:at + 1024], b"{pv}:g1:p:", 16383, ssn, cn)
+
+    return run
+
+
 RUNS = {
     "legacy_decode_msgspec": legacy_decode,
     "compact_decode_c": _decoding(_stored_c),
@@ -83,6 +99,8 @@ RUNS = {
     "legacy_encode_msgspec": legacy_encode,
     "compact_encode_c": _encoding(_stored_c),
     "compact_encode_py": _encoding(_stored_py),
+    "load_prepare_c": _preparing(_stored_c),
+    "load_prepare_py": _preparing(_stored_py),
 }
 
 
@@ -109,6 +127,10 @@ def results() -> Iterator[dict[str, Any]]:
         for side in ("c", "py"):
             if anchor and us.get(f"compact_{op}_{side}"):
                 figures[f"{op}_speed_ratio_{side}_to_msgspec"] = round(anchor / us[f"compact_{op}_{side}"], 3)
+    encode = us.get("compact_encode_c")
+    for side in ("c", "py"):
+        if encode and us.get(f"load_prepare_{side}"):
+            figures[f"load_prepare_{side}_time_over_encode_c"] = round(us[f"load_prepare_{side}"] / encode, 3)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(figures, indent=2) + "\n")
     print(f"\nwrote {RESULTS}\n" + json.dumps({k: v for k, v in figures.items() if k != "method"}, indent=2))
@@ -134,3 +156,8 @@ def _interleaved(anchor: Callable[[], None], codec: Callable[[], None], rounds: 
 def test_interleaved_ratios(results: dict[str, Any]) -> None:
     results["decode_speed_ratio_c_to_msgspec_median_of_rounds"] = _interleaved(legacy_decode, RUNS["compact_decode_c"])
     results["encode_speed_ratio_c_to_msgspec_median_of_rounds"] = _interleaved(legacy_encode, RUNS["compact_encode_c"])
+    # the load's loop against the encoding alone (what any load of these values must do)
+    results["load_prepare_c_time_over_encode_c_median_of_rounds"] = round(
+        1 / _interleaved(RUNS["compact_encode_c"], RUNS["load_prepare_c"]), 3)
+    results["load_prepare_py_time_over_encode_c_median_of_rounds"] = round(
+        1 / _interleaved(RUNS["compact_encode_c"], RUNS["load_prepare_py"], rounds=7), 3)
