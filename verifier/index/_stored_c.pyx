@@ -5,7 +5,8 @@ The layout, and why, are in the readable twin (``_stored_py.py``), the reference
 this one gives the same bytes (``encode_stored``) and the same records
 (``decode_stored``), and refuses what it refuses. It walks the value once (a cursor
 of pointer, position and end; every read checked as ``n <= end - pos``, so a length
-or a count from a damaged value is never trusted), accepts every msgpack form of a
+or a count from a damaged value is never trusted; the cursor and the msgpack readers
+are ``verifier/lib/_msgpack_read.pxd``'s, shared with the renderer), accepts every msgpack form of a
 type as msgspec does, makes strings with an ASCII fast path (else CPython's strict
 UTF-8 decoder), formats the day numbers in C (Howard Hinnant's civil_from_days and
 days_from_civil), and builds ``PermitRecord`` / ``Card`` by positional calls with
@@ -30,6 +31,11 @@ from libc.stdint cimport uint32_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memchr, memcmp, memcpy, memset
 from libc.stdio cimport snprintf
+
+from verifier.lib._msgpack_read cimport (
+    Cursor, MP_NOT_ARRAY, MP_NOT_INT, MP_NOT_STR, MP_OUT_OF_RANGE, MP_TRUNCATED, array_of_int_first, is_int_head,
+    need, read_array_head, read_int, read_str_head, read_uint,
+)
 
 import msgspec
 
@@ -196,116 +202,58 @@ def _date_of_py(int64_t day):
 
 
 # --- reading --------------------------------------------------------------------------------
+# The cursor and the msgpack readers are verifier/lib/_msgpack_read.pxd's (shared with the
+# renderer); they return an error code, raised here as StoredRecordError (_fail).
 
-cdef struct Cursor:
-    const unsigned char* p
-    Py_ssize_t pos
-    Py_ssize_t end
+cdef int _fail(int code) except -1:
+    # A shared reader's error code, as this module's error and words.
+    if code == MP_TRUNCATED:
+        raise StoredRecordError("permit record truncated")
+    if code == MP_NOT_ARRAY:
+        raise StoredRecordError("permit record: expected an array")
+    if code == MP_NOT_INT:
+        raise StoredRecordError("permit record: expected an integer")
+    if code == MP_NOT_STR:
+        raise StoredRecordError("permit record: expected a string")
+    if code == MP_OUT_OF_RANGE:
+        raise StoredRecordError("permit record: an integer out of range")
+    raise AssertionError(f"verifier.index._stored_c: unexpected reader status {code}")
 
 
 cdef inline int _need(Cursor* c, Py_ssize_t n) except -1:
-    if n < 0 or n > c.end - c.pos:
-        raise StoredRecordError("permit record truncated")
+    cdef int status = need(c, n)
+    if status:
+        return _fail(status)
     return 0
 
 
-cdef inline uint64_t _big_endian(const unsigned char* p, int n) noexcept:
-    cdef uint64_t value = 0
-    cdef int i
-    for i in range(n):
-        value = (value << 8) | p[i]
-    return value
-
-
-cdef inline bint _is_int_head(unsigned char kind) noexcept:
-    return kind <= 0x7F or 0xCC <= kind <= 0xD3 or kind >= 0xE0
-
-
-cdef inline Py_ssize_t _first_element(const unsigned char* p, Py_ssize_t size) noexcept:
-    # Where the value's first element starts, if it is an array (else -1): as _stored_py.
-    if size == 0:
-        return -1
-    if 0x90 <= p[0] <= 0x9F:
-        return 1
-    if p[0] == 0xDC:
-        return 3
-    if p[0] == 0xDD:
-        return 5
-    return -1
-
-
 cdef inline bint _compact(const unsigned char* p, Py_ssize_t size) noexcept:
-    cdef Py_ssize_t at = _first_element(p, size)
-    return at >= 0 and at < size and _is_int_head(p[at])
+    # As _stored_py.is_compact: an array whose first element is an integer.
+    return array_of_int_first(p, size)
 
 
 cdef inline Py_ssize_t _read_array(Cursor* c) except -1:
-    cdef unsigned char kind
     cdef Py_ssize_t count
-    _need(c, 1)
-    kind = c.p[c.pos]
-    c.pos += 1
-    if 0x90 <= kind <= 0x9F:
-        return kind & 0x0F
-    if kind == 0xDC:
-        _need(c, 2)
-        count = <Py_ssize_t>_big_endian(c.p + c.pos, 2)
-        c.pos += 2
-        return count
-    if kind == 0xDD:
-        _need(c, 4)
-        count = <Py_ssize_t>_big_endian(c.p + c.pos, 4)
-        c.pos += 4
-        return count
-    raise StoredRecordError("permit record: expected an array")
+    cdef int status = read_array_head(c, &count)
+    if status:
+        return _fail(status)
+    return count
 
 
 cdef inline int _read_int(Cursor* c, bint* negative, uint64_t* magnitude) except -1:
     # Any of msgpack's integer forms: the sign and the magnitude (so uint 64 fits).
-    cdef unsigned char kind
-    cdef int size = 0
-    cdef bint signed = False
-    cdef uint64_t raw
-    _need(c, 1)
-    kind = c.p[c.pos]
-    c.pos += 1
-    if kind <= 0x7F:
-        negative[0] = False
-        magnitude[0] = kind
-        return 0
-    if kind >= 0xE0:  # negative fixint: -32 .. -1
-        negative[0] = True
-        magnitude[0] = 0x100 - kind
-        return 0
-    if 0xCC <= kind <= 0xCF:
-        size = 1 << (kind - 0xCC)
-    elif 0xD0 <= kind <= 0xD3:
-        size = 1 << (kind - 0xD0)
-        signed = True
-    else:
-        raise StoredRecordError("permit record: expected an integer")
-    _need(c, size)
-    raw = _big_endian(c.p + c.pos, size)
-    c.pos += size
-    if signed and (raw >> (size * 8 - 1)) & 1:
-        # sign-extend, then the magnitude without overflowing at the most negative value
-        if size < 8:
-            raw |= ~((<uint64_t>1 << (size * 8)) - 1)
-        negative[0] = True
-        magnitude[0] = <uint64_t>(-(<int64_t>raw + 1)) + 1
-    else:
-        negative[0] = False
-        magnitude[0] = raw
+    cdef int status = read_int(c, negative, magnitude)
+    if status:
+        return _fail(status)
     return 0
 
 
 cdef inline uint64_t _read_unsigned(Cursor* c, uint64_t most) except? 0xFFFFFFFFFFFFFFFF:
-    cdef bint negative
-    cdef uint64_t magnitude
-    _read_int(c, &negative, &magnitude)
-    if (negative and magnitude != 0) or magnitude > most:
-        raise StoredRecordError("permit record: an integer out of range")
-    return magnitude
+    cdef uint64_t value
+    cdef int status = read_uint(c, most, &value)
+    if status:
+        _fail(status)
+    return value
 
 
 cdef inline bint _ascii(const unsigned char* p, Py_ssize_t n) noexcept:
@@ -331,37 +279,11 @@ cdef inline object _text(const unsigned char* p, Py_ssize_t n):
     return PyUnicode_DecodeUTF8(<const char*>p, n, NULL)  # strict: UnicodeDecodeError
 
 
-cdef inline Py_ssize_t _str_head(Cursor* c) except -2:
-    # The length of the str that starts here, its header read; -1: not a str.
-    cdef unsigned char kind = c.p[c.pos]
-    cdef Py_ssize_t n
-    if 0xA0 <= kind <= 0xBF:
-        c.pos += 1
-        n = kind & 0x1F
-    elif kind == 0xD9:
-        _need(c, 2)
-        n = c.p[c.pos + 1]
-        c.pos += 2
-    elif kind == 0xDA:
-        _need(c, 3)
-        n = <Py_ssize_t>_big_endian(c.p + c.pos + 1, 2)
-        c.pos += 3
-    elif kind == 0xDB:
-        _need(c, 5)
-        n = <Py_ssize_t>_big_endian(c.p + c.pos + 1, 4)
-        c.pos += 5
-    else:
-        return -1
-    _need(c, n)
-    return n
-
-
 cdef inline object _read_str(Cursor* c):
     cdef Py_ssize_t n
-    _need(c, 1)
-    n = _str_head(c)
-    if n < 0:
-        raise StoredRecordError("permit record: expected a string")
+    cdef int status = read_str_head(c, &n)
+    if status:
+        _fail(status)
     c.pos += n
     return _text(c.p + c.pos - n, n)
 
@@ -371,15 +293,18 @@ cdef inline object _read_date(Cursor* c):
     cdef bint negative
     cdef uint64_t magnitude
     cdef Py_ssize_t n
+    cdef int status
     _need(c, 1)
-    if _is_int_head(c.p[c.pos]):
+    if is_int_head(c.p[c.pos]):
         _read_int(c, &negative, &magnitude)
         if (negative and magnitude > -MIN_DAY) or (not negative and magnitude > MAX_DAY):
             raise StoredRecordError("permit record: a day number out of range")
         return _date_of(-<int64_t>magnitude if negative else <int64_t>magnitude)
-    n = _str_head(c)
-    if n < 0:
+    status = read_str_head(c, &n)
+    if status == MP_NOT_STR:
         raise StoredRecordError("permit record: a date is an int or a str")
+    if status:
+        _fail(status)
     c.pos += n
     return _text(c.p + c.pos - n, n)
 

@@ -5,7 +5,8 @@ The readable reference is ``_render_py.py``: decode each record with msgspec int
 ``PermitRecord``, build the role's view, encode with msgspec. This twin gives the
 same bytes without making a Python object per field: it walks each record's
 msgpack once (a cursor of pointer, position and end; every read checked as
-``n <= end - pos``), refuses exactly what msgspec's decode of ``PermitRecord``
+``n <= end - pos``; the cursor and the msgpack readers are
+``verifier/lib/_msgpack_read.pxd``'s, shared with the stored-record codec), refuses exactly what msgspec's decode of ``PermitRecord``
 refuses (wrong types, a Literal outside its values, invalid UTF-8, a 15th field, a
 card that is not a pair, trailing bytes) and writes the JSON with msgspec's string
 escapes. A 1,000-permit look-up: ~1 ms through the reference, ~0.1 ms here.
@@ -27,6 +28,11 @@ from cpython.mem cimport PyMem_Free, PyMem_Realloc
 from cpython.unicode cimport PyUnicode_Check, PyUnicode_DecodeUTF8
 from libc.stdint cimport int64_t, uint64_t
 from libc.string cimport memcmp, memcpy
+
+from verifier.lib._msgpack_read cimport (
+    Cursor, MP_BAD_UTF8, MP_NOT_ARRAY, MP_NOT_INT, MP_NOT_STR, MP_OUT_OF_RANGE, MP_TRUNCATED, array_of_int_first,
+    check_utf8, is_int_head, need, read_array_head, read_int, read_str_head, read_uint,
+)
 
 from verifier.api.permits._render_errors import RecordError
 from verifier.api.permits.schemas import FIELD_ORDER
@@ -154,12 +160,6 @@ cdef inline bint _plain_word(uint64_t x) noexcept:
              | ((backslash - _LOW_ONES) & ~backslash)) & _HIGH_BITS) == 0
 
 
-cdef struct Cursor:
-    const unsigned char* p
-    Py_ssize_t pos
-    Py_ssize_t end
-
-
 cdef struct Record:
     Span text[8]          # pn, n, nat, dob, cat, emp, vf, vt
     bint compact          # the compact layout: no pn in it (text[F_PN] is the id's, set by the caller)
@@ -181,169 +181,71 @@ cdef struct Buffer:
 
 
 # --- reading ---------------------------------------------------------------------
+# The cursor and the msgpack readers are verifier/lib/_msgpack_read.pxd's (shared with the
+# stored-record codec); they return an error code, raised here as RecordError (_fail).
+
+cdef int _fail(int code) except -1:
+    # A shared reader's error code, as this module's error and words.
+    if code == MP_TRUNCATED:
+        raise RecordError("permit record truncated")
+    if code == MP_NOT_ARRAY:
+        raise RecordError("permit record: expected an array")
+    if code == MP_NOT_INT:
+        raise RecordError("permit record: expected an integer")
+    if code == MP_NOT_STR:
+        raise RecordError("permit record: expected a string")
+    if code == MP_BAD_UTF8:
+        raise RecordError("permit record holds invalid UTF-8")
+    if code == MP_OUT_OF_RANGE:
+        raise RecordError("permit record: an integer out of range")
+    raise AssertionError(f"verifier.api.permits._render_c: unexpected reader status {code}")
+
 
 cdef inline int _need(Cursor* c, Py_ssize_t n) except -1:
-    if n < 0 or n > c.end - c.pos:
-        raise RecordError("permit record truncated")
-    return 0
-
-
-cdef inline uint64_t _big_endian(const unsigned char* p, int n) noexcept:
-    cdef uint64_t value = 0
-    cdef int i
-    for i in range(n):
-        value = (value << 8) | p[i]
-    return value
-
-
-cdef inline int _check_utf8(const unsigned char* s, Py_ssize_t n) except -1:
-    # Strict UTF-8 as Python decodes it: no overlong forms, no surrogates, nothing past U+10FFFF.
-    cdef Py_ssize_t i = 0
-    cdef unsigned char c, c1, tail
-    cdef uint64_t word
-    cdef Py_ssize_t k
-    while i < n:
-        if n - i >= 8:  # plain ASCII, eight bytes at a time
-            memcpy(&word, s + i, 8)
-            if (word & 0x8080808080808080ULL) == 0:
-                i += 8
-                continue
-        else:  # the tail, at most 7 bytes: OR them (a short memcpy into a word stalls)
-            tail = 0
-            for k in range(i, n):
-                tail |= s[k]
-            if tail < 0x80:
-                return 0
-        c = s[i]
-        if c < 0x80:
-            i += 1
-            continue
-        if c < 0xC2 or c > 0xF4:
-            raise RecordError("permit record holds invalid UTF-8")
-        if c < 0xE0:
-            if i + 1 >= n or (s[i + 1] & 0xC0) != 0x80:
-                raise RecordError("permit record holds invalid UTF-8")
-            i += 2
-            continue
-        if i + 1 >= n:
-            raise RecordError("permit record holds invalid UTF-8")
-        c1 = s[i + 1]
-        if c < 0xF0:
-            if (c == 0xE0 and c1 < 0xA0) or (c == 0xED and c1 > 0x9F) or (c1 & 0xC0) != 0x80:
-                raise RecordError("permit record holds invalid UTF-8")
-            if i + 2 >= n or (s[i + 2] & 0xC0) != 0x80:
-                raise RecordError("permit record holds invalid UTF-8")
-            i += 3
-            continue
-        if (c == 0xF0 and c1 < 0x90) or (c == 0xF4 and c1 > 0x8F) or (c1 & 0xC0) != 0x80:
-            raise RecordError("permit record holds invalid UTF-8")
-        if i + 3 >= n or (s[i + 2] & 0xC0) != 0x80 or (s[i + 3] & 0xC0) != 0x80:
-            raise RecordError("permit record holds invalid UTF-8")
-        i += 4
+    cdef int status = need(c, n)
+    if status:
+        return _fail(status)
     return 0
 
 
 cdef inline int _read_str(Cursor* c, Span* out) except -1:
-    cdef unsigned char kind
+    # A str, as a span of the record's bytes, checked to be strict UTF-8 (as msgspec checks it).
     cdef Py_ssize_t n
-    _need(c, 1)
-    kind = c.p[c.pos]
-    c.pos += 1
-    if 0xA0 <= kind <= 0xBF:
-        n = kind & 0x1F
-    elif kind == 0xD9:
-        _need(c, 1)
-        n = c.p[c.pos]
-        c.pos += 1
-    elif kind == 0xDA:
-        _need(c, 2)
-        n = <Py_ssize_t>_big_endian(c.p + c.pos, 2)
-        c.pos += 2
-    elif kind == 0xDB:
-        _need(c, 4)
-        n = <Py_ssize_t>_big_endian(c.p + c.pos, 4)
-        c.pos += 4
-    else:
-        raise RecordError("permit record: expected a string")
-    _need(c, n)
+    cdef int status = read_str_head(c, &n)
+    if status:
+        return _fail(status)
     out.p = c.p + c.pos
     out.n = n
     out.limit = c.p + c.end
     c.pos += n
     if not _ascii(out.p, n, out.limit):
-        _check_utf8(out.p, n)
+        status = check_utf8(out.p, n)
+        if status:
+            return _fail(status)
     return 0
 
 
 cdef inline int _read_array(Cursor* c, Py_ssize_t* count) except -1:
-    cdef unsigned char kind
-    _need(c, 1)
-    kind = c.p[c.pos]
-    c.pos += 1
-    if 0x90 <= kind <= 0x9F:
-        count[0] = kind & 0x0F
-    elif kind == 0xDC:
-        _need(c, 2)
-        count[0] = <Py_ssize_t>_big_endian(c.p + c.pos, 2)
-        c.pos += 2
-    elif kind == 0xDD:
-        _need(c, 4)
-        count[0] = <Py_ssize_t>_big_endian(c.p + c.pos, 4)
-        c.pos += 4
-    else:
-        raise RecordError("permit record: expected an array")
+    cdef int status = read_array_head(c, count)
+    if status:
+        return _fail(status)
     return 0
 
 
 cdef inline int _read_int(Cursor* c, bint* negative, uint64_t* magnitude) except -1:
-    cdef unsigned char kind
-    cdef int size = 0
-    cdef bint signed = False
-    cdef uint64_t raw
-    cdef int64_t value
-    _need(c, 1)
-    kind = c.p[c.pos]
-    c.pos += 1
-    if kind <= 0x7F:
-        negative[0] = False
-        magnitude[0] = kind
-        return 0
-    if kind >= 0xE0:  # negative fixint: -32 .. -1
-        negative[0] = True
-        magnitude[0] = 0x100 - kind
-        return 0
-    if kind == 0xCC:
-        size = 1
-    elif kind == 0xCD:
-        size = 2
-    elif kind == 0xCE:
-        size = 4
-    elif kind == 0xCF:
-        size = 8
-    elif kind == 0xD0:
-        size, signed = 1, True
-    elif kind == 0xD1:
-        size, signed = 2, True
-    elif kind == 0xD2:
-        size, signed = 4, True
-    elif kind == 0xD3:
-        size, signed = 8, True
-    else:
-        raise RecordError("permit record: expected an integer")
-    _need(c, size)
-    raw = _big_endian(c.p + c.pos, size)
-    c.pos += size
-    if signed and (raw >> (size * 8 - 1)) & 1:
-        # sign-extend, then the magnitude without overflowing at the most negative value
-        if size < 8:
-            raw |= ~((<uint64_t>1 << (size * 8)) - 1)
-        value = <int64_t>raw
-        negative[0] = True
-        magnitude[0] = <uint64_t>(-(value + 1)) + 1
-    else:
-        negative[0] = False
-        magnitude[0] = raw
+    cdef int status = read_int(c, negative, magnitude)
+    if status:
+        return _fail(status)
     return 0
+
+
+cdef inline uint64_t _read_small(Cursor* c, uint64_t most) except? 0xFFFFFFFFFFFFFFFF:
+    # The compact layout's category and statuses: an integer in 0 .. most.
+    cdef uint64_t value
+    cdef int status = read_uint(c, most, &value)
+    if status:
+        _fail(status)
+    return value
 
 
 cdef inline bint _is(Span s, const char* text, Py_ssize_t n) noexcept:
@@ -354,15 +256,66 @@ cdef inline bint _same(Span a, Span b) noexcept:
     return a.n == b.n and memcmp(a.p, b.p, a.n) == 0
 
 
-cdef inline int _read_card(Cursor* c, Span* cn, Span* status) except -1:
+cdef inline void _constant(Span* out, const char* text) noexcept:
+    out.p = <const unsigned char*>text
+    out.n = len(text)
+    out.limit = out.p + out.n
+
+
+cdef enum:
+    COMPACT_FIELDS = 13
+    MIN_DAY = -719162     # 0001-01-01
+    MAX_DAY = 2932896     # 9999-12-31
+
+cdef const char* _CATEGORIES[3]
+_CATEGORIES[:] = [b"A", b"B", b"C"]
+cdef const char* _STATUSES[2]
+_STATUSES[:] = [b"active", b"cancelled"]
+cdef const char* _CARD_STATUSES[3]
+_CARD_STATUSES[:] = [b"active", b"lost", b"replaced"]
+
+
+cdef inline int _read_card(Cursor* c, Span* cn, Span* status, bint compact) except -1:
+    # Card: cn and status, both required, nothing else; the status a str (legacy) or its
+    # number (compact), either way one of _CARD_STATUSES.
     cdef Py_ssize_t count
     _read_array(c, &count)
-    if count != 2:  # Card: cn and status, both required, nothing else
+    if count != 2:
         raise RecordError("permit record: a card is [cn, status]")
     _read_str(c, cn)
-    _read_str(c, status)
-    if not (_is(status[0], b"active", 6) or _is(status[0], b"lost", 4) or _is(status[0], b"replaced", 8)):
-        raise RecordError("permit record: unknown card status")
+    if compact:
+        _constant(status, _CARD_STATUSES[_read_small(c, 2)])
+    else:
+        _read_str(c, status)
+        if not (_is(status[0], b"active", 6) or _is(status[0], b"lost", 4) or _is(status[0], b"replaced", 8)):
+            raise RecordError("permit record: unknown card status")
+    return 0
+
+
+cdef inline int _read_cards(Cursor* c, Record* r, bint compact) except -1:
+    # The cards (an array of them, in either layout): the active one (the first, should
+    # there be two) and its status, that of the first card with its number
+    # (PermitRecord.card_status). Every read is checked: a count from a damaged value ends
+    # at its end. Inlined into _parse and _parse_compact, each with its constant layout.
+    cdef Py_ssize_t cards, i, cards_at, cards_end
+    cdef Span cn, status
+    _read_array(c, &cards)
+    cards_at = c.pos
+    for i in range(cards):
+        _read_card(c, &cn, &status, compact)
+        if not r.has_cn and status.n == 6:  # "active": the one status of 6 bytes (_read_card checked it)
+            r.has_cn = True
+            r.cn = cn
+    if r.has_cn:
+        # walk the (already checked) cards again, then come back to where they end
+        cards_end = c.pos
+        c.pos = cards_at
+        for i in range(cards):
+            _read_card(c, &cn, &status, compact)
+            if _same(cn, r.cn):
+                r.card_status = status
+                break
+        c.pos = cards_end
     return 0
 
 
@@ -382,8 +335,8 @@ cdef inline int _read_status_index(Cursor* c) except -1:
 
 cdef int _parse(const unsigned char* data, Py_ssize_t size, Record* r) except -1:
     cdef Cursor c
-    cdef Py_ssize_t count, cards, i, cards_at, cards_end
-    cdef Span cn, status, cat
+    cdef Py_ssize_t count, i
+    cdef Span cat
     c.p = data
     c.pos = 0
     c.end = size
@@ -414,24 +367,7 @@ cdef int _parse(const unsigned char* data, Py_ssize_t size, Record* r) except -1
             _read_str(&c, &r.ssn)
             r.has_ssn = True
     if count > 11:
-        _read_array(&c, &cards)
-        cards_at = c.pos
-        for i in range(cards):
-            _read_card(&c, &cn, &status)
-            if not r.has_cn and _is(status, b"active", 6):
-                r.has_cn = True  # the active card (the first one, should there be two)
-                r.cn = cn
-        if r.has_cn:
-            # its status is that of the first card with its number (PermitRecord.card_status):
-            # walk the (already checked) cards again, then come back to where they end
-            cards_end = c.pos
-            c.pos = cards_at
-            for i in range(cards):
-                _read_card(&c, &cn, &status)
-                if _same(cn, r.cn):
-                    r.card_status = status
-                    break
-            c.pos = cards_end
+        _read_cards(&c, r, False)
     for i in range(12, count):  # si, ci: StatusIndex | None
         _read_status_index(&c)
     if c.pos != c.end:
@@ -441,52 +377,9 @@ cdef int _parse(const unsigned char* data, Py_ssize_t size, Record* r) except -1
 
 # --- the compact layout ------------------------------------------------------------
 
-cdef enum:
-    COMPACT_FIELDS = 13
-    MIN_DAY = -719162     # 0001-01-01
-    MAX_DAY = 2932896     # 9999-12-31
-
-cdef const char* _CATEGORIES[3]
-_CATEGORIES[:] = [b"A", b"B", b"C"]
-cdef const char* _STATUSES[2]
-_STATUSES[:] = [b"active", b"cancelled"]
-cdef const char* _CARD_STATUSES[3]
-_CARD_STATUSES[:] = [b"active", b"lost", b"replaced"]
-
-
-cdef inline bint _is_int_head(unsigned char kind) noexcept:
-    return kind <= 0x7F or 0xCC <= kind <= 0xD3 or kind >= 0xE0
-
-
 cdef inline bint _compact(const unsigned char* p, Py_ssize_t size) noexcept:
     # As verifier.index._stored_py.is_compact: an array whose first element is an integer.
-    cdef Py_ssize_t at
-    if size == 0:
-        return False
-    if 0x90 <= p[0] <= 0x9F:
-        at = 1
-    elif p[0] == 0xDC:
-        at = 3
-    elif p[0] == 0xDD:
-        at = 5
-    else:
-        return False
-    return at < size and _is_int_head(p[at])
-
-
-cdef inline void _constant(Span* out, const char* text) noexcept:
-    out.p = <const unsigned char*>text
-    out.n = len(text)
-    out.limit = out.p + out.n
-
-
-cdef inline uint64_t _read_small(Cursor* c, uint64_t most) except? 0xFFFFFFFFFFFFFFFF:
-    cdef bint negative
-    cdef uint64_t magnitude
-    _read_int(c, &negative, &magnitude)
-    if negative or magnitude > most:
-        raise RecordError("permit record: an integer out of range")
-    return magnitude
+    return array_of_int_first(p, size)
 
 
 cdef inline int _read_date(Cursor* c, Span* out, unsigned char* buffer) except -1:
@@ -496,7 +389,7 @@ cdef inline int _read_date(Cursor* c, Span* out, unsigned char* buffer) except -
     cdef uint64_t magnitude
     cdef int64_t z, era, doe, yoe, doy, mp, y, m, d
     _need(c, 1)
-    if not _is_int_head(c.p[c.pos]):
+    if not is_int_head(c.p[c.pos]):
         return _read_str(c, out)
     _read_int(c, &negative, &magnitude)
     if (negative and magnitude > -MIN_DAY) or (not negative and magnitude > MAX_DAY):
@@ -526,21 +419,10 @@ cdef inline int _read_date(Cursor* c, Span* out, unsigned char* buffer) except -
     return 0
 
 
-cdef inline int _read_compact_card(Cursor* c, Span* cn, Span* status) except -1:
-    cdef Py_ssize_t count
-    _read_array(c, &count)
-    if count != 2:
-        raise RecordError("permit record: a card is [cn, status]")
-    _read_str(c, cn)
-    _constant(status, _CARD_STATUSES[_read_small(c, 2)])
-    return 0
-
-
 cdef int _parse_compact(const unsigned char* data, Py_ssize_t size, Record* r) except -1:
     # Everything but the pn (text[F_PN]: the caller's, the id asked).
     cdef Cursor c
-    cdef Py_ssize_t count, cards, i, cards_at, cards_end
-    cdef Span cn, status
+    cdef Py_ssize_t count
     c.p = data
     c.pos = 0
     c.end = size
@@ -567,23 +449,7 @@ cdef int _parse_compact(const unsigned char* data, Py_ssize_t size, Record* r) e
     else:
         _read_str(&c, &r.ssn)
         r.has_ssn = True
-    _read_array(&c, &cards)
-    cards_at = c.pos
-    for i in range(cards):  # every read is checked: a count from a damaged value ends at its end
-        _read_compact_card(&c, &cn, &status)
-        if not r.has_cn and status.n == 6:  # "active": the active card (the first, should there be two)
-            r.has_cn = True
-            r.cn = cn
-    if r.has_cn:
-        # its status is that of the first card with its number, as in _parse
-        cards_end = c.pos
-        c.pos = cards_at
-        for i in range(cards):
-            _read_compact_card(&c, &cn, &status)
-            if _same(cn, r.cn):
-                r.card_status = status
-                break
-        c.pos = cards_end
+    _read_cards(&c, r, True)
     _read_status_index(&c)  # si
     _read_status_index(&c)  # ci
     if c.pos != c.end:
