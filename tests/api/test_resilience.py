@@ -124,7 +124,7 @@ def test_a_stale_index_is_status_unavailable_until_confirmed_again(world: World)
         wait_until(lambda: scan(client, world, text)["result"] == "VALID", timeout_s=3)
         verdict = wait_until(lambda: (v := scan(client, world, text))["result"] != "VALID" and v, timeout_s=5)
         assert (verdict["result"], verdict["reasons"]) == ("STATUS_UNAVAILABLE", ["status.index_stale"])
-        assert verdict["lag_s"] > 1.0
+        assert verdict["lag_s"] >= 1.0  # over the bound, shown to the millisecond (1.0004 is 1.0)
         world.index.heartbeat()
         wait_until(lambda: scan(client, world, text)["result"] == "VALID", timeout_s=3)
     finally:
