@@ -602,9 +602,11 @@ class PreparedBatch(NamedTuple):
 class SnapshotLoad:
     """A new generation being loaded beside the live one (from :meth:`IndexWriter.begin_snapshot`).
 
-    ``add(records)`` as often as needed (pipelined MSETs; the secondary look-ups are
-    gathered in memory, about 40 bytes an id, and written bucket by bucket at commit),
-    then ``commit(seq, feed_id)`` switches it in atomically, or ``abort()``.
+    ``add(records)`` as often as needed (fenced LOAD scripts of 500 records; the secondary
+    look-ups are gathered in memory, about 40 bytes an id, and written bucket by bucket at
+    commit), then ``commit(seq, feed_id)`` switches it in atomically, or ``abort()``.
+    ``add`` is ``write(prepare(records))``: the sync job prepares the next frame in a
+    read-ahead thread while this one is written (``verifier.lib.read_ahead``).
     Readers see the old generation, complete, until the switch.
     """
 
