@@ -29,6 +29,16 @@ class ChildFailed(RuntimeError):
     """A child exited when it should have kept running, or never became ready."""
 
 
+def child_env(env: dict[str, str] | None) -> dict[str, str]:
+    """``env`` (default: ours) with ``PYTHONSAFEPATH=1``: ``python -m verifier`` (and the
+    workers uvicorn spawns with ``-c``) would otherwise put the working directory first on
+    ``sys.path``, and run from a clone after ``pip install .`` they imported the source
+    tree (the compiled extensions are built into site-packages, not there) and so ran the
+    pure-Python twins. The interpreter's installed ``verifier`` is the one meant; an
+    editable install and ``PYTHONPATH`` still work."""
+    return {**(os.environ if env is None else env), "PYTHONSAFEPATH": "1"}
+
+
 class Child:
     """One child process (``python -m verifier ...`` and the like) with its log file."""
 
@@ -67,7 +77,7 @@ class Child:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
                 preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
-                env=self.env,
+                env=child_env(self.env),
             )
         return self
 
